@@ -1,0 +1,297 @@
+"""The MobileNetV4 backbone split at the freeze boundary: a frozen part and a trainable tail.
+
+timm's `features_only` MobileNetV4 (`mobilenetv4_conv_small` by default, any variant by name) gives maps at
+strides 8, 16 and 32 (64x28x28, 96x14x14, 960x7x7 at 224x224). timm builds it as a stem (conv_stem, bn1,
+act1) and a sequence of stages (`blocks.0` ...); `feature_info` names the stage after which each map comes
+out. The frozen part is the stem and the stages up to the stride-16 map: it maps images to the stride-8 and
+stride-16 maps, which the feature cache stores. The tail is the stages from there to the stride-32 map (the
+last stage of the seed paper, trained with the temporal model). Source: timm `MobileNetV3Features`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+RANDOM_INIT = "random-init"  # weights_hash of a backbone that loaded no weights
+OUT_INDICES = (2, 3, 4)  # timm feature indices of the stride 8, 16 and 32 maps
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.", "encoder.")  # stripped from keys
+HEAD_PREFIXES = ("conv_head.", "norm_head.", "classifier.", "head.", "fc.")  # classifier parts, dropped
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where a checkpoint keeps its weights
+
+
+class BackboneWeightsError(ValueError):
+    """Backbone weights that cannot be loaded: unreachable hub, unreadable file, mismatching keys."""
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Which backbone and which weights."""
+
+    name: str = "mobilenetv4_conv_small"  # timm model name, optionally with a weights tag (`name.tag`)
+    pretrained: bool = False  # load timm's hub weights for the name (needs the Hugging Face hub)
+    weights: str | None = None  # local weights file (.pth, .pth.tar, .safetensors); wins over `pretrained`
+    input_size: int = 224  # side of the square RGB face crop
+    channels_last: bool = True  # run the convolutions in channels-last memory format (faster on CPU)
+
+
+class FrozenPart(nn.Module):
+    """Stem and stages up to the stride-16 map; always in eval mode, no gradients."""
+
+    def __init__(self, stem: nn.Module, blocks: list[nn.Module], stride8_after: int, channels_last: bool):
+        super().__init__()
+        self.stem = stem
+        self.blocks = nn.Sequential(*blocks)
+        self.stride8_after = stride8_after  # number of blocks after which the stride-8 map comes out
+        self.channels_last = channels_last
+        self.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> FrozenPart:
+        # BatchNorm statistics of the frozen part never change: stay in eval mode
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        x = self.stem(images)  # (B, 3, 224, 224) -> (B, 32, 112, 112)
+        s8 = x
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i + 1 == self.stride8_after:
+                s8 = x  # (B, 64, 28, 28)
+        return s8, x  # (B, 64, 28, 28), (B, 96, 14, 14)
+
+
+class BackboneTail(nn.Module):
+    """The last stage: the stride-16 map to the stride-32 map; the two boundary maps pass through."""
+
+    def __init__(self, blocks: list[nn.Module], channels_last: bool):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.channels_last = channels_last
+
+    def forward(self, maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s8, s16 = maps
+        x = s16.contiguous(memory_format=torch.channels_last) if self.channels_last else s16
+        s32 = self.blocks(x)  # (B, 96, 14, 14) -> (B, 960, 7, 7)
+        return s8, s16, s32
+
+
+class MultiScaleBackbone(nn.Module):
+    """`frozen(images)` -> boundary maps, `tail(maps)` -> all three maps, `features` = both."""
+
+    def __init__(
+        self,
+        cfg: BackboneConfig,
+        frozen: FrozenPart,
+        tail: BackboneTail,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        map_shapes: tuple[tuple[int, ...], ...],
+        weights_hash: str,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.frozen = frozen
+        self.tail = tail
+        self.mean = mean  # per-channel RGB mean of the normalisation the weights expect
+        self.std = std  # per-channel RGB std
+        self.map_shapes = map_shapes  # ((64, 28, 28), (96, 14, 14), (960, 7, 7))
+        self.boundary_shapes = map_shapes[:2]  # what the cache stores
+        self.weights_hash = weights_hash
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def spec(self) -> dict[str, Any]:
+        """What a model built on this backbone records and what a cache of its maps must match."""
+        return backbone_spec(self.cfg.name, self.weights_hash, self.cfg.input_size, self.map_shapes)
+
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.tail(self.frozen(images))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.features(images)
+
+
+def backbone_spec(
+    name: str, weights_hash: str, input_size: int, map_shapes: tuple[tuple[int, ...], ...]
+) -> dict[str, Any]:
+    """The backbone's self-description (`boundary`: the cached map shapes, `tail_output`: the tail's)."""
+    return {
+        "backbone": name,
+        "weights_hash": weights_hash,
+        "input_size": int(input_size),
+        "boundary": [list(s) for s in map_shapes[:2]],
+        "tail_output": list(map_shapes[2]),
+    }
+
+
+def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
+    """The backbone of `cfg`, with hub weights, a local weights file or random initialisation."""
+    if cfg.weights is not None:
+        body = _create(cfg.name, pretrained=False)
+        path = Path(cfg.weights)
+        load_weights_file(body, path)
+        weights_hash = file_hash(path)
+    elif cfg.pretrained:
+        body = _create_pretrained(cfg.name)
+        weights_hash = f"timm:{body.pretrained_cfg.get('architecture')}.{body.pretrained_cfg.get('tag')}"
+    else:
+        body = _create(cfg.name, pretrained=False)
+        weights_hash = RANDOM_INIT
+    return _split(cfg, body, weights_hash)
+
+
+def _create(name: str, pretrained: bool) -> Any:  # timm MobileNetV3Features
+    import timm  # imported on first use: it takes seconds, and listing configs needs no backbone
+
+    return timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=OUT_INDICES)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return True  # offline mode: let timm look in the local hub cache
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    host, _, port = endpoint.partition(":")
+    try:
+        socket.create_connection((host, int(port or 443)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _create_pretrained(name: str) -> Any:
+    hint = (
+        f"could not load the pretrained weights of {name!r} from the Hugging Face hub ({{why}}). "
+        "Download the weights file elsewhere and pass it with --backbone-weights FILE "
+        "(BackboneConfig.weights); a timm or AffectNet-fine-tuned .pth, .pth.tar or .safetensors works."
+    )
+    if not _hub_reachable():
+        raise BackboneWeightsError(hint.format(why="the hub is unreachable"))
+    try:
+        return _create(name, pretrained=True)
+    except Exception as e:  # the hub client raises many kinds (OSError, HTTP, timeouts)
+        raise BackboneWeightsError(hint.format(why=f"{type(e).__name__}: {e}")) from e
+
+
+def _split(cfg: BackboneConfig, body: Any, weights_hash: str) -> MultiScaleBackbone:
+    # body: timm MobileNetV3Features; feature stage s comes out after blocks[s - 1] (stage 0 is the stem)
+    stages = [info["stage"] for info in body.feature_info.get_dicts()]
+    s8, s16, s32 = stages
+    blocks = list(body.blocks)
+    stem = nn.Sequential(body.conv_stem, body.bn1, body.act1)
+    frozen = FrozenPart(stem, blocks[:s16], stride8_after=s8, channels_last=cfg.channels_last)
+    tail = BackboneTail(blocks[s16:s32], channels_last=cfg.channels_last)
+    if cfg.channels_last:
+        frozen.to(memory_format=torch.channels_last)
+        tail.to(memory_format=torch.channels_last)
+    pcfg = body.pretrained_cfg
+    with torch.no_grad():
+        probe = torch.zeros(1, 3, cfg.input_size, cfg.input_size)
+        shapes = tuple(tuple(int(d) for d in m.shape[1:]) for m in tail.eval()(frozen(probe)))
+    tail.train()
+    return MultiScaleBackbone(
+        cfg,
+        frozen,
+        tail,
+        mean=tuple(float(v) for v in pcfg["mean"]),
+        std=tuple(float(v) for v in pcfg["std"]),
+        map_shapes=shapes,
+        weights_hash=weights_hash,
+    )
+
+
+def file_hash(path: Path, length: int = 16) -> str:
+    """`sha256:` and the first `length` hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()[:length]}"
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file: a bare state dict or a checkpoint holding one under a known key."""
+    if not path.is_file():
+        raise BackboneWeightsError(f"backbone weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw: Any = load_file(str(path))
+        else:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise BackboneWeightsError(
+            f"cannot read backbone weights file {path}: {type(e).__name__}: {e}"
+        ) from e
+    if isinstance(raw, Mapping):
+        for key in STATE_DICT_KEYS:
+            if isinstance(raw.get(key), Mapping):
+                raw = raw[key]
+                break
+    if not isinstance(raw, Mapping) or not any(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise BackboneWeightsError(
+            f"backbone weights file {path} holds no state dict (looked at the top level and under "
+            f"{', '.join(STATE_DICT_KEYS)})"
+        )
+    return {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+
+
+def clean_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Keys without wrapper prefixes (DDP, compile, `backbone.`), and the classifier keys dropped."""
+    cleaned, dropped = {}, []
+    for key, value in state.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix) :], True
+        if key.startswith(HEAD_PREFIXES):
+            dropped.append(key)
+        else:
+            cleaned[key] = value
+    return cleaned, dropped
+
+
+def load_weights_file(body: Any, path: Path) -> list[str]:
+    """Load a timm-style state dict into the features model; returns the dropped classifier keys."""
+    state, dropped = clean_keys(read_state_dict(path))
+    expected = body.state_dict()
+    # BatchNorm batch counters are absent from some files and never used by the forward pass
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
+        if wrong:
+            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong]
+            parts.append(f"{len(wrong)} keys of the wrong shape ({_few(shapes)})")
+        raise BackboneWeightsError(
+            f"backbone weights file {path} does not fit {body.pretrained_cfg.get('architecture')}: "
+            + "; ".join(parts)
+        )
+    body.load_state_dict(state, strict=False)
+    return dropped
+
+
+def _few(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

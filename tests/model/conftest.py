@@ -1,0 +1,27 @@
+"""Shared fixtures of the model tests: one random-init backbone per session, small inputs."""
+
+import pytest
+import torch
+
+from model.backbone import BackboneConfig, build_backbone
+
+
+@pytest.fixture(scope="session")
+def backbone():
+    torch.manual_seed(0)
+    return build_backbone(BackboneConfig(pretrained=False))
+
+
+def random_maps(backbone, batch: int, frames: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Boundary maps (B, T, C, H, W) shaped like the backbone's, non-negative like ReLU outputs."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.rand(batch, frames, *shape, generator=g) for shape in backbone.boundary_shapes)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors run faster on one thread on a shared 2-core machine; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
