@@ -1,0 +1,38 @@
+"""Shared fixtures: the synthetic data sets of `pipeline.synth`, each made once per test session.
+
+`synth_affwild2`, `synth_emi` and `synth_ah` return the root folder (a Path) of the default data set of
+that layout (seed 0); its `synth_manifest.json` says what is in it and `synth_truth/` holds the true face
+boxes. Treat them as read-only: every test of the session shares them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.synth import SynthConfig, make_dataset
+
+
+def _make(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Path:
+    root = tmp_path_factory.mktemp(f"synth_{layout}")
+    make_dataset(SynthConfig(output=root, layout=layout))
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_affwild2(tmp_path_factory) -> Path:
+    """The default Aff-Wild2-layout synthetic data set (8 videos, about 600 frames)."""
+    return _make(tmp_path_factory, "affwild2")
+
+
+@pytest.fixture(scope="session")
+def synth_emi(tmp_path_factory) -> Path:
+    """The default EMI-layout synthetic data set (9 clips)."""
+    return _make(tmp_path_factory, "emi")
+
+
+@pytest.fixture(scope="session")
+def synth_ah(tmp_path_factory) -> Path:
+    """The default AH-layout (BAH-like) synthetic data set (8 videos of 4 participants)."""
+    return _make(tmp_path_factory, "ah")
