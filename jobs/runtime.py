@@ -1,0 +1,216 @@
+"""Where the pipeline runs: a local Ray started on demand or a cluster, and how stages are sized on it.
+
+`RuntimeConfig` holds everything about placement (address, CPUs, actor counts, batch sizes, GPU use),
+kept apart from what the stages do. `ray_session` starts a local Ray on loopback only
+(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `address="local"`, no dashboard, quiet logs) or joins a cluster
+(`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which `ray start` enables by default in Ray 2.60).
+`plan_stages` sizes the stage pools so that their CPU reservations never add up to every CPU: on 2 cores
+an actor pool that claims all CPUs starves the other stages and Ray Data waits "backpressured" forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0" keeps a local Ray on 127.0.0.1 (read at import)
+# Ray 2.60 warns on every local start that token auth is on (its default); the rest stays at WARNING
+QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR}
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Placement of the extraction stages; nothing here changes what a stage computes."""
+
+    address: str | None = (
+        None  # Ray cluster to join ("host:port", "ray://..."); None: $RAY_ADDRESS, else local
+    )
+    num_cpus: int | None = None  # CPUs of a local Ray (None: the machine's cores)
+    use_gpu: bool | None = None  # backbone (and detector) on a GPU; None: when the cluster has one
+    face_actors: int | None = None  # decode + detect + align workers; None: from the CPUs (plan_stages)
+    face_cpus: float | None = None  # CPUs reserved per face worker; None: plan_stages
+    backbone_actors: int | None = None  # frozen-backbone workers; None: 1 per GPU, else 1
+    backbone_cpus: float | None = None  # CPUs reserved per backbone worker; None: plan_stages
+    backbone_threads: int | None = None  # torch threads of a CPU backbone worker; None: plan_stages
+    write_actors: int = 1  # part-file writers
+    write_cpus: float = 0.25  # CPUs reserved per writer
+    backbone_batch: int = 64  # rows per backbone call
+    write_batch: int = 128  # rows per part-file write call
+    object_store_memory: int | None = None  # bytes of a local Ray's object store; None: Ray's default
+    temp_dir: str | None = None  # a local Ray's session folder root; None: Ray's default (/tmp/ray)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Pool sizes and reservations of the three stages on a given cluster."""
+
+    face_actors: int  # decode + detect + align workers
+    face_cpus: float  # CPUs reserved per face worker
+    face_threads: int  # torch threads per face worker
+    face_gpus: float  # GPU share per face worker (detector on the GPU)
+    backbone_actors: int  # frozen-backbone workers
+    backbone_cpus: float  # CPUs reserved per backbone worker
+    backbone_gpus: float  # GPUs per backbone worker
+    backbone_threads: int  # torch threads per backbone worker
+    write_actors: int  # part-file writers
+    write_cpus: float  # CPUs reserved per writer
+    device: str  # "cuda" or "cpu": where the backbone and detector run
+
+    @property
+    def reserved_cpus(self) -> float:
+        return (
+            self.face_actors * self.face_cpus
+            + self.backbone_actors * self.backbone_cpus
+            + self.write_actors * self.write_cpus
+        )
+
+    def describe(self) -> str:
+        return (
+            f"faces {self.face_actors} x {self.face_cpus:g} CPU, "
+            f"backbone {self.backbone_actors} x {self.backbone_cpus:g} CPU"
+            + (
+                f" + {self.backbone_gpus:g} GPU"
+                if self.backbone_gpus
+                else f" ({self.backbone_threads} threads)"
+            )
+            + f", write {self.write_actors} x {self.write_cpus:g} CPU on {self.device}"
+        )
+
+
+def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None = None) -> StagePlan:
+    """Stage pools for a cluster with `cpus` CPUs and `gpus` GPUs; explicit settings in `cfg` win.
+
+    CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
+    one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
+    1 x 0.5, write 1 x 0.25 (1.75 of 2 reserved). With a GPU the backbone and the detector run on it.
+    """
+    gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
+    if gpu and gpus < 1:
+        raise RuntimeError("a GPU was asked for but the Ray cluster has none")
+    write = cfg.write_actors * cfg.write_cpus
+    if gpu:
+        backbone_actors = cfg.backbone_actors or max(1, int(gpus))
+        backbone_cpus = cfg.backbone_cpus if cfg.backbone_cpus is not None else 1.0
+        backbone_gpus, threads = 1.0, 1
+    else:
+        backbone_actors = cfg.backbone_actors or 1
+        backbone_cpus = (
+            cfg.backbone_cpus if cfg.backbone_cpus is not None else max(0.5, float(int(cpus // 4)))
+        )
+        backbone_gpus = 0.0
+        threads = cfg.backbone_threads or max(1, int(round(backbone_cpus)))
+    left = cpus - backbone_actors * backbone_cpus - write - 0.25
+    face_cpus = cfg.face_cpus if cfg.face_cpus is not None else (1.0 if left >= 1 else max(0.25, left))
+    face_actors = cfg.face_actors or max(1, int(left // face_cpus))
+    face_gpus = round(0.5 / face_actors, 3) if gpu else 0.0
+    plan = StagePlan(
+        face_actors=face_actors,
+        face_cpus=face_cpus,
+        face_threads=max(1, int(face_cpus)),
+        face_gpus=face_gpus,
+        backbone_actors=backbone_actors,
+        backbone_cpus=backbone_cpus,
+        backbone_gpus=backbone_gpus if gpu else 0.0,
+        backbone_threads=threads,
+        write_actors=cfg.write_actors,
+        write_cpus=cfg.write_cpus,
+        device="cuda" if gpu else "cpu",
+    )
+    if plan.reserved_cpus > cpus:
+        raise RuntimeError(
+            f"stage pools reserve {plan.reserved_cpus:g} CPUs but the cluster has {cpus:g}: {plan.describe()}"
+        )
+    return plan
+
+
+def cluster_address(cfg: RuntimeConfig) -> str | None:
+    """The cluster to join, or None for a local Ray."""
+    address = cfg.address or os.environ.get("RAY_ADDRESS") or None
+    return None if address in (None, "local") else address
+
+
+def _loopback_host(address: str) -> str | None:
+    # "127.0.0.2:6379" -> "127.0.0.2"; the driver then claims that address as its node's
+    if address.startswith("ray://"):
+        return None  # Ray Client: the driver is not a node
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    return host if host.startswith("127.") else None
+
+
+@contextlib.contextmanager
+def ray_session(cfg: RuntimeConfig) -> Iterator[dict[str, float]]:
+    """Ray for the duration of the block: joined, or started locally (and stopped after); yields resources."""
+    import ray
+
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    started = False
+    if not ray.is_initialized():
+        address = cluster_address(cfg)
+        if address is None:
+            _loopback_only()
+            ray.init(
+                address="local",
+                num_cpus=cfg.num_cpus or os.cpu_count(),
+                include_dashboard=False,
+                object_store_memory=cfg.object_store_memory,
+                logging_level=logging.WARNING,
+                _temp_dir=cfg.temp_dir,
+            )
+        else:
+            _cluster_mode()
+            _token_auth()
+            # on a loopback cluster (127.0.0.x) the driver claims the address it joins as its node's
+            ray.init(address=address, logging_level=logging.WARNING, _node_ip_address=_loopback_host(address))
+        started = True
+    _quiet_data()
+    try:
+        yield ray.cluster_resources()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _token_auth() -> None:
+    """Join with token auth unless RAY_AUTH_MODE says otherwise (an explicit address never turns it on)."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray reads the mode once at import: refresh it in this process too
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()
+    except ImportError:
+        pass
+
+
+def _cluster_mode() -> None:
+    # undo `_loopback_only` of an earlier local session in this process: a cluster needs real addresses
+    from ray._private import ray_constants
+
+    if os.environ.get(LOOPBACK_VAR) == "0":
+        del os.environ[LOOPBACK_VAR]
+        ray_constants.ENABLE_RAY_CLUSTER = not ray_constants.IS_WINDOWS_OR_OSX
+
+
+def _loopback_only() -> None:
+    # read by Ray when it is imported; set it for the processes this driver starts, and for this one
+    os.environ[LOOPBACK_VAR] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _quiet_data() -> None:
+    from ray.data import DataContext
+    from ray.util.debug import log_once
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # the extraction prints its own per-video progress
+    log_once("ray_data_progress_manager_disabled")  # and needs no warning that Ray Data's are off
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset "execution finished" lines

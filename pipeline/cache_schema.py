@@ -1,0 +1,214 @@
+"""The feature cache's on-disk format: Arrow schemas, shard metadata, the cache spec and file names.
+
+A shard holds one subject: one row per decoded frame (`index` 0-based), the face record of that frame and
+the frozen backbone's maps at the freeze boundary (`s8` stride 8, `s16` stride 16) as fixed-size lists of
+float16. The schema metadata key `lwaffect` holds a JSON document that makes the shard self-describing:
+the cache spec (backbone, weights hash, input size, boundary, dtype, face settings), its hash, the lwaffect
+version, subject, video, frame and face counts and the `complete` flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from model import __version__
+
+META_KEY = b"lwaffect"  # schema metadata key holding the shard's JSON description
+MAP_NAMES = ("s8", "s16")  # boundary map columns, in the backbone's order
+SOURCES = ("detected", "tracked", "interpolated", "none")  # values of the `source` column
+SPEC_FIELDS_IGNORED = (
+    "version",
+    "weights",
+)  # recorded, not compared: a new release reads old caches; a moved
+# weights file with the same hash makes the same maps
+MAP_DTYPES = {"float16": pa.float16()}  # supported stored dtypes of the maps
+
+
+def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> pa.Schema:
+    """The Arrow schema of a shard (and of a part file) for boundary map shapes `((C, H, W), ...)`."""
+    if len(boundary) != len(MAP_NAMES):
+        raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got shapes {boundary}")
+    value = MAP_DTYPES[dtype]
+    fields = [
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("face", pa.bool_(), nullable=False),
+        *(pa.field(name, pa.float32(), nullable=False) for name in ("x1", "y1", "x2", "y2", "score")),
+        pa.field(
+            "landmarks", pa.list_(pa.field("element", pa.float32(), nullable=False), 10), nullable=False
+        ),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+    for name, shape in zip(MAP_NAMES, boundary, strict=True):
+        size = int(np.prod(shape))
+        fields.append(
+            pa.field(name, pa.list_(pa.field("element", value, nullable=False), size), nullable=False)
+        )
+    return pa.schema(fields)
+
+
+def _fixed_list(values: np.ndarray, field: pa.Field) -> pa.FixedSizeListArray:
+    # (n, ...) -> n fixed-size lists of prod(...) values, zero copy where the dtype already matches
+    flat = np.ascontiguousarray(values).reshape(-1)
+    inner = pa.array(flat, type=field.type.value_type)
+    return pa.FixedSizeListArray.from_arrays(inner, type=field.type)
+
+
+def frames_table(
+    schema: pa.Schema,
+    index: np.ndarray,  # (n,) int
+    face: np.ndarray,  # (n,) bool
+    box: np.ndarray,  # (n, 4) x1, y1, x2, y2 in pixels of the full frame
+    score: np.ndarray,  # (n,)
+    landmarks: np.ndarray,  # (n, 5, 2) or (n, 10)
+    source: Sequence[str],  # (n,) one of SOURCES
+    maps: Sequence[np.ndarray],  # ((n, C, H, W), ...) in MAP_NAMES order
+) -> pa.Table:
+    """Rows of a shard from numpy arrays (maps are cast to the schema's dtype)."""
+    n = len(index)
+    box = np.asarray(box, np.float32).reshape(n, 4)
+    columns: dict[str, pa.Array] = {
+        "index": pa.array(np.asarray(index, np.int32)),
+        "face": pa.array(np.asarray(face, bool)),
+        "x1": pa.array(box[:, 0]),
+        "y1": pa.array(box[:, 1]),
+        "x2": pa.array(box[:, 2]),
+        "y2": pa.array(box[:, 3]),
+        "score": pa.array(np.asarray(score, np.float32).reshape(n)),
+        "landmarks": _fixed_list(np.asarray(landmarks, np.float32).reshape(n, 10), schema.field("landmarks")),
+        "source": pa.array([str(s) for s in source], pa.string()),
+    }
+    for name, values in zip(MAP_NAMES, maps, strict=True):
+        dtype = schema.field(name).type.value_type.to_pandas_dtype()
+        columns[name] = _fixed_list(
+            np.asarray(values).astype(dtype, copy=False).reshape(n, -1), schema.field(name)
+        )
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def encode_subject(name: str) -> str:
+    """A file-name-safe, reversible encoding of a subject name (AH names contain `/`)."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isascii() and (ch.isalnum() or ch in "-_" or (ch == "." and i > 0)):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def decode_subject(encoded: str) -> str:
+    """Inverse of `encode_subject`."""
+    raw = bytearray()
+    i = 0
+    while i < len(encoded):
+        if encoded[i] == "%":
+            raw.append(int(encoded[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.extend(encoded[i].encode("ascii"))
+            i += 1
+    return raw.decode("utf-8")
+
+
+def make_spec(
+    backbone: Mapping[str, Any],
+    dtype: str,
+    faces: Mapping[str, Any],
+    pretrained: bool = False,
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """The cache spec: every setting that decides what a cached row holds.
+
+    `backbone` is `MultiScaleBackbone.spec()` (backbone, weights_hash, input_size, boundary shapes);
+    `weights` (the weights file's path) is recorded for reference, its hash is what is compared.
+    """
+    boundary = [[int(d) for d in shape] for shape in backbone["boundary"]]
+    if len(boundary) != len(MAP_NAMES):
+        raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got {boundary}")
+    return {
+        "backbone": str(backbone["backbone"]),
+        "pretrained": bool(pretrained),
+        "weights": None if weights is None else str(weights),
+        "weights_hash": str(backbone["weights_hash"]),
+        "input_size": int(backbone["input_size"]),
+        "boundary": boundary,  # [[C, H, W], ...] in MAP_NAMES order
+        "dtype": dtype,
+        "faces": _jsonable(faces),
+        "version": __version__,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    # tuples -> lists, numpy scalars -> python, so that a spec equals its JSON round trip
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """A short hash of the compared part of a spec."""
+    compared = {k: v for k, v in spec.items() if k not in SPEC_FIELDS_IGNORED}
+    return hashlib.sha256(json.dumps(compared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable `setting: old -> new` lines for every compared setting that differs."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in SPEC_FIELDS_IGNORED:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            lines += spec_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines
+
+
+def shard_metadata(
+    spec: Mapping[str, Any], subject: str, video: str, frames: int, faces: int, complete: bool
+) -> dict[bytes, bytes]:
+    """Schema metadata of a shard or part file."""
+    doc = {
+        "spec": spec,
+        "spec_hash": spec_hash(spec),
+        "version": __version__,
+        "subject": subject,
+        "video": video,
+        "frames": int(frames),
+        "faces": int(faces),
+        "complete": bool(complete),
+    }
+    return {META_KEY: json.dumps(doc).encode()}
+
+
+def read_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """The JSON description stored in a shard's schema; empty when absent."""
+    raw = (schema.metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("subject", pa.string()),
+        pa.field("video", pa.string()),
+        pa.field("frames", pa.int64()),
+        pa.field("faces", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        pa.field("spec_hash", pa.string()),
+        pa.field("file", pa.string()),  # shard path relative to the cache root
+    ]
+)
+
+FAILURES_SCHEMA = pa.schema(
+    [
+        pa.field("video", pa.string()),
+        pa.field("subject", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("reason", pa.string()),
+    ]
+)

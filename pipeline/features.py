@@ -1,0 +1,138 @@
+"""The frozen-backbone feature stage: aligned face crops -> the boundary maps the cache stores.
+
+`extract_maps` is the pure core: uint8 crops are normalised with the backbone's own mean/std (they follow
+the weights, see timm's `pretrained_cfg`), run through the frozen part in batches (channels-last; bf16
+autocast where the device runs it faster) and returned as float16 numpy maps. Frames without a face are
+not run through the backbone; their maps are zero. `BackboneStage` is the thin Ray Data wrapper that
+builds the backbone once per worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from model.backbone import BackboneConfig, build_backbone
+
+Autocast = Literal["auto", "bf16", "off"]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How the frozen backbone is run and what dtype its maps are stored in."""
+
+    dtype: str = "float16"  # stored dtype of the maps (the cache's `dtype`)
+    batch_size: int = 32  # crops per backbone call
+    channels_last: bool = True  # feed channels-last tensors (about 2x faster convolutions on CPU)
+    autocast: Autocast = (
+        "auto"  # bf16 autocast: "auto" = where the device has native bf16 (CPU AVX512-BF16/AMX, CUDA)
+    )
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(cfg: FeatureConfig, device: torch.device) -> bool:
+    """Whether to run the backbone under bf16 autocast on `device`."""
+    if cfg.autocast != "auto":
+        return cfg.autocast == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and _cpu_has_bf16()
+
+
+RANDOM_INIT_SEED = 0  # seed of a backbone built without weights: every worker must build the same one
+
+
+def build_frozen_backbone(cfg: BackboneConfig) -> Any:
+    """`build_backbone(cfg)`; without weights, randomly initialised from a fixed seed (same in every process)."""
+    if cfg.weights is not None or cfg.pretrained:
+        return build_backbone(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return build_backbone(cfg)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@torch.inference_mode()
+def extract_maps(
+    crops: np.ndarray | torch.Tensor,  # (n, 3, S, S) uint8 RGB face crops
+    backbone: Any,  # MultiScaleBackbone: .frozen, .mean, .std, .boundary_shapes
+    cfg: FeatureConfig = FeatureConfig(),
+    face: np.ndarray | None = None,  # (n,) bool: rows to run; others get zero maps (default: all)
+) -> tuple[np.ndarray, ...]:
+    """Boundary maps of face crops: ((n, 64, 28, 28), (n, 96, 14, 14)) float16 numpy (cfg.dtype)."""
+    n = len(crops)
+    dtype = np.dtype(cfg.dtype)
+    out = tuple(np.zeros((n, *shape), dtype) for shape in backbone.boundary_shapes)
+    rows = np.flatnonzero(np.ones(n, bool) if face is None else np.asarray(face, bool))
+    if rows.size == 0:
+        return out
+    device = _device_of(backbone.frozen)
+    bf16 = use_bf16(cfg, device)
+    mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1) * 255.0
+    source = torch.as_tensor(crops)
+    for start in range(0, rows.size, cfg.batch_size):
+        take = rows[start : start + cfg.batch_size]
+        x = source[torch.from_numpy(take)].to(device, non_blocking=True)  # (b, 3, S, S) uint8
+        x = (x.float() - mean) / std  # normalised as the weights expect
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            maps = backbone.frozen(x)  # (b, 3, S, S) -> ((b, 64, 28, 28), (b, 96, 14, 14))
+        for target, m in zip(out, maps, strict=True):
+            target[take] = m.float().cpu().numpy().astype(dtype)
+    return out
+
+
+def cosine_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each frame's flattened maps: (n, ...) x (n, ...) -> (n,)."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    norm = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.divide((a * b).sum(1), norm, out=np.ones(len(a)), where=norm > 0)
+
+
+class BackboneStage:
+    """Ray Data stage: adds `s8`, `s16` maps to a batch of crops and drops the crops.
+
+    Input columns: `crops` (n, 3, S, S) uint8, `face` (n,) bool, any others (passed through).
+    Output adds `s8`, `s16` (cfg.dtype) and `t_backbone` (seconds, the batch's time split over its rows).
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        cfg: FeatureConfig = FeatureConfig(),
+        device: str = "cpu",
+        threads: int | None = None,  # torch intra-op threads (None: leave as is)
+    ):
+        if threads:
+            torch.set_num_threads(threads)
+        self.cfg = cfg
+        self.backbone = build_frozen_backbone(backbone)
+        self.backbone.frozen.to(torch.device(device))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        crops = batch.pop("crops")
+        batch["s8"], batch["s16"] = extract_maps(crops, self.backbone, self.cfg, face=batch["face"])
+        n = len(crops)
+        batch["t_backbone"] = np.full(n, (time.perf_counter() - started) / max(n, 1))
+        return batch
