@@ -1,0 +1,266 @@
+"""`lwaffect predict`: per-frame predictions of one task from a feature cache.
+
+Loads a checkpoint (which must match the task and the cache's backbone), predicts every cached frame of
+every subject with overlapping windows averaged (`pipeline.training.predict_rows`), activates the outputs
+(task table), decides AU / AH with the checkpoint's thresholds and EXPR by the most probable class, fills
+frames without a face (`pipeline.fill`) and writes `OUT/predictions/<task>.parquet` atomically. Schema:
+`video`, `subject`, `frame` (int32, 1-based), `face`, `filled`, then VA `valence`, `arousal`; AU `p_AU*`
+and `AU*`; EXPR `p_<class>` and `expression`; AH `p_ah`, `ah`. EMI (a clip task): `video`, `subject` and
+its six intensities.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, get_task
+from pipeline.fill import FillConfig, FillMethod, fill_predictions
+from pipeline.training import activate, predict_rows
+from pipeline.windows import ShardReader
+
+PREDICTIONS_DIR = "predictions"  # OUT/predictions/<task>.parquet
+
+
+class PredictError(ValueError):
+    """Predictions cannot be made: a bad checkpoint, cache, split or subject list; the message says why."""
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """One prediction pass over a cache."""
+
+    task: str  # va, au, expr, ah or emi
+    cache: str  # feature cache made by `lwaffect extract` (folder or pyarrow filesystem URI)
+    weights: Path  # checkpoint made by `lwaffect train`
+    output: Path  # output folder; the predictions go to OUTPUT/predictions/<task>.parquet
+    stride: int | None = None  # frames between window starts; None: the checkpoint's validation stride
+    fill: FillMethod = "linear"  # frames without a face: "linear" interpolation or the "nearest" face frame
+    split: str | None = None  # only the subjects of this split (needs `input`); None: every cached subject
+    input: Path | None = None  # data set folder whose catalogue gives the split
+    subjects: tuple[str, ...] | None = None  # exactly these subjects (overrides `split`)
+    batch_size: int = 8  # windows per forward pass
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    bf16: bool = False  # bf16 autocast around the model
+
+
+@dataclass
+class PredictReport:
+    """What a prediction pass wrote."""
+
+    task: str  # task name
+    path: Path  # the predictions Parquet
+    subjects: int  # subjects predicted
+    videos: int  # videos they belong to
+    frames: int  # rows written (clips for EMI)
+    faces: int  # frames with a face
+    filled: int  # frames without a face, filled
+    seconds: float  # wall time of the prediction loop (model and cache reads)
+    missing: list[str] = field(default_factory=list)  # subjects asked for that have no complete shard
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def output_path(output: Path, task: str) -> Path:
+    """Where the predictions of `task` are written under the output folder."""
+    return Path(output) / PREDICTIONS_DIR / f"{task}.parquet"
+
+
+# ------------------------------------------------------------------------------------------------- tables
+
+
+def class_columns(task: str) -> tuple[list[str], list[str]]:
+    """(probability columns, decision columns) of a class task; empty lists for VA and EMI."""
+    if task == "au":
+        return [f"p_{n}" for n in AU_NAMES], list(AU_NAMES)
+    if task == "expr":
+        return [f"p_{n}" for n in EXPR_NAMES], ["expression"]
+    if task == "ah":
+        return ["p_ah"], ["ah"]
+    return [], []
+
+
+def thresholds_of(task: str, meta: dict[str, Any]) -> np.ndarray:
+    """Decision thresholds (K,) of AU / AH from checkpoint metadata; 0.5 where none were tuned."""
+    k = get_task(task).outputs
+    recorded = meta.get("thresholds")
+    if recorded is None:
+        return np.full(k, 0.5)
+    th = np.asarray(recorded, dtype=np.float64).ravel()
+    if th.size == 1:
+        th = np.full(k, float(th[0]))
+    if th.shape != (k,):
+        raise PredictError(f"checkpoint has {th.size} thresholds, task {task} needs {k}")
+    return th
+
+
+def subject_table(
+    task: str,
+    video: str,
+    subject: str,
+    frame: np.ndarray,
+    face: np.ndarray,
+    preds: np.ndarray,
+    thresholds: np.ndarray,
+) -> pl.DataFrame:
+    """One subject's rows before filling: activated predictions (N, out) -> the Parquet schema.
+
+    Clip tasks give one row with the intensities; frame tasks one row per frame, `filled` False.
+    """
+    spec = get_task(task)
+    if spec.unit == "clip":
+        data: dict[str, Any] = {"video": [video], "subject": [subject]}
+        data |= {name: pl.Series(name, preds[:1, k], pl.Float32) for k, name in enumerate(EMI_NAMES)}
+        return pl.DataFrame(data)
+    n = len(frame)
+    data = {
+        "video": pl.Series("video", [video] * n, pl.String),
+        "subject": pl.Series("subject", [subject] * n, pl.String),
+        "frame": pl.Series("frame", frame, pl.Int32),
+        "face": pl.Series("face", face, pl.Boolean),
+        "filled": pl.Series("filled", np.zeros(n, bool), pl.Boolean),
+    }
+    if task == "va":
+        data |= {c: pl.Series(c, preds[:, k], pl.Float32) for k, c in enumerate(spec.label_columns)}
+        return pl.DataFrame(data)
+    probs, decisions = class_columns(task)
+    data |= {c: pl.Series(c, preds[:, k], pl.Float32) for k, c in enumerate(probs)}
+    if spec.kind == "multiclass":
+        classes = preds.argmax(axis=1)[:, None]  # (N, K) -> (N, 1)
+    else:
+        classes = preds >= thresholds  # (N, K) 0/1 decisions
+    data |= {c: pl.Series(c, classes[:, k].astype(np.int8), pl.Int8) for k, c in enumerate(decisions)}
+    return pl.DataFrame(data)
+
+
+def empty_table(task: str) -> pl.DataFrame:
+    """A predictions table of `task` without rows, with the full schema."""
+    k = get_task(task).outputs
+    one = subject_table(
+        task, "", "", np.ones(1, np.int64), np.ones(1, bool), np.zeros((1, k)), np.full(k, 0.5)
+    )
+    return one.clear()
+
+
+def write_predictions(table: pl.DataFrame, path: Path) -> None:
+    """Write a predictions table to `path` under a temporary name, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        table.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------- prediction
+
+
+def predict_subjects(
+    model: torch.nn.Module,
+    cache: Any,
+    task: str,
+    subjects: Sequence[str],
+    seq_len: int,
+    stride: int,
+    thresholds: np.ndarray,
+    fill: FillMethod = "linear",
+    batch_size: int = 8,
+    device: str = "cpu",
+    bf16: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> pl.DataFrame:
+    """Filled predictions of `subjects` (each with a complete shard in `cache`) as one table, in order."""
+    reader = ShardReader(cache, block_rows=max(128, seq_len), cached_blocks=4)
+    parts = []
+    started = time.perf_counter()
+    done = 0
+    for i, subject in enumerate(subjects, 1):
+        raw, index, face = predict_rows(model, reader, subject, seq_len, stride, batch_size, device, bf16)
+        preds = activate(task, raw)  # (N, out) head outputs -> values / probabilities
+        parts.append(subject_table(task, cache.video(subject), subject, index + 1, face, preds, thresholds))
+        done += len(index)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        say(f"  predict {i}/{len(subjects)} {subject}: {len(index)} frames ({rate:.0f} frames/s)")
+    table = pl.concat(parts) if parts else empty_table(task)
+    if get_task(task).unit == "clip":
+        return table
+    filled = fill_predictions(table, task, FillConfig(method=fill), thresholds)
+    order = {s: k for k, s in enumerate(subjects)}  # keep the requested subject order
+    return filled.sort(pl.col("subject").replace_strict(order, return_dtype=pl.Int64), "frame")
+
+
+def load_model(weights: Path, task: str, cache: Any, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The checkpoint's model and metadata, refused unless it was trained for `task` on `cache`'s maps."""
+    from model.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(Path(weights), expect_task=task, expect_cache_spec=cache.spec, device=device)
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        raise PredictError(str(e)) from None
+
+
+def select_subjects(cfg: PredictConfig, cached: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(subjects to predict, asked-for subjects without a complete shard) for `cfg`."""
+    if cfg.subjects is not None:
+        wanted = list(cfg.subjects)
+    elif cfg.split is not None:
+        if cfg.input is None:
+            raise PredictError("--split needs --input, the data set folder whose catalogue lists the split")
+        from pipeline.datasets import load_catalogue
+
+        catalogue = load_catalogue(cfg.input)
+        wanted = [s.name for s in catalogue.subjects_in(cfg.task, cfg.split)]
+        if not wanted:
+            raise PredictError(f"{cfg.input} has no {cfg.split} subjects for task {cfg.task}")
+    else:
+        return list(cached), []
+    have = set(cached)
+    return [s for s in wanted if s in have], [s for s in wanted if s not in have]
+
+
+def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> PredictReport:
+    """Predict every frame of the selected subjects and write OUTPUT/predictions/<task>.parquet."""
+    from pipeline.cache import CacheError, open_cache
+
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    get_task(cfg.task)
+    if cfg.fill not in ("linear", "nearest"):
+        raise PredictError(f"unknown fill method {cfg.fill!r}; use linear or nearest")
+    try:
+        cache = open_cache(cfg.cache)
+    except CacheError as e:
+        raise PredictError(str(e)) from None
+    model, meta = load_model(cfg.weights, cfg.task, cache, cfg.device)
+    seq_len = int(meta.get("seq_len") or getattr(model, "num_frames", 32))
+    stride = int(cfg.stride or meta.get("stride") or max(seq_len // 2, 1))
+    if stride < 1:
+        raise PredictError(f"stride must be at least 1, got {stride}")
+    subjects, missing = select_subjects(cfg, cache.subjects())
+    if missing:
+        say(f"{len(missing)} subjects have no complete cache shard and get no predictions: "
+            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")  # fmt: skip
+    say(f"predict {cfg.task}: {len(subjects)} subjects, windows of {seq_len} frames every {stride}")
+    started = time.perf_counter()
+    table = predict_subjects(model, cache, cfg.task, subjects, seq_len, stride, thresholds_of(cfg.task, meta),
+                             cfg.fill, cfg.batch_size, cfg.device, cfg.bf16, say)  # fmt: skip
+    seconds = time.perf_counter() - started
+    path = output_path(cfg.output, cfg.task)
+    write_predictions(table, path)
+    clip = get_task(cfg.task).unit == "clip"
+    faces = len(table) if clip else int(table["face"].sum())
+    filled = 0 if clip else int(table["filled"].sum())
+    videos = table["video"].n_unique() if len(table) else 0
+    return PredictReport(cfg.task, path, len(subjects), videos, len(table), faces, filled, seconds, missing)
