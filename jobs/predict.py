@@ -244,7 +244,7 @@ def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> Pre
     except CacheError as e:
         raise PredictError(str(e)) from None
     model, meta = load_model(cfg.weights, cfg.task, cache, cfg.device)
-    seq_len = int(meta.get("seq_len") or getattr(model, "num_frames", 32))
+    seq_len = int(meta.get("seq_len") or getattr(model, "num_frames", 32))  # type: ignore[arg-type]
     stride = int(cfg.stride or meta.get("stride") or max(seq_len // 2, 1))
     if stride < 1:
         raise PredictError(f"stride must be at least 1, got {stride}")

@@ -146,20 +146,20 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     examples: dict[str, list[str]] = {t: [] for t in TASK_FOLDERS}
     for plan in plans:
         tracks: dict[str, Track] = {}
-        for p, pos in enumerate(plan.positions):
+        for k, pos in enumerate(plan.positions):
             half = plan.width // 2
             region = {"main": (0, plan.width), "left": (0, half), "right": (half, plan.width)}[pos]
             tracks[plan.subject(pos)] = make_track(
                 plan.frames, plan.fps, (plan.width, plan.height), region, tints[plan.index, pos],
-                rng_for(cfg, plan.index, p), absent=plan.no_face,
+                rng_for(cfg, plan.index, k), absent=plan.no_face,
             )  # fmt: skip
         truth = write_video(
             root / plan.path, plan.fps, (plan.width, plan.height), tracks, rng_for(cfg, plan.index, 99),
             textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset,
         )  # fmt: skip
         write_truth(root / TRUTH_DIR / f"{plan.name}.parquet", truth)
-        for p, (name, track) in enumerate(tracks.items()):
-            position = plan.positions[p]
+        for k, (name, track) in enumerate(tracks.items()):
+            position = plan.positions[k]
             subjects.append({"name": name, "video": plan.name, "position": position,
                              "split": {task: plan.split for task in TASK_FOLDERS}})  # fmt: skip
             for t, task in enumerate(TASK_FOLDERS):
@@ -168,7 +168,7 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
                     lines = [f"{name}/{i + 1:05d}.jpg,{PLACEHOLDER[task]}" for i in range(plan.frames)]
                     examples[task] += lines
                     continue
-                valid = invalid_mask(plan.frames, plan.no_face, rng_for(cfg, plan.index, p, 10 + t))
+                valid = invalid_mask(plan.frames, plan.no_face, rng_for(cfg, plan.index, k, 10 + t))
                 folder = root / ANNOTATIONS / TASK_FOLDERS[task] / SET_FOLDERS[plan.split]
                 write_text(folder / f"{name}.txt", annotation_lines(task, track, valid))
                 labelled[task][plan.split] += int(valid.sum())

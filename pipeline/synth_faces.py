@@ -132,8 +132,12 @@ def colour_transform(state: FaceState, mean_luma: float) -> tuple[np.ndarray, np
 def _resized(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """The sprite resized to width x height: RGB (h, w, 3) and alpha (h, w, 1), float32 in [0, 1]."""
     sprite = load_sprite()
-    rgb = np.asarray(Image.fromarray(sprite.rgb).resize((width, height), Image.BILINEAR), dtype=np.float32)
-    alpha = np.asarray(Image.fromarray(sprite.alpha).resize((width, height), Image.BILINEAR), np.float32)
+    rgb = np.asarray(
+        Image.fromarray(sprite.rgb).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32
+    )
+    alpha = np.asarray(
+        Image.fromarray(sprite.alpha).resize((width, height), Image.Resampling.BILINEAR), np.float32
+    )
     return rgb / 255, (alpha / 255)[..., None]
 
 
@@ -200,7 +204,8 @@ def make_background(height: int, width: int, rng: np.random.Generator, textured:
     if textured:
         grid = rng.uniform(-0.12, 0.12, size=(6, 10, 3)).astype(np.float32)
         blotches = [
-            np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC)) for c in range(3)
+            np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.Resampling.BICUBIC))
+            for c in range(3)
         ]
         bg = bg + np.stack(blotches, axis=-1)
     return (np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,9 @@ def write_emi(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
         group = [i for i in specs if split_of[i] == split]
         counts = [segment_count(frames[i], specs[i][0]) for i in group]
         tints.update(zip(group, tint_plan(counts, rng_for(cfg, 1000 + s)), strict=True))
-    videos, subjects, rows = [], [], {"train": [], "validation": []}
+    videos: list[dict[str, Any]] = []
+    subjects: list[dict[str, Any]] = []
+    rows: dict[str, list[str]] = {"train": [], "validation": []}
     for i, (fps, width, height) in specs.items():
         name = f"{i:05d}"
         rng = rng_for(cfg, i, 0)
@@ -101,7 +104,9 @@ def write_ah(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     participants = math.ceil(n / 2)
     fps, width, height = AH_SPEC
     frames = max(8, round(cfg.duration * fps))
-    videos, subjects, yml = [], [], []
+    videos: list[dict[str, Any]] = []
+    subjects: list[dict[str, Any]] = []
+    yml: list[str] = []
     lines: dict[str, list[str]] = {split: [] for split in AH_SPLIT_FILES}
     labelled = {"ah": {split: 0 for split in AH_SPLIT_FILES}}
     for i in range(1, n + 1):
