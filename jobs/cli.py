@@ -381,8 +381,12 @@ def bench(
 
     Makes its own synthetic videos; writes OUTPUT/bench.json and OUTPUT/bench.md and prints the table.
     """
-    from jobs.bench import BenchConfig, run_bench
-    from jobs.bench_report import markdown
+    try:
+        from jobs.bench import BenchConfig, run_bench
+        from jobs.bench_report import markdown
+    except ModuleNotFoundError:
+        _not_built("bench")
+        return
 
     try:
         cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,
