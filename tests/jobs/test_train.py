@@ -233,3 +233,53 @@ def test_learns_valence_and_arousal_from_synthetic_videos(synth_affwild2, tmp_pa
     shifted = train_task(replace(cfg, output=work / "va-shifted"), shuffled=True, say=lambda _: None)
     assert learned["metric"] > 0.3
     assert learned["metric"] > shifted["metric"] + 0.2
+
+
+@pytest.fixture(scope="module")
+def weights_files(tmp_path_factory):
+    """Two timm state dicts of the backbone saved as files: `a` and `b` differ in every weight."""
+    import timm
+
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        files["ab"[seed - 1]] = folder / f"{'ab'[seed - 1]}.pth"
+        torch.save(
+            timm.create_model("mobilenetv4_conv_small", num_classes=8).state_dict(), files["ab"[seed - 1]]
+        )
+    return SimpleNamespace(**files)
+
+
+def weights_spec(fakes, path):
+    from model.backbone import BackboneConfig, build_backbone
+
+    backbone = build_backbone(BackboneConfig(weights=str(path)))
+    return {**fakes.spec, "weights": str(path), "weights_hash": backbone.weights_hash}
+
+
+def test_the_tail_is_trained_from_the_weights_file_the_cache_was_made_with(tmp_path, fakes, weights_files):
+    from model.backbone import BackboneConfig, build_backbone
+
+    fakes.spec = weights_spec(fakes, weights_files.a)
+    cfg = config(tmp_path)
+    data = train_job.prepare(cfg, lambda line: None)
+    trainer = train_job.Trainer(cfg, data, torch.device("cpu"), lambda line: None)
+    want = build_backbone(BackboneConfig(weights=str(weights_files.a))).tail.state_dict()
+    got = trainer.model.tail.state_dict()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, msg=key)
+    assert trainer.model.backbone_spec["weights_hash"] == fakes.spec["weights_hash"]
+
+
+def test_a_cache_made_from_a_weights_file_that_is_gone_names_the_flag(tmp_path, fakes, weights_files):
+    fakes.spec = {**weights_spec(fakes, weights_files.a), "weights": str(tmp_path / "moved.pth")}
+    with pytest.raises(TrainError, match=r"moved\.pth.*--backbone-weights FILE"):
+        train(config(tmp_path), say=lambda line: None)
+
+
+def test_other_backbone_weights_than_the_cache_are_refused(tmp_path, fakes, weights_files):
+    fakes.spec = weights_spec(fakes, weights_files.a)
+    with pytest.raises(TrainError, match=r"does not fit the feature cache.*weights_hash"):
+        train(config(tmp_path, backbone_weights=str(weights_files.b)), say=lambda line: None)
