@@ -262,6 +262,7 @@ def _build_dataset(
 
     ctx = ray.data.DataContext.get_current()
     ctx.max_errored_blocks = len(items)  # a crashed worker loses its video, not the run
+    ctx.target_max_block_size = cfg.runtime.block_bytes  # stream chunk by chunk within a video
     face_actors = min(plan.face_actors, len(items))
     ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(

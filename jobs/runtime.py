@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0" keeps a local Ray on 127.0.0.1 (read at import)
+UV_HOOK_VAR = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"  # "0": workers of a local Ray start without `uv run`
 # Ray 2.60 warns on every local start that token auth is on (its default); the rest stays at WARNING
 QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR}
 
@@ -39,6 +40,10 @@ class RuntimeConfig:
     write_cpus: float = 0.25  # CPUs reserved per writer
     backbone_batch: int = 64  # rows per backbone call
     write_batch: int = 128  # rows per part-file write call
+    # largest Ray Data block between stages; Ray's default (128 MiB) would hold a whole short video's crops
+    # (150 kB a frame) in one block, so nothing downstream starts before the video is done and the face
+    # worker's memory grows with the video; 8 MiB is about one decode chunk of crops
+    block_bytes: int = 8 * 2**20
     object_store_memory: int | None = None  # bytes of a local Ray's object store; None: Ray's default
     temp_dir: str | None = None  # a local Ray's session folder root; None: Ray's default (/tmp/ray)
 
@@ -188,12 +193,16 @@ def _token_auth() -> None:
 
 
 def _cluster_mode() -> None:
-    # undo `_loopback_only` of an earlier local session in this process: a cluster needs real addresses
+    # undo `_loopback_only` of an earlier local session in this process: a cluster needs real addresses,
+    # and its workers may need Ray's uv hook to get this environment on other machines
     from ray._private import ray_constants
 
     if os.environ.get(LOOPBACK_VAR) == "0":
         del os.environ[LOOPBACK_VAR]
         ray_constants.ENABLE_RAY_CLUSTER = not ray_constants.IS_WINDOWS_OR_OSX
+    if os.environ.get(UV_HOOK_VAR) == "0":
+        del os.environ[UV_HOOK_VAR]
+        ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = True
 
 
 def _loopback_only() -> None:
@@ -202,6 +211,10 @@ def _loopback_only() -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
+    # a driver started by `uv run` makes Ray start every worker through `uv run` too (Ray's uv hook),
+    # which re-syncs the environment per worker; a local Ray's workers already share this interpreter
+    os.environ[UV_HOOK_VAR] = "0"
+    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
 
 
 def _quiet_data() -> None:

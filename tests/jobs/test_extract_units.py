@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +11,16 @@ import pytest
 from jobs.extract import ExtractReport, Progress
 from jobs.extract_stages import FrameBuffer, _rows, marker
 from jobs.extract_write import END, FAIL, FRAME, WriteStage
-from jobs.runtime import RuntimeConfig, _loopback_host, cluster_address, plan_stages
+from jobs.runtime import (
+    LOOPBACK_VAR,
+    UV_HOOK_VAR,
+    RuntimeConfig,
+    _cluster_mode,
+    _loopback_host,
+    _loopback_only,
+    cluster_address,
+    plan_stages,
+)
 from pipeline.cache import open_cache
 from pipeline.cache_schema import make_spec
 from pipeline.cache_write import CacheWriter
@@ -76,6 +86,29 @@ def frame_rows(subject, video, index, face, n_maps=SMALL):
 def concat(*batches):
     keys = batches[0].keys()
     return {k: np.concatenate([b[k] for b in batches]) for k in keys}
+
+
+def test_a_local_ray_stays_on_loopback_without_uv_and_a_cluster_gets_both_back(monkeypatch):
+    from ray._private import ray_constants
+
+    for name in (LOOPBACK_VAR, UV_HOOK_VAR):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", True)
+    _loopback_only()
+    assert os.environ[LOOPBACK_VAR] == "0" and os.environ[UV_HOOK_VAR] == "0"
+    assert not ray_constants.ENABLE_RAY_CLUSTER and not ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV
+    _cluster_mode()
+    assert LOOPBACK_VAR not in os.environ and UV_HOOK_VAR not in os.environ
+    assert ray_constants.ENABLE_RAY_CLUSTER and ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV
+
+
+def test_blocks_between_stages_hold_about_one_decode_chunk_of_crops():
+    from jobs.extract_stages import FaceSettings
+
+    crop_bytes = 3 * FaceSettings().crop_size ** 2  # uint8 (3, S, S) per row
+    rows = RuntimeConfig().block_bytes / crop_bytes
+    assert FaceSettings().decode.chunk_frames <= rows < 4 * FaceSettings().decode.chunk_frames
 
 
 def test_write_stage_writes_contiguous_parts_and_passes_markers(tmp_path):
