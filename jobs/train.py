@@ -10,7 +10,6 @@ its state to `last.pt`, so a run started again with the same settings goes on af
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
@@ -25,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from jobs.train_state import RunState, append_log, config_dict, read_log, rng_state, set_rng_state
 from model.affect import AffectModel
 from model.backbone import RANDOM_INIT, BackboneConfig
 from model.checkpoint import cache_differences, save_checkpoint
@@ -168,17 +168,6 @@ def check_backbone(model: AffectModel, spec: dict) -> None:
 
 
 @dataclass
-class RunState:
-    """Progress of a run, saved with every epoch."""
-
-    epoch: int = 0  # epochs completed
-    best: float = -math.inf  # best validation metric so far
-    best_epoch: int = 0  # epoch that reached it
-    since_best: int = 0  # epochs since then
-    stopped: bool = False  # stopped early by patience
-
-
-@dataclass
 class _Data:
     """What a run trains and validates on."""
 
@@ -219,45 +208,12 @@ def torch_settings(cfg: TrainConfig) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def rng_state() -> dict:
-    """Every RNG state as tensors and plain values, so that `torch.load(weights_only=True)` reads it."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    numpy_state = (kind, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, gauss)
-    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-
-
 def _fingerprint(cfg: TrainConfig, data: _Data) -> dict:
     """The settings a resumed run must share with the one it goes on from."""
-    d = {k: v for k, v in _config_dict(cfg).items() if k not in RESUMABLE_CHANGES}
+    d = {k: v for k, v in config_dict(cfg).items() if k not in RESUMABLE_CHANGES}
     d["cache_weights_hash"] = data.spec.get("weights_hash")
     d["train_subjects"], d["val_subjects"] = sorted(data.train), sorted(data.val)
     return d
-
-
-def _append_log(path: Path, record: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def read_log(path: Path) -> list[dict]:
-    """The records of a run's log.jsonl."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> TrainResult:
@@ -317,7 +273,7 @@ class Trainer:
             if changed:
                 diffs = "; ".join(f"{k}: {old.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)
                 self.say(f"starting over: {self.last} was made with other settings ({diffs})")
-                _append_log(self.log, {"event": "start_over", "reason": diffs})
+                append_log(self.log, {"event": "start_over", "reason": diffs})
             else:
                 self.model.load_state_dict(saved["model"])
                 self.optimizer.load_state_dict(saved["optimizer"])
@@ -329,9 +285,9 @@ class Trainer:
                 self.resumed_from = self.state.epoch
                 self.say(f"resuming after epoch {self.state.epoch} (best {self.state.best:.4f} at epoch "
                          f"{self.state.best_epoch})")  # fmt: skip
-                _append_log(self.log, {"event": "resume", "after_epoch": self.state.epoch})
+                append_log(self.log, {"event": "resume", "after_epoch": self.state.epoch})
         if self.state.epoch == 0:
-            _append_log(self.log, {"event": "start", "config": _config_dict(self.cfg), "train_subjects":
+            append_log(self.log, {"event": "start", "config": config_dict(self.cfg), "train_subjects":
                                    len(self.data.train), "val_subjects": len(self.data.val),
                                    "train_windows": len(self.dataset)})  # fmt: skip
 
@@ -370,7 +326,7 @@ class Trainer:
         thresholds = list(val.thresholds) if val.thresholds is not None else None
         return {"task": self.cfg.task, "seq_len": self.cfg.seq_len, "stride": self.eval_stride,
                 "thresholds": thresholds, "metric": val.result.to_dict(), "epoch": epoch,
-                "cache_spec": self.data.spec, "train_config": _config_dict(self.cfg)}  # fmt: skip
+                "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
 
     def save_last(self) -> None:
         """The state after the last completed epoch, written atomically."""
@@ -404,7 +360,7 @@ class Trainer:
                       "improved": improved, "train_s": round(train_s, 2),
                       "epoch_s": round(time.perf_counter() - t0, 2),
                       "resumed": self.resumed_from > 0 and epoch == self.resumed_from + 1}  # fmt: skip
-            _append_log(self.log, record)
+            append_log(self.log, record)
             self.save_last()
             self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f} (best "
                      f"{state.best:.4f} @ {state.best_epoch}){' *' if improved else ''} "
