@@ -19,7 +19,7 @@ One run on synthetic videos made for it (`jobs.bench_videos`: H.264 files of a r
 Stage figures run with a warm-up (a one-second video, or one batch) before the timed calls; the naive
 loop runs on the first `naive_frames` frames of each video, its frames/s standing for the whole video.
 
-Writes OUTPUT/bench.json (nested figures, every number positive) and OUTPUT/bench.md (the table).
+Writes OUTPUT/bench.json (nested figures, NaN and infinities left out) and OUTPUT/bench.md (the table).
 """
 
 from __future__ import annotations

@@ -218,11 +218,11 @@ def bench_memory(
 
 
 def finite(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` without entries that are not finite positive numbers (nested dicts and strings kept)."""
+    """`values` without NaN or infinite numbers, which JSON cannot hold (nested dicts and strings kept)."""
     out: dict[str, Any] = {}
     for k, v in values.items():
         if isinstance(v, dict):
             out[k] = finite(v)
-        elif isinstance(v, str) or (isinstance(v, int | float) and np.isfinite(v) and v > 0):
+        elif isinstance(v, str) or (isinstance(v, int | float) and np.isfinite(v)):
             out[k] = v
     return out

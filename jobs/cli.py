@@ -34,11 +34,6 @@ Address = Annotated[
 ]
 
 
-def _not_built(command: str) -> None:
-    typer.echo(f"lwaffect {command}: not built yet in this version ({__version__}).", err=True)
-    raise typer.Exit(1)
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"lwaffect {__version__}")
@@ -381,12 +376,8 @@ def bench(
 
     Makes its own synthetic videos; writes OUTPUT/bench.json and OUTPUT/bench.md and prints the table.
     """
-    try:
-        from jobs.bench import BenchConfig, run_bench
-        from jobs.bench_report import markdown
-    except ModuleNotFoundError:
-        _not_built("bench")
-        return
+    from jobs.bench import BenchConfig, run_bench
+    from jobs.bench_report import markdown
 
     try:
         cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,
