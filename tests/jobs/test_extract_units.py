@@ -21,6 +21,7 @@ from jobs.runtime import (
     cluster_address,
     plan_stages,
 )
+from pipeline.align import AlignConfig, align_faces
 from pipeline.cache import open_cache
 from pipeline.cache_schema import make_spec
 from pipeline.cache_write import CacheWriter
@@ -146,14 +147,38 @@ def test_frame_buffer_keeps_only_what_is_still_needed():
     class Chunk:
         def __init__(self, start, n):
             self.start, self.stop = start, start + n
-            self.frames = np.arange(start, start + n).reshape(n, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
+            self.frames = np.zeros((n, 2, 2, 3), np.uint8)
 
     buffer = FrameBuffer()
     buffer.add(Chunk(0, 4))
     buffer.add(Chunk(4, 4))
-    assert buffer.take(np.array([2, 5]))[:, 0, 0, 0].tolist() == [2, 5]
     buffer.drop_before(4)
     assert [c.start for c in buffer.chunks] == [4]
+    with pytest.raises(RuntimeError, match=r"frames \[2\] are no longer buffered"):
+        buffer.align(np.array([2]), np.zeros((1, 5, 2), np.float32), np.ones(1, bool), AlignConfig(size=16))
+
+
+def test_frame_buffer_aligns_across_chunks_like_one_stacked_batch():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+
+    class Chunk:
+        def __init__(self, start, n):
+            self.start, self.stop, self.frames = start, start + n, frames[start : start + n]
+
+    cfg = AlignConfig(size=32)
+    template = cfg.template_points().numpy().astype(np.float32)  # (5, 2) in a 32 crop
+    marks = template[None] * 1.2 + rng.uniform(0, 10, (8, 1, 2)).astype(np.float32)  # (8, 5, 2)
+    face = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
+    buffer = FrameBuffer()
+    buffer.add(Chunk(0, 3))
+    buffer.add(Chunk(3, 5))
+    index = np.arange(1, 7)  # spans both chunks
+    got = buffer.align(index, marks[index], face[index], cfg)
+    want = align_faces(frames[index], marks[index], face[index], cfg).numpy()
+    assert got.shape == (6, 3, 32, 32)
+    assert np.array_equal(got, want)
+    assert got[0].any() and got[2].any() and not got[1].any() and not got[5].any()  # frames 2, 6: no face
 
 
 def summary(kind, subject, start=0, stop=0, frames=0, stage="", reason=""):

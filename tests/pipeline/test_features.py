@@ -83,13 +83,35 @@ def test_frames_without_a_face_skip_the_backbone(backbone, crops):
     counting = Counting()
     counting.frozen.parameters = frozen.parameters  # the device is read from the parameters
     face = np.array([True, False, True, False, False, True])
-    s8, s16 = extract_maps(crops, counting, FeatureConfig(batch_size=2, autocast="off"), face=face)
+    s8, s16 = extract_maps(crops, counting, FeatureConfig(batch_size=2, autocast="off", pad_to=1), face=face)
     assert calls == [2, 1]  # three face rows in batches of two
     assert not s8[~face].any() and not s16[~face].any()
     assert all(np.abs(s8[i]).sum() > 0 for i in np.flatnonzero(face))
     full = extract_maps(crops, backbone, FeatureConfig(autocast="off"))
     np.testing.assert_allclose(s16[face], full[1][face], rtol=1e-2, atol=1e-2)
     assert not extract_maps(crops, counting, FeatureConfig(), face=np.zeros(6, bool))[0].any()
+
+
+def test_short_batches_are_padded_to_a_few_shapes_with_the_same_maps(backbone, crops):
+    calls = []
+    frozen = backbone.frozen
+
+    class Counting:
+        def __init__(self):
+            self.frozen = lambda x: calls.append(len(x)) or frozen(x)
+            self.mean, self.std, self.boundary_shapes = backbone.mean, backbone.std, backbone.boundary_shapes
+
+    counting = Counting()
+    counting.frozen.parameters = frozen.parameters  # the device is read from the parameters
+    face = np.array([True, True, True, False, True, True])  # 5 rows
+    padded = extract_maps(crops, counting, FeatureConfig(batch_size=4, pad_to=2, autocast="off"), face=face)
+    assert calls == [4, 2]  # 4 rows, then 1 row padded to 2
+    calls.clear()
+    plain = extract_maps(crops, counting, FeatureConfig(batch_size=4, pad_to=1, autocast="off"), face=face)
+    assert calls == [4, 1]
+    for a, b in zip(padded, plain, strict=True):
+        np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-3, atol=1e-3)
+        assert not a[~face].any()
 
 
 def test_backbone_stage_adds_maps_and_drops_crops(crops):
