@@ -37,9 +37,11 @@ def goals(f: dict[str, Any]) -> dict[str, Any]:
         )
     if "memory" in f:
         m = f["memory"]
-        out["memory_ratio"] = _goal(m["rss_ratio"], MEMORY_RATIO_GOAL, False, "peak RSS long / short video")
-        peak = max(m["short"]["peak_rss_mb"], m["long"]["peak_rss_mb"])
-        out["memory_peak_mb"] = _goal(peak, MEMORY_LIMIT_MB, False, "largest peak RSS of extract (MB)")
+        # PSS: the physical memory the process tree holds, each shared page counted once (summed RSS
+        # counts torch's libraries and the object store once per process that maps them)
+        out["memory_ratio"] = _goal(m["pss_ratio"], MEMORY_RATIO_GOAL, False, "peak PSS long / short video")
+        peak = max(m["short"]["peak_pss_mb"], m["long"]["peak_pss_mb"])
+        out["memory_peak_mb"] = _goal(peak, MEMORY_LIMIT_MB, False, "largest peak PSS of extract (MB)")
     return out
 
 
@@ -102,7 +104,7 @@ def markdown(f: dict[str, Any]) -> str:
         for key in ("short", "long"):
             x = mem[key]
             rows.append(("memory", f"extract, {x['seconds_of_video']:g} s video ({x['frames']:.0f} frames)", None,
-                         f"peak RSS {_n(x['peak_rss_mb'])} MB (PSS {_n(x['peak_pss_mb'])} MB), "
+                         f"peak PSS {_n(x['peak_pss_mb'])} MB (summed RSS {_n(x['peak_rss_mb'])} MB), "
                          f"{x['processes']:.0f} processes, {_n(x['wall_s'])} s"))  # fmt: skip
     lines = [
         f"lwaffect bench: {s['videos']} x {s['width']}x{s['height']} {_n(s['seconds'])} s at {s['fps']} fps "

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 RANDOM_INIT = "random-init"  # weights_hash of a backbone that loaded no weights
+RANDOM_INIT_SEED = 0  # seed of a backbone that loads no weights: every process builds the same one
 OUT_INDICES = (2, 3, 4)  # timm feature indices of the stride 8, 16 and 32 maps
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.", "encoder.")  # stripped from keys
 HEAD_PREFIXES = ("conv_head.", "norm_head.", "classifier.", "head.", "fc.")  # classifier parts, dropped
@@ -139,7 +140,8 @@ def backbone_spec(
 
 
 def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
-    """The backbone of `cfg`, with hub weights, a local weights file or random initialisation."""
+    """The backbone of `cfg`, with hub weights, a local weights file or random initialisation (from
+    `RANDOM_INIT_SEED`, so that the extraction workers and training build the same weights)."""
     if cfg.weights is not None:
         body = _create(cfg.name, pretrained=False)
         path = Path(cfg.weights)
@@ -148,8 +150,10 @@ def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
     elif cfg.pretrained:
         body = _create_pretrained(cfg.name)
         weights_hash = f"timm:{body.pretrained_cfg.get('architecture')}.{body.pretrained_cfg.get('tag')}"
-    else:
-        body = _create(cfg.name, pretrained=False)
+    else:  # every process builds the same random weights, and the caller's random stream is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            body = _create(cfg.name, pretrained=False)
         weights_hash = RANDOM_INIT
     return _split(cfg, body, weights_hash)
 

@@ -57,18 +57,6 @@ def use_bf16(cfg: FeatureConfig, device: torch.device) -> bool:
     return device.type == "cpu" and _cpu_has_bf16()
 
 
-RANDOM_INIT_SEED = 0  # seed of a backbone built without weights: every worker must build the same one
-
-
-def build_frozen_backbone(cfg: BackboneConfig) -> Any:
-    """`build_backbone(cfg)`; without weights, randomly initialised from a fixed seed (same in every process)."""
-    if cfg.weights is not None or cfg.pretrained:
-        return build_backbone(cfg)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)
-        return build_backbone(cfg)
-
-
 def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
@@ -134,7 +122,7 @@ class BackboneStage:
         if threads:
             torch.set_num_threads(threads)
         self.cfg = cfg
-        self.backbone = build_frozen_backbone(backbone)
+        self.backbone = build_backbone(backbone)
         self.backbone.frozen.to(torch.device(device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

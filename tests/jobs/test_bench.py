@@ -27,7 +27,7 @@ FIGURES = {
     "extract": ("fps", "speedup_vs_naive", "median_iou", "found_pct"),
     "efficiency": ("value", "ideal_fps", "definition"),
     "naive": ("fps", "frames"),
-    "memory": ("short", "long", "rss_ratio"),
+    "memory": ("short", "long", "rss_ratio", "pss_ratio"),
     "goals": ("faces_vs_mtcnn_full", "extract_vs_naive", "memory_ratio", "memory_peak_mb"),
 }
 

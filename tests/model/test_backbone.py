@@ -128,3 +128,15 @@ def test_pretrained_weights_hash_names_the_hub_tag(monkeypatch):
     monkeypatch.setattr(timm, "create_model", cached_hub)
     bb = build_backbone(BackboneConfig(pretrained=True))
     assert bb.weights_hash == "timm:mobilenetv4_conv_small.e2400_r224_in1k"
+
+
+def test_random_init_is_the_same_everywhere_and_leaves_the_random_stream_alone():
+    torch.manual_seed(1)
+    a = build_backbone(BackboneConfig(pretrained=False))
+    drawn_after_build = torch.rand(3)
+    torch.manual_seed(2)
+    b = build_backbone(BackboneConfig(pretrained=False))
+    torch.manual_seed(1)
+    assert torch.equal(drawn_after_build, torch.rand(3))  # building drew nothing from the caller's stream
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
