@@ -9,18 +9,22 @@ continues from the first frame not yet delivered. When every source fails, `Vide
 
 Backends: "pyav" (the default: at 720p it decoded about 1.6x the frames per CPU-second of decord, here on
 two shared cores, as its RGB conversion is written straight into the chunk), "decord", or "auto" (decord
-first, PyAV from the first frame decord did not deliver). The child process costs about 1.6x the CPU of
-decoding in place (two more copies of every frame); `isolate=False` decodes in place, without a watchdog.
+first, PyAV from the first frame decord did not deliver). The child process costs one more copy of every
+frame, into a shared slot that the caller views in place (the slot goes back to the child when nothing
+views the chunk any more); `isolate=False` decodes in place, without a watchdog.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import mmap
 import multiprocessing as mp
 import os
 import subprocess
 import sys
+import weakref
+from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -131,7 +135,8 @@ def _run_isolated(
         raise SourceFailed(f"cannot start a decoder process: {err}") from err
     finally:
         child_conn.close()
-    slot: mmap.mmap | None = None
+    slots: dict[int, mmap.mmap] = {}  # the child's shared buffers, by number
+    released: deque[int] = deque()  # slots whose chunk nothing views any more (filled by finalizers)
     try:
         conn.send((source, str(path), start, cfg.chunk_frames, cfg.num_threads))
         timeout = cfg.start_timeout_s
@@ -140,21 +145,22 @@ def _run_isolated(
                 raise SourceFailed(f"stalled: nothing for {timeout:g} s")
             try:
                 kind, *payload = conn.recv()
-                if kind == "slot":  # the child's shared buffer: map it once
+                if kind == "slot":  # a new shared buffer of the child: map it once
+                    number, nbytes = payload
                     fd = recv_handle(conn)
-                    if slot is not None:
-                        slot.close()
-                    slot = mmap.mmap(fd, payload[0])
+                    slots[number] = mmap.mmap(fd, nbytes)
                     os.close(fd)
                 elif kind == "chunk":
-                    frames = _receive_frames(conn, slot, *payload)
+                    frames = _receive_frames(conn, slots, released, *payload)
             except (EOFError, OSError, RuntimeError) as err:
                 raise SourceFailed(f"decoder process died (exit code {proc.poll()})") from err
             if kind == "ready":
                 timeout = cfg.stall_timeout_s
             elif kind == "chunk":
-                conn.send("next")  # the child decodes the next chunk while the caller works on this one
+                # the child decodes the next chunk while the caller works on this one
+                conn.send(("next", [released.popleft() for _ in range(len(released))]))
                 yield frames
+                del frames  # the caller's references alone decide when the slot goes back
             elif kind == "done":
                 return
             elif kind == "error":
@@ -164,15 +170,39 @@ def _run_isolated(
             proc.kill()
         proc.wait()
         conn.close()
-        if slot is not None:
-            slot.close()
+        slots.clear()  # a mapping lives on while the caller still views a chunk in it
 
 
-def _receive_frames(conn: Connection, slot: mmap.mmap | None, shape: tuple[int, ...], how: str) -> np.ndarray:
-    """The frames of one chunk (n, H, W, 3) uint8, copied out of the shared slot or received as bytes."""
+class _Lease:
+    """One chunk's frames in a shared slot, as numpy sees them (`__array_interface__`, no copy). Every
+    array viewing the chunk keeps its lease alive; when the last one is gone, a finalizer hands the slot
+    back (see `_receive_frames`)."""
+
+    def __init__(self, slot: mmap.mmap, shape: tuple[int, ...]) -> None:
+        self._bytes = (ctypes.c_uint8 * int(np.prod(shape))).from_buffer(slot)  # keeps the slot mapped
+        self.__array_interface__ = {
+            "shape": tuple(shape),
+            "typestr": "|u1",
+            "data": (ctypes.addressof(self._bytes), False),
+            "version": 3,
+        }
+
+
+def _receive_frames(
+    conn: Connection,
+    slots: dict[int, mmap.mmap],
+    released: deque[int],
+    shape: tuple[int, ...],
+    how: str,
+    number: int | None,
+) -> np.ndarray:
+    """The frames of one chunk (n, H, W, 3) uint8: a view of its shared slot, or received as bytes."""
     if how == "slot":
-        assert slot is not None, "chunk before slot"
-        return np.frombuffer(slot, np.uint8, count=int(np.prod(shape))).reshape(shape).copy()
+        if number not in slots:
+            raise RuntimeError(f"chunk in slot {number} before the slot")
+        lease = _Lease(slots[number], shape)
+        weakref.finalize(lease, released.append, number)
+        return np.asarray(lease)
     frames = np.empty(shape, np.uint8)
     conn.recv_bytes_into(frames.data.cast("B"))
     return frames

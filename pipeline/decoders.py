@@ -4,9 +4,10 @@ A frame source is a function `source(path, start, chunk_frames, num_threads) -> 
 that yields contiguous RGB frames `(n, H, W, 3) uint8`, n <= chunk_frames, beginning at decode index
 `start`. `pipeline.decode` starts `python -c "from pipeline.decoders import main; main()"` as a child
 process (a fresh interpreter: nothing is forked, the caller's `__main__` is not re-imported), sends it the
-job over a socket, and `serve` hands the chunks back through a memory file (memfd) whose descriptor
-travels over the socket. This module imports neither torch nor decord/av at the top, so that the child starts fast;
-decord and PyAV are imported inside the sources.
+job over a socket, and `serve` hands the chunks back through memory files (memfd) whose descriptors
+travel over the socket; the parent views them in place and hands each one back when it is done with it.
+This module imports neither torch nor decord/av at the top, so that the child starts fast; decord and
+PyAV are imported inside the sources.
 """
 
 from __future__ import annotations
@@ -120,18 +121,19 @@ SOURCES: dict[str, FrameSource] = {"decord": decord_source, "pyav": pyav_source}
 
 
 class _Slot:
-    """A memory file (memfd) shared with the parent and reused for every chunk: its pages are touched once.
+    """A memory file (memfd) shared with the parent, holding one chunk at a time.
 
-    Fresh shared memory costs a page fault per 4 KiB on first touch (about 10x a plain copy of the
-    frames), so the chunk is copied into this one buffer and the parent copies it out again.
+    Fresh shared memory costs a page fault per 4 KiB on first touch, so slots are reused: the parent
+    views a chunk in place and hands its slot back once nothing views that chunk any more. The pool
+    grows only while the parent holds more chunks than there are slots.
     """
 
-    def __init__(self, conn: Connection, nbytes: int) -> None:
+    def __init__(self, conn: Connection, number: int, nbytes: int) -> None:
         self.fd = os.memfd_create("lwaffect-frames")
         os.ftruncate(self.fd, nbytes)
         self.buf = mmap.mmap(self.fd, nbytes)
         self.nbytes = nbytes
-        conn.send(("slot", nbytes))
+        conn.send(("slot", number, nbytes))
         send_handle(conn, self.fd, os.getppid())
 
     def close(self) -> None:
@@ -144,11 +146,13 @@ def serve(
 ) -> None:
     """Run `source` and send its chunks to the parent, then ("done", None) or ("error", reason).
 
-    A chunk is written into the shared slot (("slot", nbytes) and its descriptor announce one) and
-    announced as ("chunk", shape, "slot"); where there is no memfd it follows ("chunk", shape, "bytes") as
-    bytes. The parent copies it out and answers "next"; the source works on the next chunk meanwhile.
+    A chunk is written into a free slot (("slot", number, nbytes) and its descriptor announce a new one)
+    and announced as ("chunk", shape, "slot", number); where there is no memfd it follows
+    ("chunk", shape, "bytes", None) as bytes. The parent answers ("next", [slots it no longer uses]); the
+    source works on the next chunk meanwhile.
     """
-    slot: _Slot | None = None
+    slots: list[_Slot] = []
+    free: list[int] = []  # slots the parent has handed back
     try:
         for frames in source(path, start, chunk_frames, num_threads):
             if len(frames) == 0:
@@ -156,17 +160,25 @@ def serve(
             if len(frames) > chunk_frames or frames.dtype != np.uint8 or frames.ndim != 4:
                 raise ValueError(f"source returned a bad chunk {frames.shape} {frames.dtype}")
             if hasattr(os, "memfd_create"):
-                if slot is None or slot.nbytes < frames.nbytes:
-                    if slot is not None:
-                        slot.close()
-                    slot = _Slot(conn, frames.nbytes // len(frames) * chunk_frames)
-                np.frombuffer(slot.buf, np.uint8, count=frames.size).reshape(frames.shape)[...] = frames
-                conn.send(("chunk", frames.shape, "slot"))
+                number = next((i for i in free if slots[i].nbytes >= frames.nbytes), None)
+                if number is None:
+                    number = len(slots)
+                    slots.append(
+                        _Slot(conn, number, max(frames.nbytes // len(frames) * chunk_frames, frames.nbytes))
+                    )
+                else:
+                    free.remove(number)
+                np.frombuffer(slots[number].buf, np.uint8, count=frames.size).reshape(frames.shape)[...] = (
+                    frames
+                )
+                conn.send(("chunk", frames.shape, "slot", number))
             else:
-                conn.send(("chunk", frames.shape, "bytes"))
+                conn.send(("chunk", frames.shape, "bytes", None))
                 conn.send_bytes(np.ascontiguousarray(frames).data.cast("B"))
-            if conn.recv() != "next":
+            reply = conn.recv()
+            if not (isinstance(reply, tuple) and reply[0] == "next"):
                 return
+            free.extend(reply[1])
         conn.send(("done", None))
     except BaseException as err:  # everything goes back to the parent, which decides what to do
         try:
@@ -174,7 +186,7 @@ def serve(
         except OSError:
             pass
     finally:
-        if slot is not None:
+        for slot in slots:  # the parent's mappings keep the chunks it still views
             slot.close()
         conn.close()
 

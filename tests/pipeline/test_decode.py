@@ -83,6 +83,30 @@ def test_decord_and_pyav_give_the_same_frames(video):
 
 
 @pytest.mark.timeout(60)
+def test_shared_slots_go_back_when_the_caller_drops_a_chunk_and_held_chunks_stay_intact(video, monkeypatch):
+    import pipeline.decode as decode
+
+    slots: set[int] = set()
+    lease_init = decode._Lease.__init__
+
+    def recording(self, slot, shape):
+        slots.add(id(slot))
+        lease_init(self, slot, shape)
+
+    monkeypatch.setattr(decode._Lease, "__init__", recording)
+    cfg = DecodeConfig(chunk_frames=8, backend="pyav")
+    means = [float(c.frames.mean()) for c in iter_chunks(video, cfg)]  # each chunk dropped at once
+    assert len(means) == 12 and len(slots) <= 3  # 12 chunks through at most 3 slots
+    slots.clear()
+    held = collect(video, cfg)  # every chunk held: each needs its own slot, none is overwritten
+    assert len(slots) == 12
+    inline = collect(video, DecodeConfig(chunk_frames=8, backend="pyav", isolate=False))
+    for a, b in zip(held, inline, strict=True):
+        assert np.array_equal(a.frames, b.frames)
+    assert np.allclose(means, [float(c.frames.mean()) for c in inline])
+
+
+@pytest.mark.timeout(60)
 def test_in_process_decoding_and_small_copy(video):
     isolated = collect(video, DecodeConfig(chunk_frames=40, backend="pyav"))
     inline = collect(video, DecodeConfig(chunk_frames=40, backend="pyav", isolate=False, small_size=160))
