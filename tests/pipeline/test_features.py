@@ -68,20 +68,19 @@ def test_bytes_per_frame_halve_with_float16(backbone, crops):
     assert per_frame16 <= table.nbytes / 2 <= per_frame16 + 200
 
 
+class Counting:
+    """The backbone, recording the batch size of every call of its frozen part in `calls`."""
+
+    def __init__(self, backbone, calls: list[int]):
+        frozen = backbone.frozen
+        self.frozen = lambda x: calls.append(len(x)) or frozen(x)
+        self.frozen.parameters = frozen.parameters  # the device is read from the parameters
+        self.mean, self.std, self.boundary_shapes = backbone.mean, backbone.std, backbone.boundary_shapes
+
+
 def test_frames_without_a_face_skip_the_backbone(backbone, crops):
-    calls = []
-    frozen = backbone.frozen
-
-    class Counting:
-        def __init__(self):
-            self.frozen = lambda x: calls.append(len(x)) or frozen(x)
-            self.mean, self.std, self.boundary_shapes = backbone.mean, backbone.std, backbone.boundary_shapes
-
-        def __getattr__(self, name):
-            return getattr(backbone, name)
-
-    counting = Counting()
-    counting.frozen.parameters = frozen.parameters  # the device is read from the parameters
+    calls: list[int] = []
+    counting = Counting(backbone, calls)
     face = np.array([True, False, True, False, False, True])
     s8, s16 = extract_maps(crops, counting, FeatureConfig(batch_size=2, autocast="off", pad_to=1), face=face)
     assert calls == [2, 1]  # three face rows in batches of two
@@ -93,16 +92,8 @@ def test_frames_without_a_face_skip_the_backbone(backbone, crops):
 
 
 def test_short_batches_are_padded_to_a_few_shapes_with_the_same_maps(backbone, crops):
-    calls = []
-    frozen = backbone.frozen
-
-    class Counting:
-        def __init__(self):
-            self.frozen = lambda x: calls.append(len(x)) or frozen(x)
-            self.mean, self.std, self.boundary_shapes = backbone.mean, backbone.std, backbone.boundary_shapes
-
-    counting = Counting()
-    counting.frozen.parameters = frozen.parameters  # the device is read from the parameters
+    calls: list[int] = []
+    counting = Counting(backbone, calls)
     face = np.array([True, True, True, False, True, True])  # 5 rows
     padded = extract_maps(crops, counting, FeatureConfig(batch_size=4, pad_to=2, autocast="off"), face=face)
     assert calls == [4, 2]  # 4 rows, then 1 row padded to 2
