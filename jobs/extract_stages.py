@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,10 +42,17 @@ class FaceSettings:
     face: FaceConfig = FaceConfig()  # detection and tracking
     align: AlignConfig = AlignConfig()  # 5-point alignment to the crop size
     # chunked decoding (not in the spec: it changes no pixel). The worker holds the chunk being decoded
-    # and the chunks the tracker lags behind (2 or 3): 16 frames are 44 MB at 720p, 100 MB at 1080p
+    # and the chunks the tracker lags behind (2 or 3), so a chunk is at most `chunk_frames` frames and
+    # at most `chunk_bytes`: 16 frames (44 MB) at 720p, 8 frames (50 MB) at 1080p
     decode: DecodeConfig = DecodeConfig(chunk_frames=16)
+    chunk_bytes: int = 48 * 2**20
     max_missing: float = 0.05  # a video decoding fewer than (1 - this) of its claimed frames is truncated
     crops_root: str | None = None  # cropped_aligned folder (mode "cropped-aligned")
+
+    def decode_for(self, width: int, height: int) -> DecodeConfig:
+        """How a video of this frame size is decoded: chunks of at most `chunk_bytes` of RGB frames."""
+        frames = max(1, min(self.decode.chunk_frames, self.chunk_bytes // max(width * height * 3, 1)))
+        return replace(self.decode, chunk_frames=frames)
 
     @property
     def crop_size(self) -> int:
@@ -173,9 +180,10 @@ class FaceStage:
         emitted = dict.fromkeys((s for s, _ in subjects), 0)
         faces = dict.fromkeys(emitted, 0)
         try:
-            claimed = probe_video(path).frame_count
+            info = probe_video(path)
+            claimed, decode = info.frame_count, self.settings.decode_for(info.width, info.height)
             source = self._detect if self.detector is not None else self._organiser
-            for rows in source(video, path, subjects):
+            for rows in source(video, path, subjects, decode):
                 rows["node"][:] = self.node
                 subject = str(rows["subject"][0])
                 emitted[subject] += len(rows["index"])
@@ -200,14 +208,14 @@ class FaceStage:
                 yield marker(subject, video, END, size, frames=n)
 
     def _detect(
-        self, video: str, path: Path, subjects: list[tuple[str, str]]
+        self, video: str, path: Path, subjects: list[tuple[str, str]], decode: DecodeConfig
     ) -> Iterator[dict[str, np.ndarray]]:
         cfg = self.settings
         wanted = {p for _, p in subjects}
         positions = ("left", "right") if wanted & {"left", "right"} else ("main",)
         buffer, tracker, share = FrameBuffer(), None, 1.0 / len(subjects)
         needed = dict.fromkeys(wanted, 0)  # first frame index not yet emitted, per wanted position
-        chunks = iter_chunks(path, cfg.decode)
+        chunks = iter_chunks(path, decode)
         while True:
             started = time.perf_counter()
             chunk = next(chunks, None)
@@ -251,12 +259,12 @@ class FaceStage:
             buffer.drop_before(min(needed.values()))
 
     def _organiser(
-        self, video: str, path: Path, subjects: list[tuple[str, str]]
+        self, video: str, path: Path, subjects: list[tuple[str, str]], decode: DecodeConfig
     ) -> Iterator[dict[str, np.ndarray]]:
         cfg = self.settings
         root = Path(cfg.crops_root or "")
         share = 1.0 / len(subjects)
-        chunks = iter_chunks(path, cfg.decode)
+        chunks = iter_chunks(path, decode)
         while True:
             started = time.perf_counter()
             chunk = next(chunks, None)

@@ -143,6 +143,19 @@ def test_write_stage_writes_contiguous_parts_and_passes_markers(tmp_path):
     assert got.maps[0][:, 0, 0, 0].tolist() == list(range(6))
 
 
+def test_decoded_chunks_are_bounded_in_bytes_whatever_the_resolution():
+    from jobs.extract_stages import FaceSettings
+
+    settings = FaceSettings()
+    frames = {
+        size: settings.decode_for(*size).chunk_frames for size in ((320, 240), (1280, 720), (1920, 1080))
+    }
+    assert frames == {(320, 240): 16, (1280, 720): 16, (1920, 1080): 8}
+    assert settings.decode_for(7680, 4320).chunk_frames == 1  # one 8K frame is 100 MB: never zero
+    for (width, height), n in frames.items():
+        assert n * width * height * 3 <= settings.chunk_bytes
+
+
 def test_frame_buffer_keeps_only_what_is_still_needed():
     class Chunk:
         def __init__(self, start, n):
