@@ -163,9 +163,7 @@ def serve(
                 number = next((i for i in free if slots[i].nbytes >= frames.nbytes), None)
                 if number is None:
                     number = len(slots)
-                    slots.append(
-                        _Slot(conn, number, max(frames.nbytes // len(frames) * chunk_frames, frames.nbytes))
-                    )
+                    slots.append(_Slot(conn, number, frames.nbytes // len(frames) * chunk_frames))
                 else:
                     free.remove(number)
                 np.frombuffer(slots[number].buf, np.uint8, count=frames.size).reshape(frames.shape)[...] = (
