@@ -117,8 +117,8 @@ def extract(
     Exit status 0 when every video was cached, 2 when some failed (listed in CACHE/failures.parquet),
     1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
     """
-    from jobs.extract import ExtractConfig, FaceSettings
-    from jobs.extract import extract as run_extract
+    from jobs.extract.driver import ExtractConfig, FaceSettings
+    from jobs.extract.driver import extract as run_extract
     from model.backbone import BackboneConfig
 
     if (
@@ -178,8 +178,8 @@ def train(
     ] = None,
 ) -> None:
     """Train the temporal model on cached features; keeps the best checkpoint by the official metric."""
-    from jobs.train import TrainConfig, TrainError
-    from jobs.train import train as run_training
+    from jobs.train.trainer import TrainConfig, TrainError
+    from jobs.train.trainer import train as run_training
 
     cfg = TrainConfig(task=task, input=input, cache=cache, output=output, config=config, epochs=epochs,
                       seq_len=seq_len, stride=stride, lr=lr, batch_size=batch_size, device=device, seed=seed,
@@ -326,7 +326,8 @@ def synth(
     import json
     import time
 
-    from pipeline.synth import SynthConfig, make_dataset
+    from pipeline.synth.common import SynthConfig
+    from pipeline.synth.dataset import make_dataset
 
     cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed)
     try:
@@ -376,8 +377,8 @@ def bench(
 
     Makes its own synthetic videos; writes OUTPUT/bench.json and OUTPUT/bench.md and prints the table.
     """
-    from jobs.bench import BenchConfig, run_bench
-    from jobs.bench_report import markdown
+    from jobs.bench.report import markdown
+    from jobs.bench.suite import BenchConfig, run_bench
 
     try:
         cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,

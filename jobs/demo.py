@@ -2,9 +2,9 @@
 
 Steps, each one reused when a rerun finds it finished:
 
-1. a synthetic Aff-Wild2-layout data set (`pipeline.synth`) in OUT/data;
-2. the feature cache of all its splits (`jobs.extract`) in OUT/cache;
-3. a VA model (`tam_s1`) trained for a few epochs (`jobs.train`) in OUT/checkpoints/va;
+1. a synthetic Aff-Wild2-layout data set (`pipeline.synth.common`) in OUT/data;
+2. the feature cache of all its splits (`jobs.extract.driver`) in OUT/cache;
+3. a VA model (`tam_s1`) trained for a few epochs (`jobs.train.trainer`) in OUT/checkpoints/va;
 4. `lwaffect run --task va --split test` (`jobs.run`): OUT/predictions/va.parquet and
    OUT/submission/va/predictions.txt;
 5. a check of the submission file against the test list and frame counts.
@@ -44,7 +44,8 @@ class DemoConfig:
 
 def make_data(cfg: DemoConfig, say: Say) -> Path:
     """The synthetic data set in OUT/data (kept when its manifest exists)."""
-    from pipeline.synth import MANIFEST, SynthConfig, make_dataset
+    from pipeline.synth.common import MANIFEST, SynthConfig
+    from pipeline.synth.dataset import make_dataset
 
     root = cfg.output / "data"
     if (root / MANIFEST).is_file():
@@ -60,7 +61,7 @@ def make_data(cfg: DemoConfig, say: Say) -> Path:
 
 def make_cache(cfg: DemoConfig, data: Path, say: Say) -> str:
     """The feature cache of every split (complete shards are skipped)."""
-    from jobs.extract import ExtractConfig, extract
+    from jobs.extract.driver import ExtractConfig, extract
 
     cache = str(cfg.output / "cache")
     say(f"[2/5] extract: feature cache of all splits in {cache}")
@@ -72,7 +73,7 @@ def make_cache(cfg: DemoConfig, data: Path, say: Say) -> str:
 
 def train_model(cfg: DemoConfig, data: Path, cache: str, say: Say) -> Path:
     """A briefly trained VA model (resumed, or kept when all its epochs are done)."""
-    from jobs.train import TrainConfig, train
+    from jobs.train.trainer import TrainConfig, train
 
     output = cfg.output / "checkpoints" / "va"
     say(f"[3/5] train: VA model {cfg.config}, {cfg.epochs} epochs, in {output}")

@@ -13,9 +13,9 @@ from model.tasks import get_task
 from pipeline import datasets
 from pipeline.datasets.catalogue import Catalogue
 from pipeline.metrics import Average, MetricResult, compute_metric
-from pipeline.predictions import PredictionsError, frame_counts, pair_with_labels, read_predictions
-from pipeline.submission import SubmissionReport, frame_ranges, write_submission
-from pipeline.submission_check import Problem, check_submission
+from pipeline.submission.check import Problem, check_submission
+from pipeline.submission.read import PredictionsError, frame_counts, pair_with_labels, read_predictions
+from pipeline.submission.write import SubmissionReport, frame_ranges, write_submission
 
 # errors that mean "bad input or configuration" (CatalogueError, PredictionsError, SubmissionError,
 # MetricError and an unknown task are ValueErrors): the command prints them and exits with status 1

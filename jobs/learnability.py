@@ -24,16 +24,17 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from jobs.train import TrainConfig, Trainer, prepare, torch_settings
+from jobs.train.trainer import TrainConfig, Trainer, prepare, torch_settings
 from pipeline.metrics import compute_metric
-from pipeline.windows import label_rows
+from pipeline.temporal.windows import label_rows
 
 TASKS = ("va", "au", "expr")
 
 
 def make_data(root: Path, videos: int | None, seconds: float | None, say) -> None:
     """The synthetic data set at `root`, made once."""
-    from pipeline.synth import MANIFEST, SynthConfig, make_dataset
+    from pipeline.synth.common import MANIFEST, SynthConfig
+    from pipeline.synth.dataset import make_dataset
 
     if not (root / MANIFEST).exists():
         make_dataset(SynthConfig(output=root, videos=videos, seconds=seconds), say=say)
@@ -41,7 +42,7 @@ def make_data(root: Path, videos: int | None, seconds: float | None, say) -> Non
 
 def make_cache(root: Path, cache: Path, say) -> float:
     """Extract the train and validation subjects; returns the seconds it took."""
-    from jobs.extract import ExtractConfig, extract
+    from jobs.extract.driver import ExtractConfig, extract
 
     t0 = time.perf_counter()
     for split in ("train", "validation"):

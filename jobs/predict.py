@@ -1,7 +1,7 @@
 """`lwaffect predict`: per-frame predictions of one task from a feature cache.
 
 Loads a checkpoint (which must match the task and the cache's backbone), predicts every cached frame of
-every subject with overlapping windows averaged (`pipeline.training.predict_rows`), activates the outputs
+every subject with overlapping windows averaged (`pipeline.temporal.training.predict_rows`), activates the outputs
 (task table), decides AU / AH with the checkpoint's thresholds and EXPR by the most probable class, fills
 frames without a face (`pipeline.fill`) and writes `OUT/predictions/<task>.parquet` atomically. Schema:
 `video`, `subject`, `frame` (int32, 1-based), `face`, `filled`, then VA `valence`, `arousal`; AU `p_AU*`
@@ -25,8 +25,8 @@ import torch
 
 from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, get_task
 from pipeline.fill import FillConfig, FillMethod, fill_predictions
-from pipeline.training import activate, predict_rows
-from pipeline.windows import ShardReader
+from pipeline.temporal.training import activate, predict_rows
+from pipeline.temporal.windows import ShardReader
 
 PREDICTIONS_DIR = "predictions"  # OUT/predictions/<task>.parquet
 
@@ -233,7 +233,7 @@ def select_subjects(cfg: PredictConfig, cached: Sequence[str]) -> tuple[list[str
 
 def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> PredictReport:
     """Predict every frame of the selected subjects and write OUTPUT/predictions/<task>.parquet."""
-    from pipeline.cache import CacheError, open_cache
+    from pipeline.cache.read import CacheError, open_cache
 
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     get_task(cfg.task)

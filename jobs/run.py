@@ -2,8 +2,8 @@
 
 Stages: read the catalogue, extract the feature cache of the split's subjects (reusing and completing an
 existing cache), predict every frame with overlapping windows averaged and fill frames without a face
-(`jobs.predict`), write the challenge submission of the test split (`pipeline.submission`) and check it
-(`pipeline.submission_check`). Bad inputs do not stop the run: each one is listed in OUT/failures.parquet
+(`jobs.predict`), write the challenge submission of the test split (`pipeline.submission.write`) and check it
+(`pipeline.submission.check`). Bad inputs do not stop the run: each one is listed in OUT/failures.parquet
 and makes the exit status 2. The run ends with a summary: videos, frames, frames filled, failures,
 per-stage throughput and where the files are.
 """
@@ -133,7 +133,7 @@ def submission_path(output: Path, task: str) -> Path:
 
 def weights_needed(cfg: RunConfig) -> str:
     """What to say when `--weights` is missing: which checkpoint is needed and how to make it."""
-    from jobs.train import BEST
+    from jobs.train.trainer import BEST
 
     ckpt_dir = Path(cfg.output) / "checkpoints" / cfg.task
     cache = cfg.cache_location
@@ -179,8 +179,8 @@ def check_config(cfg: RunConfig) -> None:
 
 def extract_stage(cfg: RunConfig, subjects: list[str], say: Callable[[str], None]) -> Stage:
     """Extract the shards of `subjects` that the cache lacks; complete ones are reused."""
-    from jobs.extract import ExtractConfig, extract
-    from jobs.runtime import RuntimeConfig
+    from jobs.extract.driver import ExtractConfig, extract
+    from jobs.extract.runtime import RuntimeConfig
 
     started = time.perf_counter()
     report = extract(
@@ -194,7 +194,7 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Callable[[str], None
 
 def cache_failures(location: str, subjects: list[str]) -> list[dict[str, str]]:
     """Failures the cache recorded for `subjects`."""
-    from pipeline.cache import open_cache
+    from pipeline.cache.read import open_cache
 
     wanted = set(subjects)
     rows = open_cache(location).failures().to_pylist()
@@ -205,9 +205,9 @@ def submit_stage(
     cfg: RunConfig, catalogue: Any, predictions: Path
 ) -> tuple[Stage, Path | None, list[str], list[str]]:
     """Write and check the submission of the test split: (stage, file or None, problems, notes)."""
-    from pipeline.predictions import frame_counts, read_predictions
-    from pipeline.submission import SubmissionError, write_submission
-    from pipeline.submission_check import check_submission
+    from pipeline.submission.check import check_submission
+    from pipeline.submission.read import frame_counts, read_predictions
+    from pipeline.submission.write import SubmissionError, write_submission
 
     started = time.perf_counter()
     path = submission_path(cfg.output, cfg.task)
@@ -225,7 +225,7 @@ def submit_stage(
 def metric_of(cfg: RunConfig, catalogue: Any, predictions: Path) -> str | None:
     """The official metric of the predictions on a labelled split, None where there are no labels."""
     from jobs.evaluate import EvaluateConfig, evaluate_predictions
-    from pipeline.predictions import PredictionsError
+    from pipeline.submission.read import PredictionsError
 
     try:
         cfg_eval = EvaluateConfig(cfg.task, predictions, cfg.input, cfg.split, allow_missing=True)
@@ -237,7 +237,7 @@ def metric_of(cfg: RunConfig, catalogue: Any, predictions: Path) -> str | None:
 
 def run(cfg: RunConfig, say: Callable[[str], None] | None = None) -> RunReport:
     """Extract, predict, fill, write and check the submission; the report says what happened."""
-    from pipeline.cache import CacheError
+    from pipeline.cache.read import CacheError
     from pipeline.datasets import load_catalogue
 
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))

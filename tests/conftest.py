@@ -1,4 +1,4 @@
-"""Shared fixtures: the synthetic data sets of `pipeline.synth`, each made once per test session.
+"""Shared fixtures: the synthetic data sets of `pipeline.synth.common`, each made once per test session.
 
 `synth_affwild2`, `synth_emi` and `synth_ah` return the root folder (a Path) of the default data set of
 that layout (seed 0); its `synth_manifest.json` says what is in it and `synth_truth/` holds the true face
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.synth import SynthConfig, make_dataset
+from pipeline.synth.common import SynthConfig
+from pipeline.synth.dataset import make_dataset
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Path:

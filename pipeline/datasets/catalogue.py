@@ -22,7 +22,7 @@ import numpy as np
 from model.tasks import SPLITS, get_task
 
 if TYPE_CHECKING:
-    from pipeline.probe import VideoInfo
+    from pipeline.video.probe import VideoInfo
 
 Layout = Literal["affwild2", "emi", "ah", "plain"]
 Position = Literal["main", "left", "right"]
@@ -154,7 +154,7 @@ class Catalogue:
     def video_info(self, video: str) -> VideoInfo:
         """Container metadata of video `video` (probed once, then cached); raises `VideoError`."""
         if video not in self._info:
-            from pipeline.probe import probe_video
+            from pipeline.video.probe import probe_video
 
             self._info[video] = probe_video(self.videos[video].path)
         return self._info[video]
@@ -162,7 +162,7 @@ class Catalogue:
     def decoded_frames(self, video: str) -> int:
         """Number of frames the decoder yields for video `video` (decoded once, then cached)."""
         if video not in self._decoded:
-            from pipeline.probe import count_decoded_frames
+            from pipeline.video.probe import count_decoded_frames
 
             self._decoded[video] = count_decoded_frames(self.videos[video].path)
         return self._decoded[video]

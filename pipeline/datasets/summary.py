@@ -12,7 +12,7 @@ from collections import Counter
 
 from model.tasks import TASKS
 from pipeline.datasets.catalogue import Catalogue, Subject
-from pipeline.probe import VideoError
+from pipeline.video.probe import VideoError
 
 
 def _container_frames(cat: Catalogue, task: str, subjects: list[Subject]) -> tuple[int, int, int]:

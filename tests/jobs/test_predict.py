@@ -216,8 +216,8 @@ def real_cache(tmp_path_factory):
     from model.backbone import BackboneConfig, build_backbone
     from model.checkpoint import save_checkpoint
     from model.configs import build_model
-    from pipeline.cache_schema import frame_schema, frames_table, make_spec
-    from pipeline.cache_write import CacheWriter
+    from pipeline.cache.schema import frame_schema, frames_table, make_spec
+    from pipeline.cache.write import CacheWriter
 
     root = tmp_path_factory.mktemp("predict")
     backbone = build_backbone(BackboneConfig(pretrained=False))

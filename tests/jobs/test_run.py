@@ -113,7 +113,7 @@ def quiet(line: str) -> None:
 
 def extracted(root: Path, cache: Path, split: str) -> SimpleNamespace:
     """One extraction of `split` of the data set at `root`, and its catalogue."""
-    from jobs.extract import ExtractConfig, extract
+    from jobs.extract.driver import ExtractConfig, extract
     from pipeline.datasets import load_catalogue
 
     report = extract(ExtractConfig(input=root, cache=str(cache), split=split), say=quiet)
@@ -217,7 +217,7 @@ def test_run_ah_writes_frame_lines_from_zero(ah, random_checkpoint, tmp_path):
 def test_evaluate_on_run_predictions_equals_the_training_validation_metric(affwild2, tmp_path):
     from jobs.evaluate import EvaluateConfig, evaluate_predictions
     from jobs.run import run
-    from jobs.train import TrainConfig, train
+    from jobs.train.trainer import TrainConfig, train
 
     trained = train(
         TrainConfig(task="va", input=affwild2.root, cache=affwild2.cache, output=tmp_path / "ckpt", epochs=2,
@@ -236,7 +236,7 @@ def test_evaluate_on_run_predictions_equals_the_training_validation_metric(affwi
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_broken_test_video_is_listed_and_exits_2(affwild2, random_checkpoint, tmp_path):
-    from pipeline.cache_schema import encode_subject
+    from pipeline.cache.schema import encode_subject
 
     root, cache = tmp_path / "data", tmp_path / "cache"
     shutil.copytree(affwild2.root, root)

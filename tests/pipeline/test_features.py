@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from model.backbone import BackboneConfig, build_backbone
-from pipeline.cache_schema import frame_schema, frames_table
+from pipeline.cache.schema import frame_schema, frames_table
 from pipeline.features import BackboneStage, FeatureConfig, cosine_per_frame, extract_maps
 
 FP32 = FeatureConfig(dtype="float32", autocast="off")

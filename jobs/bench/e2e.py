@@ -1,0 +1,228 @@
+"""End-to-end benchmark: the real `extract` Ray job on the benchmark videos, and its peak memory.
+
+`bench_extract` starts a local Ray (timed apart), then times `jobs.extract.driver.extract` on a folder of
+videos: Ray Data stages, actors loading their models, every frame decoded, tracked, aligned, run through
+the backbone and written to the cache, shards assembled. Its face boxes are read back from the cache and
+scored against the truth.
+
+`bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
+`interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,
+raylet and workers, the decoder processes) from /proc: the peak of the summed RSS (shared pages count once
+per process that maps them, so the Ray object store can count several times) and of the summed PSS
+(shared pages split between the processes that map them; from /proc/<pid>/smaps_rollup). It does so for a
+short video and one many times longer; as both runs pay the same start-up, the extra frames over the
+extra seconds are the job's steady throughput (`marginal_fps`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobs.bench.stages import face_scores, pooled_scores
+from jobs.bench.videos import BenchVideo
+from jobs.extract.driver import ExtractConfig, extract
+from jobs.extract.runtime import ray_session
+
+MB = 1e6
+
+
+def bench_extract(cfg: ExtractConfig, videos: Sequence[BenchVideo], say: Any) -> dict[str, Any]:
+    """Frames/s of `extract(cfg)` with Ray already started, the Ray start, and face scores of the cache."""
+    from pipeline.cache.read import open_cache
+
+    started = time.perf_counter()
+    with ray_session(cfg.runtime):
+        ray_s = time.perf_counter() - started
+        report = extract(cfg, say=say)
+    if report.failures:
+        raise RuntimeError(f"extract failed: {'; '.join(f.reason for f in report.failures)}")
+    cache = open_cache(cfg.cache)
+    scores, weights = [], []
+    for video in videos:
+        rows = cache.read(video.name, maps=False)
+        scores.append(face_scores(video, rows.index, rows.face, rows.box))
+        weights.append(len(rows.index))
+    stages = {
+        name: {"fps": t.fps, "worker_s": t.seconds}
+        for name, t in report.stages.items()
+        if t.frames > 0 and t.seconds > 0
+    }
+    return {
+        "frames": float(report.frames),
+        "seconds": report.wall_s,
+        "fps": report.frames / report.wall_s,
+        "fps_with_ray_start": report.frames / (report.wall_s + ray_s),
+        "ray_start_s": ray_s,
+        "first_result_s": report.startup_s,
+        **pooled_scores(scores, weights),
+        "in_pipeline": stages,
+        "plan": report.plan,
+    }
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process on the machine (from /proc/<pid>/stat)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants."""
+    tree, out, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(tree.get(pid, []))
+    return out
+
+
+def _kb(path: str, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _name(pid: int) -> str:
+    """A short name of a process: Ray's title for its workers, else the program and its first argument."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return str(pid)
+    if not args:
+        return str(pid)
+    if args[0].startswith("ray::"):
+        return args[0].split()[0][:60]
+    program = os.path.basename(args[0])
+    rest = [a for a in args[1:3] if not a.startswith("-")]
+    return " ".join([program, *(os.path.basename(a) for a in rest[:1])])[:60]
+
+
+def tree_memory(root: int) -> tuple[float, float, list[tuple[str, float, float]]]:
+    """Summed RSS and PSS (bytes) of `root`'s process tree, and (name, RSS, PSS) of each process."""
+    each = []
+    for pid in process_tree(root):
+        rss, pss = (
+            _kb(f"/proc/{pid}/status", "VmRSS:") * 1024.0,
+            _kb(f"/proc/{pid}/smaps_rollup", "Pss:") * 1024.0,
+        )
+        each.append((_name(pid), rss, pss))
+    return sum(e[1] for e in each), sum(e[2] for e in each), each
+
+
+class TreeSampler(threading.Thread):
+    """Samples a process tree's memory until stopped; keeps the peaks."""
+
+    def __init__(self, root: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.peak_rss = self.peak_pss = 0.0
+        self.peak_processes = 0
+        self.at_peak: list[tuple[str, float, float]] = []  # (name, RSS, PSS) of each process at the RSS peak
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            rss, pss, each = tree_memory(self.root)
+            if rss > self.peak_rss:
+                self.peak_rss, self.at_peak = rss, each
+            self.peak_pss = max(self.peak_pss, pss)
+            self.peak_processes = max(self.peak_processes, len(each))
+            self.samples += 1
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def peak_memory(folder: Path, cache: Path, device: str | None, log: Path) -> dict[str, Any]:
+    """Peak summed RSS / PSS (MB) of `lwaffect extract --input folder --cache cache` and its descendants."""
+    command = [sys.executable, "-m", "jobs", "extract", "--input", str(folder), "--cache", str(cache)]
+    if device:
+        command += ["--device", device]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        try:
+            code = proc.wait()
+        finally:
+            sampler.stop()
+    if code != 0:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"`{' '.join(command)}` exited with {code}:\n{tail}")
+    largest: dict[str, float] = {}  # RSS (MB) at the peak, summed by process name
+    for name, rss, _ in sampler.at_peak:
+        largest[name] = largest.get(name, 0.0) + rss / MB
+    return {
+        "at_peak_rss_mb": dict(sorted(largest.items(), key=lambda kv: -kv[1])[:8]),
+        "peak_rss_mb": sampler.peak_rss / MB,
+        "peak_pss_mb": sampler.peak_pss / MB,
+        "processes": float(sampler.peak_processes),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def bench_memory(
+    short: Sequence[BenchVideo], long: Sequence[BenchVideo], work: Path, device: str | None
+) -> dict:
+    """Peak memory of extracting a short video and a longer one, each in a fresh `lwaffect extract`."""
+    out: dict[str, Any] = {}
+    for name, videos in (("short", short), ("long", long)):
+        folder = videos[0].path.parent
+        figures = peak_memory(folder, work / f"cache-{name}", device, work / f"extract-{name}.log")
+        spec = videos[0].spec
+        out[name] = {
+            "seconds_of_video": spec.seconds,
+            "frames": float(sum(v.frames for v in videos)),
+            **figures,
+        }
+    # the two runs pay the same start-up (Python, Ray, actors, models): the extra frames over the extra
+    # seconds is the job's steady throughput
+    extra_s = out["long"]["wall_s"] - out["short"]["wall_s"]
+    out["marginal_fps"] = (out["long"]["frames"] - out["short"]["frames"]) / extra_s if extra_s > 0 else 0.0
+    out["rss_ratio"] = out["long"]["peak_rss_mb"] / out["short"]["peak_rss_mb"]
+    out["pss_ratio"] = out["long"]["peak_pss_mb"] / out["short"]["peak_pss_mb"]
+    return out
+
+
+def finite(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` without NaN or infinite numbers, which JSON cannot hold (nested dicts and strings kept)."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out[k] = finite(v)
+        elif isinstance(v, str) or (isinstance(v, int | float) and np.isfinite(v)):
+            out[k] = v
+    return out

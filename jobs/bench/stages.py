@@ -1,0 +1,203 @@
+"""Benchmark of the extraction stages one at a time: decode, face detection + tracking, align, backbone.
+
+Each stage runs alone in this process on the benchmark videos, with the pipeline's own settings
+(`jobs.extract.stages.FaceSettings`, `pipeline.features.FeatureConfig`) and the torch threads of the
+process. Frames per second count the frames a stage handles: every decoded frame for decode, faces and
+align (align skips frames without a face, as in the pipeline), face crops for the backbone. Short
+stages are repeated and the median reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from jobs.bench.videos import BenchVideo, iou
+from jobs.extract.stages import FaceSettings
+from model.backbone import BackboneConfig, build_backbone
+from pipeline.features import FeatureConfig, extract_maps, use_bf16
+from pipeline.video.decode import DecodeConfig, iter_chunks
+
+
+def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 0) -> float:
+    """Median wall-clock seconds of `repeats` calls of `run` (after `warmup` untimed calls)."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(max(repeats, 1)):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def face_scores(
+    truth: BenchVideo, index: np.ndarray, face: np.ndarray, boxes: np.ndarray
+) -> dict[str, float]:
+    """Median IoU of found faces with the true boxes and % of true face frames where a face was reported."""
+    index = np.asarray(index, np.int64)
+    true_face = truth.face[index]
+    found = np.asarray(face, bool) & true_face
+    overlaps = iou(np.asarray(boxes, np.float64)[found], truth.boxes[index][found])
+    return {
+        "median_iou": float(np.median(overlaps)) if overlaps.size else 0.0,
+        "found_pct": 100.0 * found.sum() / max(int(true_face.sum()), 1),
+    }
+
+
+def pooled_scores(parts: Sequence[dict[str, float]], weights: Sequence[float]) -> dict[str, float]:
+    """Frame-weighted mean of per-video face scores."""
+    total = max(sum(weights), 1e-9)
+    return {k: sum(p[k] * w for p, w in zip(parts, weights, strict=True)) / total for k in parts[0]}
+
+
+# ------------------------------------------------------------------------------------------------ decode
+
+
+def _decode_all(videos: Sequence[BenchVideo], cfg: DecodeConfig) -> None:
+    for video in videos:
+        for _ in iter_chunks(video.path, cfg):
+            pass
+
+
+def bench_decode(
+    videos: Sequence[BenchVideo], decode: DecodeConfig, repeats: int, warmup: BenchVideo
+) -> dict[str, Any]:
+    """Frames/s of decoding every video with decord and with PyAV (the pipeline's chunked decoder).
+
+    Each backend first decodes `warmup` untimed (starting the decoder processes' server, imports).
+    """
+    frames = sum(v.frames for v in videos)
+    out: dict[str, Any] = {}
+    for backend in ("decord", "pyav"):
+        cfg = replace(decode, backend=backend, small_size=None)
+        _decode_all([warmup], cfg)
+
+        def run(cfg: DecodeConfig = cfg) -> None:
+            _decode_all(videos, cfg)
+
+        out[backend] = {"fps": frames / median_seconds(run, repeats)}
+    out["pipeline_backend"] = "decord" if decode.backend in ("auto", "decord") else "pyav"
+    return out
+
+
+# ------------------------------------------------------------------------------------------- faces, align
+
+
+@dataclass
+class FacePass:
+    """What one pass of the face and align stages over the videos measured and produced."""
+
+    frames: int = 0  # decoded frames handled
+    face_seconds: float = 0.0  # detect + track
+    align_seconds: float = 0.0  # alignment of the chunks' frames
+    crops: list[np.ndarray] = field(default_factory=list)  # (n, 3, S, S) uint8 face crops, per batch
+    scores: list[dict[str, float]] = field(default_factory=list)  # per video: median IoU and % found
+    face_frames: int = 0  # frames where a face was reported
+
+
+def _stage_rows(stage: Any, video: BenchVideo) -> Iterator[dict[str, np.ndarray]]:
+    """The FRAME rows `FaceStage` gives for one video; a failure is raised."""
+    from jobs.extract.write import FAIL, FRAME
+
+    for rows in stage.video(video.name, video.path, [(video.name, "main")]):
+        if int(rows["kind"][0]) == FAIL:
+            raise RuntimeError(f"face stage failed: {rows['reason'][0]}")
+        if int(rows["kind"][0]) == FRAME:
+            yield rows
+
+
+def face_pass(
+    videos: Sequence[BenchVideo], settings: FaceSettings, device: str, max_crops: int, warmup: BenchVideo
+) -> FacePass:
+    """The pipeline's face stage (`FaceStage`: decode, detect + track, align) over each video, decoding
+    in this process so that nothing runs beside the timed parts; the stage times its own parts. The
+    stage first runs untimed on `warmup` (MTCNN's first call in a process is several times slower)."""
+    from jobs.extract.stages import FaceStage
+
+    stage = FaceStage(
+        replace(settings, decode=replace(settings.decode, isolate=False)), device, torch.get_num_threads()
+    )
+    for _ in _stage_rows(stage, warmup):
+        pass
+    result = FacePass()
+    kept = 0
+    for video in videos:
+        index, face, boxes = [], [], []
+        for rows in _stage_rows(stage, video):
+            result.frames += len(rows["index"])
+            result.face_seconds += float(rows["t_detect"].sum())
+            result.align_seconds += float(rows["t_align"].sum())
+            index.append(rows["index"])
+            face.append(rows["face"])
+            boxes.append(rows["box"])
+            if kept < max_crops:
+                crops = rows["crops"][rows["face"]][: max_crops - kept]  # (n, 3, S, S) uint8
+                result.crops.append(crops)
+                kept += len(crops)
+        if not index:
+            raise RuntimeError(f"the face stage gave no rows for {video.path}")
+        face_all = np.concatenate(face)
+        result.face_frames += int(face_all.sum())
+        result.scores.append(face_scores(video, np.concatenate(index), face_all, np.concatenate(boxes)))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- backbone
+
+VARIANTS: dict[str, tuple[bool, Literal["off", "bf16"]]] = {  # name -> (channels_last, autocast)
+    "fp32_nchw": (False, "off"),
+    "fp32_channels_last": (True, "off"),
+    "bf16_channels_last": (True, "bf16"),
+}
+
+
+def pipeline_variant(features: FeatureConfig, device: torch.device) -> str:
+    """The variant `extract` runs with `features` on `device`."""
+    layout = "channels_last" if features.channels_last else "nchw"
+    return f"{'bf16' if use_bf16(features, device) else 'fp32'}_{layout}"
+
+
+def bench_backbone(
+    crops: np.ndarray,  # (n, 3, S, S) uint8 face crops
+    backbone_cfg: BackboneConfig,
+    features: FeatureConfig,
+    device: str,
+    repeats: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Frames/s of the frozen backbone in each variant; also returns each variant's maps (n, D).
+
+    The maps are float32 for `fp32_nchw` (the fidelity reference), the stored dtype for the others.
+    Variants whose autocast the device lacks natively (bf16 on a CPU without AVX512-BF16 / AMX) are left
+    out: the pipeline never picks them.
+    """
+    out: dict[str, Any] = {}
+    maps: dict[str, np.ndarray] = {}
+    dev = torch.device(device)
+    for name, (channels_last, autocast) in VARIANTS.items():
+        if autocast == "bf16" and dev.type == "cpu" and not use_bf16(replace(features, autocast="auto"), dev):
+            continue  # no native bf16 on this CPU: emulated bf16 is far slower, not a pipeline choice
+        torch.manual_seed(0)  # the same random weights in every variant (a weights file is the same anyway)
+        backbone = build_backbone(replace(backbone_cfg, channels_last=channels_last))
+        backbone.frozen.to(dev)
+        dtype = "float32" if name == "fp32_nchw" else features.dtype  # fp32_nchw: the fidelity reference
+        cfg = replace(features, channels_last=channels_last, autocast=autocast, dtype=dtype)
+        kept: list[tuple[np.ndarray, ...]] = []
+
+        def run(backbone: Any = backbone, cfg: FeatureConfig = cfg, kept: list = kept) -> None:
+            kept[:] = [extract_maps(crops, backbone, cfg)]  # ((n, 64, 28, 28), (n, 96, 14, 14))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        extract_maps(crops[: cfg.batch_size], backbone, cfg)  # warm-up: one batch
+        out[name] = {"fps": len(crops) / median_seconds(run, repeats)}
+        maps[name] = np.concatenate([m.reshape(len(crops), -1) for m in kept[0]], axis=1)  # (n, 68992)
+    out["pipeline"] = pipeline_variant(features, dev)
+    out["batch_size"] = features.batch_size
+    return out, maps

@@ -1,0 +1,94 @@
+"""Synthetic benchmark videos: real H.264 files of a real moving face, with the true box of every frame.
+
+Each video is made by the synthetic data set's renderer (`pipeline.synth.video`): scikit-image's astronaut
+portrait on a textured background, moving and changing size on smooth paths, encoded with libx264
+(yuv420p) through PyAV, so that decoding costs what it costs for a camera video of that size. A stretch in
+the middle (`BenchVideoSpec.gap` of the frames) has no face, as when a person leaves the picture. The true
+face box and five landmarks of every frame come back with the file; the face stage is scored against them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.synth.video import make_track, write_video
+
+RESOLUTIONS = {"360p": (640, 360), "480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+@dataclass(frozen=True)
+class BenchVideoSpec:
+    """One benchmark video."""
+
+    width: int = 1280  # frame width in pixels
+    height: int = 720  # frame height in pixels
+    seconds: float = 10.0  # duration
+    fps: int = 30  # frame rate
+    seed: int = 0  # background colours and the face's path
+    gap: float = 0.1  # fraction of the frames, in the middle of the video, without a face
+
+    @property
+    def frames(self) -> int:
+        return max(1, round(self.seconds * self.fps))
+
+
+@dataclass(frozen=True)
+class BenchVideo:
+    """A written benchmark video and its truth."""
+
+    path: Path  # the .mp4 file
+    spec: BenchVideoSpec  # what was asked for
+    face: np.ndarray  # (n,) bool: the frame shows a face
+    boxes: np.ndarray  # (n, 4) float true face box x1, y1, x2, y2 in frame pixels (NaN where no face)
+    landmarks: np.ndarray  # (n, 5, 2) float true landmarks (NaN where no face)
+
+    @property
+    def frames(self) -> int:
+        return len(self.face)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def resolution(name: str) -> tuple[int, int]:
+    """(width, height) of a resolution name such as "720p"."""
+    try:
+        return RESOLUTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown resolution {name!r}; known: {', '.join(RESOLUTIONS)}") from None
+
+
+def make_video(path: Path, spec: BenchVideoSpec) -> BenchVideo:
+    """Render and encode one video to `path` (H.264 in MP4); returns it with its truth."""
+    rng = np.random.default_rng(spec.seed)
+    n = spec.frames
+    gap_start = round(n * (0.5 - spec.gap / 2))
+    gap = [(gap_start, gap_start + round(n * spec.gap))] if spec.gap > 0 else []
+    track = make_track(n, spec.fps, (spec.width, spec.height), (0, spec.width), [0], rng, absent=gap)
+    truth = write_video(path, spec.fps, (spec.width, spec.height), {path.stem: track}, rng)
+    boxes = np.stack([truth[c].to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1).astype(np.float64)
+    landmarks = truth["landmarks"].combine_chunks().flatten().to_numpy().reshape(n, 5, 2)
+    face = truth["face"].to_numpy(zero_copy_only=False).astype(bool)
+    return BenchVideo(path=path, spec=spec, face=face, boxes=boxes, landmarks=landmarks)
+
+
+def make_videos(folder: Path, count: int, spec: BenchVideoSpec, prefix: str = "bench") -> list[BenchVideo]:
+    """`count` videos of `spec` (seeds spec.seed, spec.seed + 1, ...) named `<prefix>-<i>-<W>x<H>.mp4`."""
+    return [
+        make_video(folder / f"{prefix}-{i}-{spec.width}x{spec.height}.mp4", replace(spec, seed=spec.seed + i))
+        for i in range(count)
+    ]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boxes row by row: (n, 4) x (n, 4) -> (n,)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = w * h
+    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area - inter, 1e-9)

@@ -1,0 +1,352 @@
+"""`lwaffect extract`: precompute the feature cache of an input folder on Ray (local or a cluster).
+
+Pipeline (Ray Data, streaming; nothing holds a whole video):
+
+```
+work items (one per video: path + subjects still to cache, longest videos first)
+  -> FaceStage     actor pool: decode in chunks, detect/track (stateful per video), align -> crop rows
+  -> BackboneStage actor pool: frozen backbone on the face rows -> s8/s16 maps (float16)
+  -> WriteStage    actor pool: part files CACHE/parts/<run>/<subject>/<start>-<stop>.parquet -> summaries
+  -> driver        tracks coverage per subject; once a subject's parts cover all its frames, a driver
+                   thread assembles its shard atomically and updates the manifest
+```
+
+Sizing (`jobs.extract.runtime.plan_stages`): the CPU reservations of the pools never add up to every CPU, so no
+stage starves; on 2 CPUs one face worker (1 CPU), one backbone worker (0.5 CPU) and one writer (0.25 CPU).
+Face workers take one video at a time; the backbone batches rows across videos.
+
+Every stage measures its own seconds per row; the driver sums them into the per-stage table. A video
+that fails (unreadable, truncated, no face) becomes rows of the failures table and the run goes on;
+`ExtractReport.exit_code` is 2 when anything failed. Run as `python -m jobs.extract ...` for
+`ray job submit` (same flags as `lwaffect extract`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from jobs.extract.runtime import RuntimeConfig, StagePlan, plan_stages, ray_session
+from jobs.extract.stages import FaceSettings, FaceStage
+from jobs.extract.write import END, FAIL, FRAME, WriteStage
+from model.backbone import BackboneConfig, build_backbone
+from pipeline.cache.schema import make_spec
+from pipeline.cache.write import CacheWriter, Failure, ShardConfig
+from pipeline.datasets import Catalogue, Subject, load_catalogue
+from pipeline.features import BackboneStage, FeatureConfig
+
+SPLITS = ("train", "validation", "test", "all")
+STAGES = ("decode", "detect", "align", "backbone", "write", "assemble")
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What to extract, how, and where it runs."""
+
+    input: Path  # input folder (any layout `load_catalogue` reads)
+    cache: str  # cache location: a folder or a pyarrow filesystem URI
+    split: str = "all"  # train | validation | test | all: subjects of that split in any task
+    subject: Literal["auto", "main"] = "auto"  # auto: the catalogue's main/left/right; main: the main face
+    faces: FaceSettings = FaceSettings()  # decode, detection/tracking, alignment or organiser crops
+    backbone: BackboneConfig = BackboneConfig()  # frozen backbone (weights decide the cache's weights hash)
+    features: FeatureConfig = FeatureConfig()  # backbone batch, dtype, autocast
+    shard: ShardConfig = ShardConfig()  # shard layout
+    runtime: RuntimeConfig = RuntimeConfig()  # Ray placement
+    address: str | None = None  # Ray cluster to join; overrides runtime.address (and $RAY_ADDRESS)
+    device: Literal["cpu", "cuda"] | None = None  # None: cuda when the cluster has a GPU
+    rebuild: bool = False  # replace a cache made with other settings
+    subjects: tuple[str, ...] | None = None  # only these subjects (None: every subject of the split)
+
+
+@dataclass
+class StageTime:
+    """Frames a stage handled and the worker seconds it spent (summed over its workers)."""
+
+    frames: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class ExtractReport:
+    """What an extraction did."""
+
+    cache: str  # cache location
+    cached: list[str] = field(default_factory=list)  # subjects whose shard this run wrote
+    skipped: list[str] = field(default_factory=list)  # subjects already complete with the same spec
+    failures: list[Failure] = field(default_factory=list)  # subjects that could not be cached
+    frames: float = 0.0  # decoded video frames
+    rows: int = 0  # cached rows (frames x subjects)
+    wall_s: float = 0.0  # wall-clock seconds of the whole call (Ray start and model loading included)
+    startup_s: float = 0.0  # seconds until the first result came back (Ray start, model loading, first chunk)
+    stages: dict[str, StageTime] = field(default_factory=lambda: {s: StageTime() for s in STAGES})
+    plan: str = ""  # stage pool sizes
+    nodes: set[str] = field(default_factory=set)  # Ray nodes the face and write stages ran on
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.failures else 0
+
+    @property
+    def fps(self) -> float:
+        """Decoded frames per wall-clock second, Ray start and model loading included."""
+        return self.frames / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def steady_fps(self) -> float:
+        """Decoded frames per second after the first result (start-up excluded)."""
+        busy = self.wall_s - self.startup_s
+        return self.frames / busy if busy > 0 else float("nan")
+
+    def table(self) -> str:
+        lines = [f"{'stage':<10} {'frames':>9} {'seconds':>9} {'frames/s':>9}"]
+        for name, t in self.stages.items():
+            lines.append(f"{name:<10} {t.frames:>9.0f} {t.seconds:>9.2f} {t.fps:>9.1f}")
+        lines.append(f"{'end-to-end':<10} {self.frames:>9.0f} {self.wall_s:>9.2f} {self.fps:>9.1f}")
+        return "\n".join(lines)
+
+
+def select_subjects(catalogue: Catalogue, split: str, names: tuple[str, ...] | None) -> list[Subject]:
+    """Subjects of `split` in any task (all subjects for "all"), optionally only `names`."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+    if split == "all":
+        chosen = list(catalogue.subjects.values())
+    else:
+        picked = {s.name: s for task in catalogue.tasks() for s in catalogue.subjects_in(task, split)}
+        chosen = [catalogue.subjects[n] for n in catalogue.subjects if n in picked]
+    if names is not None:
+        missing = sorted(set(names) - set(catalogue.subjects))
+        if missing:
+            raise ValueError(f"subjects not in {catalogue.root}: {', '.join(missing)}")
+        chosen = [s for s in chosen if s.name in set(names)]
+    return chosen
+
+
+def cache_spec(cfg: ExtractConfig) -> dict:
+    """The cache spec of this configuration (builds the backbone once to read its shapes and hash)."""
+    backbone = build_backbone(cfg.backbone)
+    faces = cfg.faces.spec() | {"subject": cfg.subject}
+    return make_spec(
+        backbone.spec(), cfg.features.dtype, faces, cfg.backbone.pretrained, cfg.backbone.weights
+    )
+
+
+class Progress:
+    """Driver-side state: coverage per subject, assembly, stage times, per-video and overall progress."""
+
+    def __init__(self, writer: CacheWriter, run_id: str, items: list[dict], report: ExtractReport, say: Say):
+        self.writer, self.run_id, self.report, self.say = writer, run_id, report, say
+        self.video_of = {s: item["video"] for item in items for s, _ in json.loads(item["subjects"])}
+        self.pending = {item["video"]: {s for s, _ in json.loads(item["subjects"])} for item in items}
+        self.spans: dict[str, dict[int, int]] = {s: {} for s in self.video_of}
+        self.total: dict[str, int] = {}
+        self.failed: dict[str, Failure] = {}
+        self.futures: dict[str, Future] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble")
+        self.lock = threading.RLock()  # the assembly thread and the driver loop share the state below
+        self.videos_done, self.started, self.last_note = 0, time.perf_counter(), time.perf_counter()
+
+    def update(self, batch: dict[str, np.ndarray]) -> None:
+        with self.lock:
+            self._update(batch)
+
+    def _update(self, batch: dict[str, np.ndarray]) -> None:
+        stages = self.report.stages
+        self.report.nodes.update(n for joined in batch["nodes"] for n in str(joined).split(",") if n)
+        for i in range(len(batch["kind"])):
+            kind, subject = int(batch["kind"][i]), str(batch["subject"][i])
+            if kind == FRAME:
+                self.spans[subject][int(batch["start"][i])] = int(batch["stop"][i])
+                w, n_face, rows = (
+                    batch["w_video"][i],
+                    batch["n_face"][i],
+                    batch["stop"][i] - batch["start"][i],
+                )
+                self.report.frames += w
+                for name, frames in (("decode", w), ("detect", w), ("align", n_face), ("backbone", n_face)):
+                    stages[name].frames += frames
+                    stages[name].seconds += batch[f"t_{name}"][i]
+                stages["write"].frames += rows
+                stages["write"].seconds += batch["t_write"][i]
+            elif kind == END:
+                self.total[subject] = int(batch["frames"][i])
+            elif kind == FAIL:
+                failure = Failure(
+                    self.video_of[subject], subject, str(batch["stage"][i]), str(batch["reason"][i])
+                )
+                self._fail(failure)
+            self._maybe_assemble(subject)
+        if time.perf_counter() - self.last_note > 15:
+            self.last_note = time.perf_counter()
+            elapsed = self.last_note - self.started
+            self.say(
+                f"[{self.videos_done}/{len(self.pending)} videos] {self.report.frames:,.0f} frames in {elapsed:.0f} s "
+                f"({self.report.frames / max(elapsed, 1e-9):.1f} frames/s)"
+            )
+
+    def _fail(self, failure: Failure) -> None:
+        with self.lock:
+            if failure.subject in self.failed:
+                return
+            self.failed[failure.subject] = failure
+            self.report.failures.append(failure)
+            self.writer.discard(self.run_id, failure.subject)
+            self.say(f"  failed {failure.subject} ({failure.stage}): {failure.reason}")
+            self._resolved(failure.subject)
+
+    def _maybe_assemble(self, subject: str) -> None:
+        total = self.total.get(subject)
+        if total is None or subject in self.futures or subject in self.failed:
+            return
+        if sum(stop - start for start, stop in self.spans[subject].items()) != total:
+            return
+        future = self.pool.submit(self._assemble, subject, total)
+        self.futures[subject] = future
+
+    def _assemble(self, subject: str, total: int) -> None:
+        started = time.perf_counter()
+        try:
+            entry = self.writer.assemble(self.run_id, subject, self.video_of[subject], total)
+        except Exception as err:  # a shard that cannot be written is a failure of this subject only
+            self._fail(Failure(self.video_of[subject], subject, "write", f"{type(err).__name__}: {err}"))
+            return
+        with self.lock:
+            t = self.report.stages["assemble"]
+            t.frames, t.seconds = t.frames + entry.frames, t.seconds + time.perf_counter() - started
+            self.report.cached.append(subject)
+            self.report.rows += entry.frames
+            mib = entry.bytes / 2**20
+            self.say(f"  cached {subject}: {entry.frames} frames, {entry.faces} with a face, {mib:.1f} MiB")
+            self._resolved(subject)
+
+    def _resolved(self, subject: str) -> None:
+        video = self.video_of[subject]
+        left = self.pending[video]
+        left.discard(subject)
+        if not left:
+            self.videos_done += 1
+            elapsed = time.perf_counter() - self.started
+            self.say(
+                f"[{self.videos_done}/{len(self.pending)} videos] {video} done; "
+                f"{self.report.frames:,.0f} frames, {self.report.frames / max(elapsed, 1e-9):.1f} frames/s overall"
+            )
+
+    def finish(self) -> None:
+        """Wait for the assemblies; subjects that got no result at all are failures."""
+        self.pool.shutdown(wait=True)
+        for subject, video in self.video_of.items():
+            if subject not in self.failed and subject not in self.report.cached:
+                self._fail(
+                    Failure(video, subject, "pipeline", "no result: a worker stopped (see the Ray logs)")
+                )
+
+
+def _build_dataset(
+    cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter, run_id: str
+) -> Any:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.max_errored_blocks = len(items)  # a crashed worker loses its video, not the run
+    ctx.target_max_block_size = cfg.runtime.block_bytes  # stream chunk by chunk within a video
+    face_actors = min(plan.face_actors, len(items))
+    ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        FaceStage,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
+        num_cpus=plan.face_cpus,
+        num_gpus=plan.face_gpus or None,
+        fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
+    )
+    ds = ds.map_batches(
+        BackboneStage,
+        batch_size=cfg.runtime.backbone_batch,
+        compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
+        num_cpus=plan.backbone_cpus,
+        num_gpus=plan.backbone_gpus or None,
+        fn_constructor_kwargs={
+            "backbone": cfg.backbone,
+            "cfg": cfg.features,
+            "device": plan.device,
+            "threads": plan.backbone_threads,
+        },
+    )
+    return ds.map_batches(
+        WriteStage,
+        batch_size=cfg.runtime.write_batch,
+        compute=ray.data.ActorPoolStrategy(size=plan.write_actors),
+        num_cpus=plan.write_cpus,
+        fn_constructor_kwargs={"writer": writer.part_writer(run_id)},
+    )
+
+
+def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
+    """Extract every subject of the split that has no complete shard yet; returns what happened."""
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    began = time.perf_counter()
+    catalogue = load_catalogue(cfg.input, strict=False)
+    for problem in catalogue.errors:
+        say(f"note: {problem}")
+    if cfg.faces.mode == "cropped-aligned":
+        root = catalogue.cropped_aligned or cfg.input / "cropped_aligned"
+        if not Path(root).is_dir():
+            raise ValueError(f"--faces cropped-aligned: no cropped_aligned folder under {cfg.input}")
+        cfg = replace(cfg, faces=replace(cfg.faces, crops_root=str(root)))
+    subjects = select_subjects(catalogue, cfg.split, cfg.subjects)
+    writer = CacheWriter(cfg.cache, cache_spec(cfg), rebuild=cfg.rebuild, shard=cfg.shard)
+    report = ExtractReport(cache=cfg.cache)
+    todo: dict[str, list[tuple[str, str]]] = {}
+    for s in subjects:
+        if writer.is_complete(s.name):
+            report.skipped.append(s.name)
+        else:
+            todo.setdefault(s.video, []).append((s.name, s.position if cfg.subject == "auto" else "main"))
+    say(f"{len(subjects)} subjects in {len(catalogue.videos)} videos; {len(report.skipped)} already cached")
+    if not todo:
+        writer.write_failures([], [])
+        return report
+    paths = {v: catalogue.videos[v].path for v in todo}
+    order = sorted(todo, key=lambda v: -paths[v].stat().st_size if paths[v].is_file() else 0)
+    items = [{"video": v, "path": str(paths[v]), "subjects": json.dumps(todo[v])} for v in order]
+    runtime = cfg.runtime if cfg.address is None else replace(cfg.runtime, address=cfg.address)
+    run_id = writer.new_run()
+    progress = Progress(writer, run_id, items, report, say)
+    try:
+        with ray_session(runtime) as resources:
+            plan = plan_stages(runtime, resources.get("CPU", 1.0), resources.get("GPU", 0.0), cfg.device)
+            report.plan = plan.describe()
+            say(f"{len(items)} videos to extract; {report.plan}")
+            ds = _build_dataset(cfg, plan, items, writer, run_id)
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                report.startup_s = report.startup_s or time.perf_counter() - began
+                progress.update(batch)
+            progress.finish()
+        report.wall_s = time.perf_counter() - began
+    finally:
+        progress.pool.shutdown(wait=True)
+        writer.write_failures(report.failures, [s for subs in todo.values() for s, _ in subs])
+        writer.finish()
+    say(report.table())
+    say(f"nodes: {', '.join(sorted(report.nodes))}")
+    say(
+        f"cached {len(report.cached)} subjects ({report.rows:,} rows), skipped {len(report.skipped)}, "
+        f"failed {len(report.failures)}; {report.frames:,.0f} frames in {report.wall_s:.1f} s "
+        f"({report.fps:.1f} frames/s end to end; {report.steady_fps:.1f} frames/s after the first "
+        f"{report.startup_s:.1f} s of starting Ray and models)"
+    )
+    return report

@@ -1,0 +1,65 @@
+"""Resume bookkeeping of a training run: its progress, every RNG state, the config and the epoch log.
+
+`jobs.train.trainer` saves `RunState` and `rng_state()` with each epoch in `last.pt` and appends a record per
+epoch (and per start or resume) to `log.jsonl`; a restarted run restores both and goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class RunState:
+    """Progress of a run, saved with every epoch."""
+
+    epoch: int = 0  # epochs completed
+    best: float = -math.inf  # best validation metric so far
+    best_epoch: int = 0  # epoch that reached it
+    since_best: int = 0  # epochs since then
+    stopped: bool = False  # stopped early by patience
+
+
+def rng_state() -> dict:
+    """Every RNG state as tensors and plain values, so that `torch.load(weights_only=True)` reads it."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    numpy_state = (kind, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, gauss)
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def config_dict(cfg: Any) -> dict:
+    """A frozen config as a JSON-ready dict (paths and other objects as strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def append_log(path: Path, record: dict) -> None:
+    """Append one JSON record to a run's log.jsonl."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a run's log.jsonl."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,373 @@
+"""`lwaffect train`: train the backbone tail + TAM + head of one task on cached maps.
+
+Reads the catalogue (labels, splits) and the feature cache, trains with AdamW, warm-up + cosine schedule,
+gradient clipping and optional EMA, validates each epoch with the official metric over all valid frames
+of the validation subjects pooled, keeps the best checkpoint (with AU / AH thresholds tuned on validation)
+and stops early after `patience` epochs without improvement. Every epoch is appended to `log.jsonl` and
+its state to `last.pt`, so a run started again with the same settings goes on after its last epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from jobs.train.state import RunState, append_log, config_dict, read_log, rng_state, set_rng_state
+from model.affect import AffectModel
+from model.backbone import RANDOM_INIT, BackboneConfig
+from model.checkpoint import cache_differences, save_checkpoint
+from model.configs import build_model
+from model.losses import loss_for
+from model.tasks import get_task
+from pipeline.cache.read import open_cache
+from pipeline.datasets import load_catalogue
+from pipeline.temporal.training import EMA, make_scheduler, train_step, validate
+from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
+
+BEST = "best.safetensors"  # best checkpoint in the output folder
+LAST = "last.pt"  # state of the last completed epoch
+LOG = "log.jsonl"  # one JSON line per epoch and per start / resume
+# settings that may change between a run and its resumption
+RESUMABLE_CHANGES = (
+    "epochs", "patience", "device", "log_every", "num_workers", "threads", "allow_missing", "output",
+)  # fmt: skip
+
+
+class TrainError(RuntimeError):
+    """A configuration or data problem that stops training before it starts; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    task: str  # va, au, expr, ah or emi
+    input: Path  # data set folder (labels and splits)
+    cache: str  # feature cache made by `lwaffect extract`
+    output: Path  # folder for best.safetensors, last.pt, log.jsonl
+    config: str = "tam_s1"  # model config (model.configs.MODEL_CONFIGS)
+    epochs: int = 20  # maximum number of epochs
+    seq_len: int = 32  # frames per window (T)
+    stride: int = 16  # frames between training windows
+    eval_stride: int | None = None  # frames between validation windows; None: seq_len // 2
+    batch_size: int = 16  # windows per step
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.05  # AdamW weight decay
+    warmup: float = 0.05  # share of all steps spent warming up
+    min_lr_ratio: float = 0.01  # final learning rate / peak
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    ema: float = 0.0  # EMA decay of the weights (validated and saved); 0 disables it
+    bf16: bool = False  # bf16 autocast around the model
+    device: str = "cpu"  # cpu, cuda, cuda:N
+    seed: int = 0  # seeds weights, dropout and window order
+    patience: int = 5  # epochs without improvement before stopping
+    balanced: bool | None = None  # balanced window draws; None: on for au, expr, ah
+    include_no_face: bool = False  # also train on frames without a detected face
+    loss_options: tuple[tuple[str, Any], ...] = ()  # keyword options of model.losses.loss_for
+    backbone_weights: str | None = None  # weights file the cache was made with; None: as the cache records
+    allow_missing: bool = False  # train on the shards that exist instead of stopping when some are missing
+    train_subjects: tuple[str, ...] | None = None  # subset of the train split; None: all of it
+    val_subjects: tuple[str, ...] | None = None  # subset of the validation split; None: all of it
+    log_every: int = 50  # steps between progress lines
+    num_workers: int = 0  # DataLoader worker processes
+    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run achieved."""
+
+    best_metric: float  # best validation value of the official metric
+    checkpoint: Path  # the best checkpoint
+    epochs_run: int  # epochs completed, counting those before a resume
+    wall_time_s: float  # time of this call
+    best_epoch: int = 0  # epoch of the best checkpoint
+    resumed_from: int = 0  # epochs already done when this call started
+    stopped_early: bool = False  # stopped by patience
+    history: tuple[dict, ...] = field(default_factory=tuple)  # the epoch records of log.jsonl
+
+
+def _split(catalogue: Any, task: str, split: str) -> list[str]:
+    return [s.name for s in catalogue.subjects_in(task, split)]
+
+
+def _labelled(catalogue: Any, task: str, split: str, subset: tuple[str, ...] | None) -> list[str]:
+    names = [s for s in _split(catalogue, task, split) if (task, s) in catalogue.labels]
+    if subset is not None:
+        unknown = sorted(set(subset) - set(names))
+        if unknown:
+            raise TrainError(f"not labelled {split} subjects of {task}: {', '.join(unknown)}")
+        names = [s for s in names if s in set(subset)]
+    return names
+
+
+def check_cache(
+    cfg: TrainConfig, cached: set[str], train: list[str], val: list[str], say: Callable[[str], None]
+) -> tuple[list[str], list[str]]:
+    """Train and validation subjects that have shards; the missing ones are an error unless allowed."""
+    missing = [s for s in train + val if s not in cached]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        splits = [
+            name for name, names in (("train", train), ("validation", val)) if set(names) & set(missing)
+        ]
+        command = " and ".join(
+            f"lwaffect extract --input {cfg.input} --cache {cfg.cache} --split {s}" for s in splits
+        )
+        if not cfg.allow_missing:
+            raise TrainError(
+                f"{len(missing)} labelled subjects have no cache shard: {shown}. Run `{command}` first, "
+                "or pass --allow-missing to train on the shards that exist."
+            )
+        say(f"training without {len(missing)} subjects that have no cache shard: {shown}")
+    train, val = [s for s in train if s in cached], [s for s in val if s in cached]
+    if not train or not val:
+        raise TrainError(f"no cached {'train' if not train else 'validation'} subjects for {cfg.task}")
+    return train, val
+
+
+def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
+    """The backbone whose tail is trained: the one the cache was made with."""
+    name, size = spec.get("backbone", BackboneConfig.name), int(spec.get("input_size", 224))
+    if cfg.backbone_weights is not None:
+        return BackboneConfig(name=name, weights=cfg.backbone_weights, input_size=size)
+    weights_hash = str(spec.get("weights_hash", RANDOM_INIT))
+    if weights_hash.startswith("sha256:"):  # made from a weights file: the same file, where it still is
+        weights = spec.get("weights")
+        if not weights or not Path(weights).is_file():
+            raise TrainError(
+                f"the cache {cfg.cache} was made with the backbone weights file {weights or weights_hash}, "
+                "which is not there: pass it with --backbone-weights FILE"
+            )
+        return BackboneConfig(name=name, weights=str(weights), input_size=size)
+    pretrained = bool(spec.get("pretrained", weights_hash.startswith("timm:")))
+    return BackboneConfig(name=name, pretrained=pretrained, input_size=size)
+
+
+def check_backbone(model: AffectModel, spec: dict) -> None:
+    """The model's backbone must be the one whose maps the cache holds (a checkpoint records it)."""
+    diffs = cache_differences(model.backbone_spec, spec)
+    if diffs:
+        raise TrainError(
+            "the model's backbone does not fit the feature cache (model vs cache): "
+            + "; ".join(diffs)
+            + ". Pass the backbone weights the cache was made with, or extract a cache with these."
+        )
+
+
+@dataclass
+class _Data:
+    """What a run trains and validates on."""
+
+    cache: Any  # the FeatureCache
+    spec: dict  # its spec
+    labels: dict[str, Any]  # subject -> Labels of the task
+    train: list[str]  # train subjects with shards
+    val: list[str]  # validation subjects with shards
+
+
+def prepare(cfg: TrainConfig, say: Callable[[str], None]) -> _Data:
+    """Labelled train and validation subjects of the task that have cache shards, and their labels."""
+    catalogue = load_catalogue(cfg.input)
+    cache = open_cache(cfg.cache)
+    train = _labelled(catalogue, cfg.task, "train", cfg.train_subjects)
+    val = _labelled(catalogue, cfg.task, "validation", cfg.val_subjects)
+    if not train or not val:
+        raise TrainError(f"{cfg.input} has no labelled train and validation subjects for {cfg.task}")
+    train, val = check_cache(cfg, set(cache.subjects()), train, val, say)
+    labels = {s: catalogue.labels[(cfg.task, s)] for s in train + val}
+    return _Data(cache, dict(cache.spec), labels, train, val)
+
+
+@contextmanager
+def torch_settings(cfg: TrainConfig) -> Iterator[None]:
+    """Seeds, deterministic algorithms and the thread count for the run; restored afterwards."""
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+
+def _fingerprint(cfg: TrainConfig, data: _Data) -> dict:
+    """The settings a resumed run must share with the one it goes on from."""
+    d = {k: v for k, v in config_dict(cfg).items() if k not in RESUMABLE_CHANGES}
+    d["cache_weights_hash"] = data.spec.get("weights_hash")
+    d["train_subjects"], d["val_subjects"] = sorted(data.train), sorted(data.val)
+    return d
+
+
+def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> TrainResult:
+    """Train `cfg.task` on the cache; resumes from `cfg.output/last.pt` when the settings match."""
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    get_task(cfg.task)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda asked for, but torch sees no CUDA device")
+    data = prepare(cfg, say)
+    with torch_settings(cfg):
+        trainer = Trainer(cfg, data, device, say)
+        trainer.resume()
+        return trainer.run(started)
+
+
+class Trainer:
+    """The model, optimiser, schedule and bookkeeping of one run."""
+
+    def __init__(self, cfg: TrainConfig, data: _Data, device: torch.device, say: Callable[[str], None]):
+        self.cfg, self.data, self.device, self.say = cfg, data, device, say
+        model = build_model(cfg.config, cfg.task, _backbone_for(cfg, data.spec), num_frames=cfg.seq_len)
+        check_backbone(model, data.spec)
+        self.model = model.to(device)
+        self.loss_fn = loss_for(cfg.task, **dict(cfg.loss_options))
+        kind = get_task(cfg.task).kind
+        balanced = (
+            cfg.balanced if cfg.balanced is not None else kind in ("multilabel", "multiclass", "binary")
+        )
+        wcfg = WindowConfig(cfg.seq_len, cfg.stride, cfg.include_no_face, balanced, seed=cfg.seed)
+        self.dataset = WindowDataset(data.cache, {s: data.labels[s] for s in data.train}, cfg.task, wcfg)
+        if len(self.dataset) == 0:
+            raise TrainError(f"no training window has a valid {cfg.task} label")
+        self.loader = window_loader(self.dataset, cfg.batch_size, cfg.num_workers)
+        self.steps_per_epoch = math.ceil(len(self.dataset) / cfg.batch_size)
+        total = self.steps_per_epoch * cfg.epochs
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, total, int(cfg.warmup * total), cfg.min_lr_ratio)
+        self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
+        self.eval_stride = cfg.eval_stride or max(cfg.seq_len // 2, 1)
+        cfg.output.mkdir(parents=True, exist_ok=True)
+        self.last, self.log, self.best = cfg.output / LAST, cfg.output / LOG, cfg.output / BEST
+        self.fingerprint = _fingerprint(cfg, data)
+        self.state = RunState()
+        self.resumed_from = 0
+
+    def resume(self) -> None:
+        """Go on from last.pt when it was made with the same settings; else say why the run starts over."""
+        if self.last.exists():
+            saved = torch.load(self.last, map_location=self.device, weights_only=True)
+            old = saved["fingerprint"]
+            changed = sorted(
+                k for k in old.keys() | self.fingerprint.keys() if old.get(k) != self.fingerprint.get(k)
+            )
+            if changed:
+                diffs = "; ".join(f"{k}: {old.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)
+                self.say(f"starting over: {self.last} was made with other settings ({diffs})")
+                append_log(self.log, {"event": "start_over", "reason": diffs})
+            else:
+                self.model.load_state_dict(saved["model"])
+                self.optimizer.load_state_dict(saved["optimizer"])
+                self.scheduler.load_state_dict(saved["scheduler"])
+                if self.ema is not None and saved.get("ema") is not None:
+                    self.ema.load_state_dict(saved["ema"])
+                set_rng_state(saved["rng"])
+                self.state = RunState(**saved["state"])
+                self.resumed_from = self.state.epoch
+                self.say(f"resuming after epoch {self.state.epoch} (best {self.state.best:.4f} at epoch "
+                         f"{self.state.best_epoch})")  # fmt: skip
+                append_log(self.log, {"event": "resume", "after_epoch": self.state.epoch})
+        if self.state.epoch == 0:
+            append_log(self.log, {"event": "start", "config": config_dict(self.cfg), "train_subjects":
+                                   len(self.data.train), "val_subjects": len(self.data.val),
+                                   "train_windows": len(self.dataset)})  # fmt: skip
+
+    def train_epoch(self, epoch: int) -> list[float]:
+        """One pass over this epoch's windows; the loss of every step."""
+        cfg, t0, losses = self.cfg, time.perf_counter(), []
+        self.dataset.set_epoch(epoch)
+        for step, batch in enumerate(self.loader, 1):
+            loss = train_step(self.model, batch, self.loss_fn, self.optimizer, self.scheduler, cfg.grad_clip,
+                              cfg.bf16, self.device)  # fmt: skip
+            if loss is not None:
+                losses.append(loss)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            if cfg.log_every and step % cfg.log_every == 0:
+                rate = step * cfg.batch_size / (time.perf_counter() - t0)
+                self.say(f"  epoch {epoch} step {step}/{self.steps_per_epoch} loss "
+                         f"{np.mean(losses[-cfg.log_every :]):.4f} lr {self.scheduler.get_last_lr()[0]:.2e} "
+                         f"{rate:.1f} windows/s")  # fmt: skip
+        return losses
+
+    def validate(self, epoch: int) -> tuple[Any, bool]:
+        """The official metric on the validation subjects; saves the best checkpoint when it improved."""
+        cfg = self.cfg
+        averaged = self.ema.applied(self.model) if self.ema is not None else nullcontext(self.model)
+        with averaged as model:
+            val = validate(model, self.data.cache, cfg.task, self.data.labels, cfg.seq_len, self.eval_stride,
+                           cfg.batch_size, self.device, cfg.bf16, subjects=self.data.val)  # fmt: skip
+            improved = val.result.value > self.state.best
+            if improved:
+                save_checkpoint(self.best, cast(AffectModel, model), self.meta(epoch, val))
+        return val, improved
+
+    def meta(self, epoch: int, val: Any) -> dict:
+        """What the checkpoint records besides the model: what `lwaffect predict` needs, and provenance."""
+        thresholds = list(val.thresholds) if val.thresholds is not None else None
+        return {"task": self.cfg.task, "seq_len": self.cfg.seq_len, "stride": self.eval_stride,
+                "thresholds": thresholds, "metric": val.result.to_dict(), "epoch": epoch,
+                "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
+
+    def save_last(self) -> None:
+        """The state after the last completed epoch, written atomically."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                 "rng": rng_state(), "state": dataclasses.asdict(self.state),
+                 "fingerprint": self.fingerprint}  # fmt: skip
+        tmp = self.last.with_name(self.last.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.last)
+
+    def run(self, started: float) -> TrainResult:
+        cfg, state = self.cfg, self.state
+        self.say(f"{cfg.task}: {len(self.data.train)} train subjects ({len(self.dataset)} windows, "
+                 f"{self.steps_per_epoch} steps an epoch), {len(self.data.val)} validation subjects, model "
+                 f"{cfg.config} on {self.device}")  # fmt: skip
+        while state.epoch < cfg.epochs and not state.stopped:
+            epoch, t0 = state.epoch + 1, time.perf_counter()
+            losses = self.train_epoch(epoch)
+            train_s = time.perf_counter() - t0
+            val, improved = self.validate(epoch)
+            if improved:
+                state.best, state.best_epoch, state.since_best = val.result.value, epoch, 0
+            else:
+                state.since_best += 1
+            state.epoch, state.stopped = epoch, state.since_best >= cfg.patience
+            loss = float(np.mean(losses)) if losses else float("nan")
+            record = {"epoch": epoch, "train_loss": loss if losses else None, "metric": val.result.value,
+                      "metric_name": val.result.metric, "parts": val.result.parts, "frames": val.frames,
+                      "thresholds": val.thresholds, "lr": self.scheduler.get_last_lr()[0], "best": state.best,
+                      "improved": improved, "train_s": round(train_s, 2),
+                      "epoch_s": round(time.perf_counter() - t0, 2),
+                      "resumed": self.resumed_from > 0 and epoch == self.resumed_from + 1}  # fmt: skip
+            append_log(self.log, record)
+            self.save_last()
+            self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f} (best "
+                     f"{state.best:.4f} @ {state.best_epoch}){' *' if improved else ''} "
+                     f"{record['epoch_s']:.1f}s")  # fmt: skip
+            if state.stopped:
+                self.say(f"stopping early: no improvement for {cfg.patience} epochs")
+        return TrainResult(best_metric=state.best, checkpoint=self.best, epochs_run=state.epoch,
+                           wall_time_s=time.perf_counter() - started, best_epoch=state.best_epoch,
+                           resumed_from=self.resumed_from, stopped_early=state.stopped,
+                           history=tuple(r for r in read_log(self.log) if "epoch" in r))  # fmt: skip

@@ -1,0 +1,257 @@
+"""The feature cache: read access to per-subject Parquet shards of frozen-backbone maps.
+
+Layout of a cache at CACHE (a local folder or a pyarrow filesystem URI such as `file:///...`, `s3://...`):
+
+```
+CACHE/cache.json              the cache spec (backbone, weights hash, input size, boundary, dtype, faces)
+CACHE/shards/<subject>.parquet one shard per subject (name encoded by `cache_schema.encode_subject`)
+CACHE/manifest.parquet        subject, video, frames, faces, bytes, spec_hash, file
+CACHE/failures.parquet        video, subject, stage, reason of the last extraction's failures
+CACHE/parts/<run>/...         per-chunk part files of an extraction in progress (never read here)
+```
+
+Shards are written under a temporary name and renamed into place once complete (`pipeline.cache.write`),
+so a shard under its final name is always whole. `FeatureCache.read` reads only the row groups that
+hold the requested rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.cache.schema import (
+    FAILURES_SCHEMA,
+    MANIFEST_SCHEMA,
+    MAP_NAMES,
+    decode_subject,
+    encode_subject,
+    read_metadata,
+    spec_hash,
+)
+
+SPEC_FILE = "cache.json"
+SHARDS_DIR = "shards"
+PARTS_DIR = "parts"
+MANIFEST_FILE = "manifest.parquet"
+FAILURES_FILE = "failures.parquet"
+SHARD_SUFFIX = ".parquet"
+TMP_PREFIX = ".tmp-"  # temporary files start with this; never listed as shards
+OPEN_FILES = 32  # shard footers kept open per thread
+
+
+class CacheError(RuntimeError):
+    """A cache that cannot be used: missing, incomplete subject, or made with other settings."""
+
+
+def resolve_location(location: str) -> tuple[pafs.FileSystem, str]:
+    """A filesystem and root path for a local path or a pyarrow filesystem URI."""
+    if "://" in location:
+        fs, root = pafs.FileSystem.from_uri(location)
+        return fs, root.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+def shard_file(subject: str) -> str:
+    """Shard path of a subject relative to the cache root."""
+    return f"{SHARDS_DIR}/{encode_subject(subject)}{SHARD_SUFFIX}"
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
+    """A JSON file's content, None when it does not exist."""
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def read_table_or_empty(fs: pafs.FileSystem, path: str, schema: pa.Schema) -> pa.Table:
+    """A small Parquet table (manifest, failures), an empty one of `schema` when the file is absent."""
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return schema.empty_table()
+    return pq.read_table(path, filesystem=fs).cast(schema)
+
+
+def list_shards(fs: pafs.FileSystem, root: str) -> dict[str, pafs.FileInfo]:
+    """Subject name -> file info of every shard under its final name."""
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{SHARDS_DIR}", allow_not_found=True))
+    out = {}
+    for info in infos:
+        name = info.base_name
+        if (
+            info.type == pafs.FileType.File
+            and name.endswith(SHARD_SUFFIX)
+            and not name.startswith(TMP_PREFIX)
+        ):
+            out[decode_subject(name[: -len(SHARD_SUFFIX)])] = info
+    return out
+
+
+@dataclass
+class ShardFeatures:
+    """Rows [start, stop) of one subject's shard."""
+
+    subject: str  # subject name
+    video: str  # video the subject is in
+    index: np.ndarray  # (N,) int32 0-based decode index
+    face: np.ndarray  # (N,) bool: a face was found (maps are zero where not)
+    maps: tuple[np.ndarray, ...]  # ((N, 64, 28, 28), (N, 96, 14, 14)) float16; empty tuple when not read
+    box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
+    score: np.ndarray  # (N,) float32 detector score
+    landmarks: np.ndarray  # (N, 5, 2) float32 five points x, y
+    source: np.ndarray  # (N,) str: detected | tracked | interpolated | none
+
+
+def _fixed_list_to_numpy(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
+    # n fixed-size lists -> (n, *shape); flatten() respects slicing offsets
+    array = column.combine_chunks()
+    return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), *shape)
+
+
+class FeatureCache:
+    """Read access to a feature cache. Safe to pickle (open files are reopened in the new process)."""
+
+    def __init__(self, location: str):
+        self.location = location
+        self._fs, self._root = resolve_location(location)
+        spec = read_json(self._fs, f"{self._root}/{SPEC_FILE}")
+        if spec is None:
+            raise CacheError(
+                f"no feature cache at {location} ({SPEC_FILE} missing); make one with `lwaffect extract`"
+            )
+        self.spec: dict[str, Any] = spec
+        self.spec_hash = spec_hash(spec)
+        self._shapes = tuple(tuple(shape) for shape in spec["boundary"])
+        self._entries = self._load_entries()
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"location": self.location}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["location"])  # type: ignore[misc]
+
+    def _load_entries(self) -> dict[str, dict[str, Any]]:
+        # complete shards of this spec: the manifest where it lists them, else the shard's own footer
+        manifest = {row["subject"]: row for row in self.manifest().to_pylist()}
+        entries = {}
+        for subject, info in list_shards(self._fs, self._root).items():
+            row = manifest.get(subject)
+            if row is None or row["spec_hash"] != self.spec_hash:
+                try:
+                    meta = read_metadata(pq.read_schema(info.path, filesystem=self._fs))
+                except (OSError, pa.ArrowException):  # not a whole Parquet file: not a complete shard
+                    continue
+                if not meta.get("complete") or meta.get("spec_hash") != self.spec_hash:
+                    continue
+                row = {
+                    "subject": subject,
+                    "video": meta["video"],
+                    "frames": meta["frames"],
+                    "faces": meta["faces"],
+                }
+            entries[subject] = dict(row, path=info.path)
+        return dict(sorted(entries.items()))
+
+    def refresh(self) -> None:
+        """Re-list the shards (after an extraction added some)."""
+        self._entries = self._load_entries()
+        self._local = threading.local()
+
+    def subjects(self) -> list[str]:
+        """Subjects with a complete shard made with this cache's spec, sorted by name."""
+        return list(self._entries)
+
+    def _entry(self, subject: str) -> dict[str, Any]:
+        try:
+            return self._entries[subject]
+        except KeyError:
+            raise CacheError(f"subject {subject!r} has no complete shard in {self.location}") from None
+
+    def num_frames(self, subject: str) -> int:
+        """Number of rows (decoded frames) of a subject's shard."""
+        return int(self._entry(subject)["frames"])
+
+    def num_faces(self, subject: str) -> int:
+        """Number of frames of a subject where a face was found."""
+        return int(self._entry(subject)["faces"])
+
+    def video(self, subject: str) -> str:
+        """Name of the video a subject is in."""
+        return str(self._entry(subject)["video"])
+
+    def manifest(self) -> pa.Table:
+        """The manifest table (subject, video, frames, faces, bytes, spec_hash, file)."""
+        return read_table_or_empty(self._fs, f"{self._root}/{MANIFEST_FILE}", MANIFEST_SCHEMA)
+
+    def failures(self) -> pa.Table:
+        """The failures of the last extraction (video, subject, stage, reason)."""
+        return read_table_or_empty(self._fs, f"{self._root}/{FAILURES_FILE}", FAILURES_SCHEMA)
+
+    def metadata(self, subject: str) -> dict[str, Any]:
+        """The JSON description stored in a subject's shard."""
+        return read_metadata(self._file(subject).schema_arrow)
+
+    def _file(self, subject: str) -> pq.ParquetFile:
+        files: OrderedDict[str, pq.ParquetFile] = getattr(self._local, "files", None) or OrderedDict()
+        self._local.files = files
+        if subject in files:
+            files.move_to_end(subject)
+            return files[subject]
+        handle = pq.ParquetFile(self._fs.open_input_file(self._entry(subject)["path"]))
+        files[subject] = handle
+        if len(files) > OPEN_FILES:
+            files.popitem(last=False)
+        return handle
+
+    def read(self, subject: str, start: int = 0, stop: int | None = None, maps: bool = True) -> ShardFeatures:
+        """Rows [start, stop) of a subject; reads only the row groups that hold them."""
+        total = self.num_frames(subject)
+        stop = total if stop is None else min(stop, total)
+        start = max(0, start)
+        if stop < start:
+            raise ValueError(f"empty or reversed row range [{start}, {stop}) of {subject!r}")
+        handle = self._file(subject)
+        groups, first, offset = [], 0, 0
+        for g in range(handle.metadata.num_row_groups):
+            n = handle.metadata.row_group(g).num_rows
+            if offset < stop and offset + n > start:
+                groups.append(g)
+                first = offset if len(groups) == 1 else first
+            offset += n
+        columns = ["index", "face", "x1", "y1", "x2", "y2", "score", "landmarks", "source"]
+        columns += list(MAP_NAMES) if maps else []
+        if groups:
+            table = handle.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+        else:
+            table = handle.schema_arrow.empty_table().select(columns)
+        n = table.num_rows
+        return ShardFeatures(
+            subject=subject,
+            video=self.video(subject),
+            index=table["index"].to_numpy().astype(np.int32, copy=False),
+            face=table["face"].to_numpy(zero_copy_only=False).astype(bool, copy=False),
+            maps=tuple(
+                _fixed_list_to_numpy(table[m], s) for m, s in zip(MAP_NAMES, self._shapes, strict=True)
+            )
+            if maps
+            else (),
+            box=np.stack([table[c].to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1).reshape(n, 4),
+            score=table["score"].to_numpy(),
+            landmarks=_fixed_list_to_numpy(table["landmarks"], (5, 2)),
+            source=np.asarray(table["source"].to_pylist(), dtype=object),
+        )
+
+
+def open_cache(location: str) -> FeatureCache:
+    """Open a feature cache made by `lwaffect extract` (a local folder or a pyarrow filesystem URI)."""
+    return FeatureCache(location)

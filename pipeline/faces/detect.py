@@ -1,0 +1,137 @@
+"""Face detection: facenet-pytorch MTCNN on batches of downscaled frames, numpy-2 safe.
+
+`detect_faces` calls `MTCNN.detect(batch, landmarks=True)` (never `forward()`, whose box selection breaks on
+a batch where some frames have no face, facenet-pytorch#224) and converts its object-dtype arrays to one
+`FrameDetections` of float32 arrays per frame. MTCNN's last NMS runs in numpy and fails under bf16
+autocast, so detection always runs with autocast off. `FaceConfig` holds the settings of the whole face
+stage (detection here, tracking in `pipeline.faces.track`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Settings of the face stage: detection, subject tracking and gap filling."""
+
+    work_size: int = 320  # longest side (pixels) of the frames MTCNN sees; full frames are downscaled
+    every: int = 5  # run the detector on every k-th frame (plus the frames around a change, see track)
+    min_face_size: int = 24  # smallest face MTCNN looks for, in pixels of the detection frame
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # MTCNN P-, R-, O-net score thresholds
+    factor: float = 0.709  # MTCNN image pyramid scale step
+    min_score: float = 0.9  # detections scoring lower are ignored
+    track_iou: float = 0.3  # a detection continues a track when its IoU with the track's box is >= this
+    motion_iou: float = 0.5  # ... or with the box moved on at the face's speed (linear motion)
+    max_gap: int = 8  # fill at most this many frames between two detections of one face; longer: no face
+    switch_ratio: float = 2.0  # "main" moves to another face only if its area x score is this many times more
+    batch_size: int = 32  # frames per MTCNN call
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.max_gap < self.every - 1:
+            raise ValueError(f"max_gap ({self.max_gap}) must be >= every - 1 ({self.every - 1})")
+        if self.work_size < 32 or self.min_face_size < 12:
+            raise ValueError("work_size must be >= 32 and min_face_size >= 12")
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """The faces MTCNN found in one frame, best score first."""
+
+    boxes: np.ndarray  # (k, 4) float32 x1, y1, x2, y2 in pixels of the frame given to `detect_faces`
+    scores: np.ndarray  # (k,) float32 in [0, 1]
+    landmarks: np.ndarray  # (k, 5, 2) float32: left eye, right eye, nose, left and right mouth corner
+
+    @staticmethod
+    def empty() -> FrameDetections:
+        """No face."""
+        return FrameDetections(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def scaled(self, sx: float, sy: float) -> FrameDetections:
+        """Coordinates mapped to a frame `sx` times wider and `sy` times taller (pixel centres kept)."""
+        box = (self.boxes + 0.5) * np.array([sx, sy, sx, sy], np.float32) - 0.5
+        marks = (self.landmarks + 0.5) * np.array([sx, sy], np.float32) - 0.5
+        return FrameDetections(box.astype(np.float32), self.scores, marks.astype(np.float32))
+
+
+def load_detector(device: str | torch.device = "cpu", cfg: FaceConfig = FaceConfig()) -> MTCNN:
+    """MTCNN with the weights shipped in the facenet-pytorch wheel (no download), in eval mode."""
+    detector = MTCNN(
+        keep_all=True,
+        device=torch.device(device),
+        select_largest=False,
+        post_process=False,
+        min_face_size=cfg.min_face_size,
+        thresholds=list(cfg.thresholds),
+        factor=cfg.factor,
+    )
+    return detector.eval()
+
+
+def _as_detections(boxes: object, scores: object, points: object) -> FrameDetections:
+    """One frame of `MTCNN.detect` output (None, or object-dtype arrays under numpy 2) as float32 arrays."""
+    if boxes is None or points is None or len(boxes) == 0:  # type: ignore[arg-type]
+        return FrameDetections.empty()
+    box = np.asarray(np.stack(list(boxes)), dtype=np.float32).reshape(-1, 4)  # type: ignore[call-overload]
+    score = np.asarray(list(scores), dtype=np.float32).reshape(-1)  # type: ignore[call-overload]
+    marks = np.asarray(np.stack(list(points)), dtype=np.float32).reshape(-1, 5, 2)  # type: ignore[call-overload]
+    order = np.argsort(-score, kind="stable")
+    return FrameDetections(box[order], score[order], marks[order])
+
+
+def _detect_batch(frames: torch.Tensor, detector: MTCNN) -> list[FrameDetections]:
+    """MTCNN on (n, h, w, 3) float frames in [0, 255]; one FrameDetections per frame."""
+    with torch.autocast(device_type=frames.device.type, enabled=False), torch.inference_mode():
+        boxes, scores, points = detector.detect(frames, landmarks=True)
+    return [_as_detections(boxes[i], scores[i], points[i]) for i in range(len(frames))]
+
+
+def detect_faces(
+    frames: np.ndarray | torch.Tensor, detector: MTCNN, batch_size: int = 32
+) -> list[FrameDetections]:
+    """Faces in each frame of `frames` (n, h, w, 3) RGB, uint8 or float in [0, 255], all of one size.
+
+    Coordinates are in pixels of the given frames. A batch that MTCNN cannot process (it fails on some
+    degenerate candidate sets) is retried frame by frame; a frame that still fails has no face.
+    """
+    x = torch.as_tensor(frames)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames must be (n, h, w, 3), got {tuple(x.shape)}")
+    out: list[FrameDetections] = []
+    for first in range(0, len(x), batch_size):
+        batch = x[first : first + batch_size].to(detector.device)
+        try:
+            out.extend(_detect_batch(batch, detector))
+        except (RuntimeError, ValueError, IndexError) as err:
+            log.warning("MTCNN failed on a batch (%s); retrying frame by frame", err)
+            for i in range(len(batch)):
+                try:
+                    out.extend(_detect_batch(batch[i : i + 1], detector))
+                except (RuntimeError, ValueError, IndexError):
+                    out.append(FrameDetections.empty())
+    return out
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (..., 4) and b (..., 4), broadcast."""
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-6)

@@ -1,0 +1,186 @@
+"""The synthetic data set in the Aff-Wild2 layout (see `pipeline.synth.common` for the labels and the manifest).
+
+Video i (from 1) takes frame rate and size from `SPECS` in turn and is named `<i>-<fps>-<W>x<H>`; the
+first half goes to `batch1/`, the rest to `batch2/`. About a quarter of the videos (at least one from
+three videos on) are test videos, as many validation videos, the rest train videos, in that order. Video 3
+shows two people side by side (subjects `<name>_left`, `<name>_right`, each confined to its half); video 2
+has no face over the middle fifth of its frames. Annotation files exist for train and validation
+subjects only; test subjects are listed, in order, in the three release lists and the example submissions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.tasks import AU_NAMES, EXPR_NAMES, TASKS
+from pipeline.synth.common import (
+    TRUTH_DIR,
+    SynthConfig,
+    au_labels,
+    expr_labels,
+    rng_for,
+    tint_plan,
+    va_labels,
+    write_text,
+)
+from pipeline.synth.video import Track, make_track, segment_count, write_truth, write_video
+
+# (fps, width, height) of videos 1, 2, 3, ... in turn
+SPECS: tuple[tuple[int, int, int], ...] = (
+    (25, 640, 360), (30, 1280, 720), (25, 854, 480), (24, 640, 360),
+    (30, 854, 480), (25, 640, 360), (24, 1920, 1080), (30, 1280, 720),
+)  # fmt: skip
+NO_FACE_VIDEO = 2  # index of the video with a stretch without a face
+TWO_SUBJECT_VIDEO = 3  # index of the video with two people
+ANNOTATIONS = "8th_ABAW_Annotations"
+TASK_FOLDERS = {
+    "va": "VA_Estimation_Challenge",
+    "au": "AU_Detection_Challenge",
+    "expr": "EXPR_Recognition_Challenge",
+}
+SET_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
+RELEASE_LISTS = {
+    "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
+    "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
+    "expr": "Expression_Recognition_Challenge_test_set_release.txt",
+}
+EXAMPLES = {task: f"CVPR_8th_ABAW_{task.upper()}_test_set_example.txt" for task in TASK_FOLDERS}
+PLACEHOLDER = {"va": "0.0,0.0", "au": ",".join("0" * len(AU_NAMES)), "expr": "0"}
+HEADERS = {"va": "valence,arousal", "au": ",".join(AU_NAMES), "expr": ",".join(EXPR_NAMES)}
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """One video of the data set."""
+
+    index: int  # 1-based position, the first field of the name
+    fps: int  # frame rate
+    width: int  # frame width in pixels
+    height: int  # frame height in pixels
+    frames: int  # frames written
+    split: str  # train, validation or test (of all three tasks)
+    positions: tuple[str, ...]  # ("main",) or ("left", "right")
+    no_face: tuple[tuple[int, int], ...]  # [start, stop) decode indices without a face
+    batch: str  # batch1 or batch2
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-{self.fps}-{self.width}x{self.height}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.batch}/{self.name}.mp4"
+
+    def subject(self, position: str) -> str:
+        return self.name if position == "main" else f"{self.name}_{position}"
+
+
+def plan_videos(cfg: SynthConfig) -> list[VideoPlan]:
+    """The videos of the data set, in index order (train, then validation, then test)."""
+    n = cfg.num_videos
+    n_test = max(1, round(n / 4)) if n >= 3 else 0
+    n_val = max(1, round(n / 4)) if n >= 2 else 0
+    n_train = n - n_test - n_val
+    plans = []
+    for index in range(1, n + 1):
+        fps, width, height = SPECS[(index - 1) % len(SPECS)]
+        seconds = cfg.duration * (2 / 3 if height >= 1080 else 1)  # the largest videos are kept short
+        frames = max(8, round(seconds * fps))
+        split = "train" if index <= n_train else "validation" if index <= n_train + n_val else "test"
+        no_face = ((round(0.4 * frames), round(0.6 * frames)),) if index == min(NO_FACE_VIDEO, n) else ()
+        positions = ("left", "right") if index == TWO_SUBJECT_VIDEO else ("main",)
+        batch = "batch1" if index <= math.ceil(n / 2) else "batch2"
+        plans.append(VideoPlan(index, fps, width, height, frames, split, positions, no_face, batch))
+    return plans
+
+
+def invalid_mask(frames: int, no_face: tuple[tuple[int, int], ...], rng: np.random.Generator) -> np.ndarray:
+    """(frames,) bool valid: False over the no-face ranges and 1-2 random runs of 1-4 frames."""
+    valid = np.ones(frames, dtype=bool)
+    for start, stop in no_face:
+        valid[start:stop] = False
+    for _ in range(rng.integers(1, 3)):
+        start = int(rng.integers(0, frames - 4))
+        valid[start : start + int(rng.integers(1, 5))] = False
+    return valid
+
+
+def annotation_lines(task: str, track: Track, valid: np.ndarray) -> str:
+    """The annotation file of one subject and task: header, then one line per frame."""
+    invalid = TASKS[task].invalid
+    if task == "va":
+        values = va_labels(track.brightness, track.contrast) + 0.0  # + 0.0 turns -0.0 into 0.0
+        rows = [f"{v:.3f},{a:.3f}" for v, a in values]
+        bad = f"{invalid:g},{invalid:g}"
+    elif task == "au":
+        rows = [",".join(map(str, row)) for row in au_labels(track.marks)]
+        bad = ",".join([f"{invalid:g}"] * len(AU_NAMES))
+    else:
+        rows = [str(c) for c in expr_labels(track.tint)]
+        bad = f"{invalid:g}"
+    lines = [row if ok else bad for row, ok in zip(rows, valid, strict=True)]
+    return "\n".join([HEADERS[task], *lines]) + "\n"
+
+
+def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
+    """Write the Aff-Wild2 layout under `cfg.output`; the manifest fields (without layout and seed)."""
+    root = cfg.output
+    plans = plan_videos(cfg)
+    # tints: every class once per split before any repeats, spread over that split's subjects
+    keys = [(plan, pos) for plan in plans for pos in plan.positions]
+    tints: dict[tuple[int, str], list[int]] = {}
+    for s, split in enumerate(SPLITS):
+        group = [(p, pos) for p, pos in keys if p.split == split]
+        counts = [segment_count(p.frames, p.fps) for p, _ in group]
+        for (p, pos), plan_tints in zip(group, tint_plan(counts, rng_for(cfg, 1000 + s)), strict=True):
+            tints[p.index, pos] = plan_tints
+    videos, subjects = [], []
+    splits: dict[str, dict[str, list[str]]] = {t: {s: [] for s in SPLITS} for t in TASK_FOLDERS}
+    labelled = {t: {s: 0 for s in SPLITS[:2]} for t in TASK_FOLDERS}
+    invalid = {t: {s: 0 for s in SPLITS[:2]} for t in TASK_FOLDERS}
+    examples: dict[str, list[str]] = {t: [] for t in TASK_FOLDERS}
+    for plan in plans:
+        tracks: dict[str, Track] = {}
+        for k, pos in enumerate(plan.positions):
+            half = plan.width // 2
+            region = {"main": (0, plan.width), "left": (0, half), "right": (half, plan.width)}[pos]
+            tracks[plan.subject(pos)] = make_track(
+                plan.frames, plan.fps, (plan.width, plan.height), region, tints[plan.index, pos],
+                rng_for(cfg, plan.index, k), absent=plan.no_face,
+            )  # fmt: skip
+        truth = write_video(
+            root / plan.path, plan.fps, (plan.width, plan.height), tracks, rng_for(cfg, plan.index, 99),
+            textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset,
+        )  # fmt: skip
+        write_truth(root / TRUTH_DIR / f"{plan.name}.parquet", truth)
+        for k, (name, track) in enumerate(tracks.items()):
+            position = plan.positions[k]
+            subjects.append({"name": name, "video": plan.name, "position": position,
+                             "split": {task: plan.split for task in TASK_FOLDERS}})  # fmt: skip
+            for t, task in enumerate(TASK_FOLDERS):
+                splits[task][plan.split].append(name)
+                if plan.split == "test":
+                    lines = [f"{name}/{i + 1:05d}.jpg,{PLACEHOLDER[task]}" for i in range(plan.frames)]
+                    examples[task] += lines
+                    continue
+                valid = invalid_mask(plan.frames, plan.no_face, rng_for(cfg, plan.index, k, 10 + t))
+                folder = root / ANNOTATIONS / TASK_FOLDERS[task] / SET_FOLDERS[plan.split]
+                write_text(folder / f"{name}.txt", annotation_lines(task, track, valid))
+                labelled[task][plan.split] += int(valid.sum())
+                invalid[task][plan.split] += int((~valid).sum())
+        videos.append({"name": plan.name, "path": plan.path, "fps": plan.fps, "width": plan.width,
+                       "height": plan.height, "frames": plan.frames, "subjects": list(tracks),
+                       "no_face_frames": [list(r) for r in plan.no_face]})  # fmt: skip
+        say(f"{plan.path}: {plan.width}x{plan.height} at {plan.fps} fps, {plan.frames} frames, "
+            f"{plan.split}, {' + '.join(tracks)}")  # fmt: skip
+    for task in TASK_FOLDERS:
+        write_text(root / RELEASE_LISTS[task], "".join(f"{n}\n" for n in splits[task]["test"]))
+        header = ",".join(["image_location", *TASKS[task].header])
+        write_text(root / EXAMPLES[task], "\n".join([header, *examples[task]]) + "\n")
+    return {"videos": videos, "subjects": subjects, "splits": splits, "labelled": labelled,
+            "invalid": invalid}  # fmt: skip

@@ -1,0 +1,211 @@
+"""Rendering of the synthetic data set's face: a real face with visible, label-carrying attributes.
+
+The face is cut from scikit-image's `skimage.data.astronaut()` (a public-domain NASA portrait that ships
+with the scikit-image wheel), feathered with an elliptical mask and composited onto a background. Each
+rendered face has five visible attributes (see `pipeline.synth.common` for how labels are derived from them):
+
+- brightness in [0, 1]: the mean luminance of the face region, 0.3 + 0.4 * brightness;
+- contrast in [0, 1]: the luminance gain around that mean, 0.6 + 0.8 * contrast;
+- tint 0..7: a chroma change that keeps luminance: 0 none, 1 red, 2 orange, 3 yellow, 4 blue, 5 violet,
+  6 pink, 7 grey (fully desaturated);
+- marks (12 bools): a small yellow dot at each of 12 fixed places on the face (`MARK_POSITIONS`, in
+  face-box coordinates, radius `MARK_RADIUS` of the box width), drawn after the photometric change;
+- scale and position: where the face box sits in the frame and how tall it is (not a label).
+
+The true face box is the box MTCNN draws on the source image (`SOURCE_BOX`), moved and scaled with the face;
+the five landmarks (eyes, nose, mouth corners) likewise come from `SOURCE_LANDMARKS`.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import importlib.util
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# Region of astronaut() cut out as the face sprite: x1, y1, x2, y2 (head, hair and the top of the neck).
+SOURCE_CROP = (136, 14, 312, 214)
+# Face box in astronaut() as MTCNN draws it (forehead to chin, cheek to cheek): x1, y1, x2, y2.
+SOURCE_BOX = (181.0, 62.2, 267.7, 172.1)
+# Five landmarks in astronaut() (MTCNN order): left eye, right eye, nose, left and right mouth corner.
+SOURCE_LANDMARKS = ((205.0, 101.7), (246.8, 103.7), (224.7, 129.0), (201.7, 139.2), (245.3, 141.9))
+# Where the 12 marks sit, as (u, v) fractions of the face box; mark k carries AU k of model.tasks.AU_NAMES.
+MARK_POSITIONS: tuple[tuple[float, float], ...] = (
+    (0.30, 0.17), (0.50, 0.14), (0.70, 0.17),  # forehead
+    (0.50, 0.36),  # between the brows
+    (0.13, 0.50), (0.87, 0.52),  # outer cheeks
+    (0.27, 0.56), (0.73, 0.57),  # inner cheeks
+    (0.08, 0.70), (0.92, 0.72),  # jaw sides
+    (0.35, 0.88), (0.65, 0.88),  # chin
+)  # fmt: skip
+MARK_RADIUS = 0.04  # radius of a mark as a fraction of the face box width
+# Hue (degrees) of each tint, None for no hue; its strength (fraction of the chroma replaced). The hues
+# avoid green and cyan faces, which MTCNN often misses; tint 7 replaces all chroma by grey.
+TINT_HUES: tuple[float | None, ...] = (None, 0.0, 35.0, 60.0, 240.0, 285.0, 320.0, None)
+TINT_STRENGTH: tuple[float, ...] = (0.0, 0.45, 0.45, 0.35, 0.35, 0.45, 0.45, 1.0)
+TINT_COLOURS: tuple[tuple[float, float, float], ...] = tuple(
+    (1.0, 1.0, 1.0) if hue is None else colorsys.hsv_to_rgb(hue / 360, 0.85, 1.0) for hue in TINT_HUES
+)
+MARK_COLOUR = np.array([1.0, 1.0, 0.0], dtype=np.float32)  # saturated yellow (black rings break MTCNN)
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class FaceState:
+    """What one face looks like in one frame."""
+
+    cx: float  # face box centre, x, in frame pixels
+    cy: float  # face box centre, y, in frame pixels
+    height: float  # face box height in frame pixels
+    brightness: float  # 0..1, sets the mean luminance of the face
+    contrast: float  # 0..1, sets the luminance gain around that mean
+    tint: int  # 0..7, index into TINT_COLOURS
+    marks: tuple[bool, ...]  # 12 flags, one per MARK_POSITIONS entry
+
+
+@dataclass(frozen=True)
+class Sprite:
+    """The face cut from astronaut(), with its mask and geometry in sprite pixels."""
+
+    rgb: np.ndarray  # (h, w, 3) uint8
+    alpha: np.ndarray  # (h, w) uint8, elliptical feathered mask
+    box: np.ndarray  # (4,) float: face box x1, y1, x2, y2
+    landmarks: np.ndarray  # (5, 2) float
+    mean_luma: float  # mean luminance (0..1) inside the face box
+
+
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut portrait (512, 512, 3) uint8.
+
+    The PNG that ships in the scikit-image wheel is read with PIL (the same pixels as
+    `skimage.data.astronaut()`, without the two seconds that importing `skimage.io` takes).
+    """
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the synthetic data set needs scikit-image (its data.astronaut() image)")
+    png = Path(spec.origin).parent / "data" / "astronaut.png"
+    if png.is_file():
+        return np.asarray(Image.open(png).convert("RGB"))
+    from skimage.data import astronaut as load  # pragma: no cover - a wheel without the file
+
+    return load()  # pragma: no cover
+
+
+@cache
+def load_sprite() -> Sprite:
+    """The face sprite cut from `astronaut()`."""
+    x1, y1, x2, y2 = SOURCE_CROP
+    rgb = np.ascontiguousarray(astronaut()[y1:y2, x1:x2])
+    h, w = rgb.shape[:2]
+    box = np.array(SOURCE_BOX) - [x1, y1, x1, y1]
+    landmarks = np.array(SOURCE_LANDMARKS) - [x1, y1]
+    # elliptical mask around the head, feathered over its outer 12 %
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 - 0.04 * h
+    r = np.sqrt(((xx - cx) / (0.47 * w)) ** 2 + ((yy - cy) / (0.49 * h)) ** 2)
+    alpha = (np.clip((1.0 - r) / 0.12, 0.0, 1.0) * 255).astype(np.uint8)
+    bx1, by1, bx2, by2 = box.round().astype(int)
+    mean_luma = float((rgb[by1:by2, bx1:bx2].astype(np.float32) / 255 @ LUMA).mean())
+    return Sprite(rgb=rgb, alpha=alpha, box=box, landmarks=landmarks, mean_luma=mean_luma)
+
+
+def colour_transform(state: FaceState, mean_luma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness, contrast and tint as one affine map of RGB in [0, 1]: rgb -> rgb @ A.T + b.
+
+    Contrast and brightness: gain * (rgb - mean_luma) + target. Tint: (1 - s) * x + s * luma(x) * colour,
+    with the colour scaled to unit luminance, so the luminance stays what brightness and contrast made it.
+    """
+    target = 0.3 + 0.4 * state.brightness
+    gain = 0.6 + 0.8 * state.contrast
+    strength = TINT_STRENGTH[state.tint]
+    colour = np.array(TINT_COLOURS[state.tint], dtype=np.float64)
+    colour /= colour @ LUMA
+    tint = (1 - strength) * np.eye(3) + strength * np.outer(colour, LUMA)  # (3, 3)
+    return (gain * tint).astype(np.float32), (tint @ np.full(3, target - gain * mean_luma)).astype(np.float32)
+
+
+@lru_cache(maxsize=256)
+def _resized(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sprite resized to width x height: RGB (h, w, 3) and alpha (h, w, 1), float32 in [0, 1]."""
+    sprite = load_sprite()
+    rgb = np.asarray(
+        Image.fromarray(sprite.rgb).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32
+    )
+    alpha = np.asarray(
+        Image.fromarray(sprite.alpha).resize((width, height), Image.Resampling.BILINEAR), np.float32
+    )
+    return rgb / 255, (alpha / 255)[..., None]
+
+
+def _draw_marks(rgb: np.ndarray, box: np.ndarray, marks: tuple[bool, ...]) -> None:
+    """Anti-aliased yellow dots at the marks that are on; draws into `rgb` (h, w, 3) float."""
+    radius = max(MARK_RADIUS * (box[2] - box[0]), 2.0)
+    h, w = rgb.shape[:2]
+    for on, (u, v) in zip(marks, MARK_POSITIONS, strict=True):
+        if not on:
+            continue
+        mx, my = box[0] + u * (box[2] - box[0]), box[1] + v * (box[3] - box[1])
+        xa, xb = max(int(mx - radius - 2), 0), min(int(mx + radius + 3), w)
+        ya, yb = max(int(my - radius - 2), 0), min(int(my + radius + 3), h)
+        yy, xx = np.mgrid[ya:yb, xa:xb].astype(np.float32)
+        d = np.sqrt((xx - mx) ** 2 + (yy - my) ** 2)
+        cover = np.clip(radius + 0.5 - d, 0.0, 1.0)[..., None]
+        patch = rgb[ya:yb, xa:xb]
+        patch[:] = patch * (1 - cover) + cover * MARK_COLOUR
+
+
+def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
+    """Composite one face into `frame` (H, W, 3) uint8, in place; returns its box (4,) and landmarks (5, 2).
+
+    The whole sprite must fit inside the frame (the caller keeps faces inside).
+    """
+    sprite = load_sprite()
+    sh, sw = sprite.rgb.shape[:2]
+    k = state.height / (sprite.box[3] - sprite.box[1])
+    nw, nh = max(round(sw * k), 1), max(round(sh * k), 1)
+    kx, ky = nw / sw, nh / sh
+    # place the resized sprite so that its face box centre lands on (cx, cy)
+    bcx, bcy = (sprite.box[0] + sprite.box[2]) / 2 * kx, (sprite.box[1] + sprite.box[3]) / 2 * ky
+    ox, oy = round(state.cx - bcx), round(state.cy - bcy)
+    fh, fw = frame.shape[:2]
+    if ox < 0 or oy < 0 or ox + nw > fw or oy + nh > fh:
+        raise ValueError(f"face sprite at ({ox}, {oy}) size {nw}x{nh} does not fit a {fw}x{fh} frame")
+    rgb, a = _resized(nw, nh)  # (nh, nw, 3), (nh, nw, 1)
+    box = sprite.box * [kx, ky, kx, ky]  # in resized sprite pixels
+    matrix, offset = colour_transform(state, sprite.mean_luma)
+    face = np.clip(rgb @ matrix.T + offset, 0, 1)  # (nh, nw, 3)
+    _draw_marks(face, box, state.marks)
+    region = frame[oy : oy + nh, ox : ox + nw].astype(np.float32)
+    blended = region + a * (face * 255 - region)
+    frame[oy : oy + nh, ox : ox + nw] = (blended + 0.5).astype(np.uint8)
+    landmarks = sprite.landmarks * [kx, ky] + [ox, oy]
+    return box + [ox, oy, ox, oy], landmarks
+
+
+def sprite_size(height: float) -> tuple[float, float, float, float]:
+    """Extent of the sprite around the face box centre for a face box `height` px tall: left, top, right, bottom."""
+    sprite = load_sprite()
+    k = height / (sprite.box[3] - sprite.box[1])
+    sh, sw = sprite.rgb.shape[:2]
+    bcx, bcy = (sprite.box[0] + sprite.box[2]) / 2, (sprite.box[1] + sprite.box[3]) / 2
+    return bcx * k + 1, bcy * k + 1, (sw - bcx) * k + 1, (sh - bcy) * k + 1
+
+
+def make_background(height: int, width: int, rng: np.random.Generator, textured: bool) -> np.ndarray:
+    """A static background (H, W, 3) uint8: a muted two-colour gradient, with soft blotches if `textured`."""
+    c0, c1 = rng.uniform(0.15, 0.75, size=(2, 3)).astype(np.float32)
+    t = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
+    t = np.broadcast_to(t, (height, width, 1))
+    bg = c0 * (1 - t) + c1 * t
+    if textured:
+        grid = rng.uniform(-0.12, 0.12, size=(6, 10, 3)).astype(np.float32)
+        blotches = [
+            np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.Resampling.BICUBIC))
+            for c in range(3)
+        ]
+        bg = bg + np.stack(blotches, axis=-1)
+    return (np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)

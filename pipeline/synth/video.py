@@ -1,0 +1,234 @@
+"""One synthetic video: per-frame face attributes over time, the rendered frames, the H.264 file, the truth.
+
+A `Track` holds what one face looks like in every frame (`pipeline.synth.faces.FaceState` fields plus
+whether it is visible). Continuous attributes (position, size, brightness, contrast) follow smooth curves
+through random knots; tint and marks are piecewise constant over segments of about half a second.
+`write_video` renders every frame (a static background plus one or two faces), encodes it with PyAV
+(libx264, yuv420p, an exact integer frame rate) under a temporary name, checks the frame count, renames the
+file into place and returns the truth rows of every frame and subject.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.synth.faces import MARK_POSITIONS, FaceState, make_background, render_face, sprite_size
+
+NUM_MARKS = len(MARK_POSITIONS)
+FACE_HEIGHT = (0.26, 0.44)  # face box height as a fraction of the frame height: smallest, largest
+TRUTH_SCHEMA = pa.schema(
+    [
+        ("video", pa.string()),
+        ("subject", pa.string()),
+        ("frame", pa.int32()),  # 1-based frame number (annotation line after the header)
+        ("index", pa.int32()),  # 0-based decode index
+        ("face", pa.bool_()),  # the subject's face is visible
+        ("x1", pa.float32()),  # true face box in full-frame pixels; NaN without a face
+        ("y1", pa.float32()),
+        ("x2", pa.float32()),
+        ("y2", pa.float32()),
+        ("landmarks", pa.list_(pa.float32(), 10)),  # eyes, nose, mouth corners: x, y each; NaN without face
+        ("brightness", pa.float32()),  # 0..1; NaN without a face
+        ("contrast", pa.float32()),  # 0..1; NaN without a face
+        ("scale", pa.float32()),  # face box height / frame height; NaN without a face
+        ("tint", pa.int8()),  # 0..7; -1 without a face
+        ("marks", pa.list_(pa.bool_(), NUM_MARKS)),  # the 12 marks shown; all False without a face
+    ]
+)
+
+
+@dataclass
+class Track:
+    """What one face looks like in every frame of a video; arrays of length `frames`."""
+
+    face: np.ndarray  # (n,) bool: visible
+    cx: np.ndarray  # (n,) float: face box centre x, frame pixels
+    cy: np.ndarray  # (n,) float: face box centre y, frame pixels
+    height: np.ndarray  # (n,) float: face box height, frame pixels
+    brightness: np.ndarray  # (n,) float in [0, 1]
+    contrast: np.ndarray  # (n,) float in [0, 1]
+    tint: np.ndarray  # (n,) int 0..7
+    marks: np.ndarray  # (n, 12) bool
+
+    @property
+    def frames(self) -> int:
+        return len(self.face)
+
+    def state(self, i: int) -> FaceState:
+        return FaceState(
+            cx=float(self.cx[i]),
+            cy=float(self.cy[i]),
+            height=float(self.height[i]),
+            brightness=float(self.brightness[i]),
+            contrast=float(self.contrast[i]),
+            tint=int(self.tint[i]),
+            marks=tuple(bool(m) for m in self.marks[i]),
+        )
+
+
+def smooth_curve(n: int, fps: float, rng: np.random.Generator, knot_s: float) -> np.ndarray:
+    """(n,) values in [0, 1] through knots every ~`knot_s` seconds, spread over the whole range."""
+    knots = max(2, int(np.ceil(n / (knot_s * fps))) + 1)
+    values = (rng.permutation(knots) + rng.uniform(0.0, 1.0, knots)) / knots  # one knot per stratum
+    t = np.arange(n) / max(n - 1, 1) * (knots - 1)
+    i = np.clip(np.floor(t).astype(int), 0, knots - 2)
+    f = t - i
+    f = f * f * (3 - 2 * f)  # smoothstep between knots
+    return values[i] * (1 - f) + values[i + 1] * f
+
+
+def segment_count(frames: int, fps: float, segment_s: float = 0.6, least: int = 4) -> int:
+    """Number of piecewise-constant segments of about `segment_s` seconds, at least `least`."""
+    return max(least, round(frames / (segment_s * fps)))
+
+
+def segment_bounds(frames: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count + 1,) increasing frame boundaries from 0 to `frames`, roughly equal with some jitter."""
+    count = min(count, frames)
+    bounds = np.linspace(0, frames, count + 1)
+    jitter = rng.uniform(-0.2, 0.2, count - 1) * frames / count
+    bounds[1:-1] += jitter
+    return np.round(bounds).astype(int)
+
+
+def piecewise(frames: int, values: Sequence[int] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(frames,) array holding values[k] over the k-th of len(values) segments."""
+    bounds = segment_bounds(frames, len(values), rng)
+    return np.repeat(np.asarray(values)[: len(bounds) - 1], np.diff(bounds))
+
+
+def make_marks(frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """(frames, 12) bool: each mark on and off in its own segments; each is both on and off somewhere."""
+    marks = np.zeros((frames, NUM_MARKS), dtype=bool)
+    for k in range(NUM_MARKS):
+        count = segment_count(frames, fps, segment_s=rng.uniform(0.4, 0.9), least=2)
+        states = rng.random(count) < rng.uniform(0.3, 0.6)
+        if count >= 2 and (states.all() or not states.any()):
+            states[rng.integers(count)] ^= True
+        marks[:, k] = piecewise(frames, states, rng)
+    return marks
+
+
+def make_track(
+    frames: int,
+    fps: float,
+    size: tuple[int, int],
+    region: tuple[int, int],
+    tints: Sequence[int],
+    rng: np.random.Generator,
+    absent: Sequence[tuple[int, int]] = (),
+) -> Track:
+    """A face inside columns [region[0], region[1]) of a `size` = (width, height) frame.
+
+    `tints` holds the tint of each segment (the tint changes len(tints) - 1 times); `absent` lists [start,
+    stop) frame ranges without the face.
+    """
+    width, height = size
+    face = np.ones(frames, dtype=bool)
+    for start, stop in absent:
+        face[start:stop] = False
+    scale = smooth_curve(frames, fps, rng, knot_s=1.5)
+    box_h = height * (FACE_HEIGHT[0] + (FACE_HEIGHT[1] - FACE_HEIGHT[0]) * scale)
+    extent = np.array([sprite_size(h) for h in box_h])  # (n, 4): left, top, right, bottom
+    x_lo, x_hi = region[0] + extent[:, 0] + 2, region[1] - extent[:, 2] - 2
+    y_lo, y_hi = extent[:, 1] + 2, height - extent[:, 3] - 2
+    if (x_hi < x_lo).any() or (y_hi < y_lo).any():
+        raise ValueError(f"a {width}x{height} frame is too small for the face in columns {region}")
+    u, v = smooth_curve(frames, fps, rng, knot_s=1.2), smooth_curve(frames, fps, rng, knot_s=1.6)
+    return Track(
+        face=face,
+        cx=x_lo + u * (x_hi - x_lo),
+        cy=y_lo + v * (y_hi - y_lo),
+        height=box_h,
+        brightness=smooth_curve(frames, fps, rng, knot_s=0.8),
+        contrast=smooth_curve(frames, fps, rng, knot_s=0.9),
+        tint=piecewise(frames, tints, rng).astype(np.int64),
+        marks=make_marks(frames, fps, rng),
+    )
+
+
+def _truth_table(
+    video: str, subject: str, track: Track, boxes: np.ndarray, landmarks: np.ndarray, frame_height: int
+) -> pa.Table:
+    """Truth rows of one subject; boxes (n, 4) and landmarks (n, 10) are NaN where there is no face."""
+    n, face = track.frames, track.face
+    nan = np.float32("nan")
+    columns = {
+        "video": [video] * n,
+        "subject": [subject] * n,
+        "frame": np.arange(1, n + 1, dtype=np.int32),
+        "index": np.arange(n, dtype=np.int32),
+        "face": face,
+        **{k: boxes[:, j].astype(np.float32) for j, k in enumerate(("x1", "y1", "x2", "y2"))},
+        "landmarks": pa.FixedSizeListArray.from_arrays(pa.array(landmarks.astype(np.float32).ravel()), 10),
+        "brightness": np.where(face, track.brightness, nan).astype(np.float32),
+        "contrast": np.where(face, track.contrast, nan).astype(np.float32),
+        "scale": ((boxes[:, 3] - boxes[:, 1]) / frame_height).astype(np.float32),
+        "tint": np.where(face, track.tint, -1).astype(np.int8),
+        "marks": pa.FixedSizeListArray.from_arrays(
+            pa.array((track.marks & face[:, None]).ravel()), NUM_MARKS
+        ),
+    }
+    return pa.table(columns, schema=TRUTH_SCHEMA)
+
+
+def write_video(
+    path: Path,
+    fps: int,
+    size: tuple[int, int],
+    subjects: dict[str, Track],
+    rng: np.random.Generator,
+    textured: bool = True,
+    crf: int = 18,
+    preset: str = "veryfast",
+) -> pa.Table:
+    """Render and encode the video of `subjects` (subject name -> track) to `path`; its truth table.
+
+    The frame count of the written container is checked against the frames rendered.
+    """
+    width, height = size
+    frames = next(iter(subjects.values())).frames
+    background = make_background(height, width, rng, textured)
+    boxes = {name: np.full((frames, 4), np.nan) for name in subjects}
+    points = {name: np.full((frames, 10), np.nan) for name in subjects}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    with av.open(str(partial), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        for i in range(frames):
+            image = background.copy()  # (H, W, 3) uint8
+            for name, track in subjects.items():
+                if track.face[i]:
+                    box, landmarks = render_face(image, track.state(i))
+                    boxes[name][i], points[name][i] = box, landmarks.ravel()
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(partial)) as container:
+        written = container.streams.video[0].frames
+    if written != frames:
+        raise RuntimeError(f"{partial}: container holds {written} frames, {frames} were encoded")
+    os.replace(partial, path)
+    return pa.concat_tables(
+        _truth_table(path.stem, name, track, boxes[name], points[name], height)
+        for name, track in subjects.items()
+    )
+
+
+def write_truth(path: Path, table: pa.Table) -> None:
+    """Write a truth table to `path` (Parquet) under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    pq.write_table(table, partial)
+    os.replace(partial, path)

@@ -1,0 +1,212 @@
+"""Frame sources (decord, PyAV) and the child-process loop that runs one under a watchdog.
+
+A frame source is a function `source(path, start, chunk_frames, num_threads) -> Iterator[np.ndarray]`
+that yields contiguous RGB frames `(n, H, W, 3) uint8`, n <= chunk_frames, beginning at decode index
+`start`. `pipeline.video.decode` starts `python -c "from pipeline.video.sources import main; main()"` as a child
+process (a fresh interpreter: nothing is forked, the caller's `__main__` is not re-imported), sends it the
+job over a socket, and `serve` hands the chunks back through memory files (memfd) whose descriptors
+travel over the socket; the parent views them in place and hands each one back when it is done with it.
+This module imports neither torch nor decord/av at the top, so that the child starts fast; decord and
+PyAV are imported inside the sources.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import mmap
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import send_handle
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FrameSource = Callable[[str, int, int, int], Iterator[np.ndarray]]
+
+MAX_DECORD_THREADS = 2  # decord fails on some files above 2 threads (dmlc/decord#314)
+
+
+class _DLPack:
+    """A decord NDArray seen through the DLPack protocol, so that numpy can view it without a copy."""
+
+    def __init__(self, array) -> None:
+        self.array = array
+
+    def __dlpack__(self, **_):
+        return self.array.to_dlpack()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU, device 0
+
+
+def decord_source(path: str, start: int, chunk_frames: int, num_threads: int) -> Iterator[np.ndarray]:
+    """Frames `start..len(vr)` from decord, `get_batch` over contiguous ranges of `chunk_frames`."""
+    from decord import VideoReader, cpu
+
+    # the reader is created here, inside the process that uses it, never before a fork (dmlc/decord#294)
+    reader = VideoReader(path, ctx=cpu(0), num_threads=min(max(num_threads, 1), MAX_DECORD_THREADS))
+    total = len(reader)
+    for first in range(start, total, chunk_frames):
+        batch = reader.get_batch(list(range(first, min(first + chunk_frames, total))))
+        try:
+            yield np.from_dlpack(_DLPack(batch))  # (n, H, W, 3) uint8 view of decord's buffer: no copy
+        except (TypeError, BufferError, RuntimeError):
+            yield batch.asnumpy()
+
+
+def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 view of a PyAV frame converted to RGB at `size` = (W, H) (no copy of the pixels)."""
+    width, height = size
+    rgb = frame.reformat(format="rgb24", width=width, height=height)
+    plane = rgb.planes[0]
+    pixels = np.frombuffer(plane, np.uint8, count=height * plane.line_size).reshape(height, plane.line_size)
+    return pixels[:, : width * 3].reshape(height, width, 3)  # rows may be padded: cut to the width
+
+
+def pyav_source(path: str, start: int, chunk_frames: int, num_threads: int) -> Iterator[np.ndarray]:
+    """Frames from decode index `start` to the end with PyAV; a corrupt packet is skipped, not fatal.
+
+    Frames before `start` are decoded and dropped (no seek: a seek lands on a keyframe, and decode
+    indices must match the ones counted from the beginning). Every frame is converted to the size of
+    the first one, so a mid-stream size change cannot break a chunk. Each frame is converted once, straight
+    into its chunk.
+    """
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = max(num_threads, 1)
+        index, skipped, size = 0, 0, (0, 0)
+        chunk, filled = np.empty((0, 0, 0, 3), np.uint8), 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as err:  # a broken container ends the stream here
+                log.warning("%s: demuxing stopped after %d frames: %s", path, index, err)
+                break
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:  # a corrupt packet: its frames are lost, the stream goes on
+                skipped += 1
+                continue
+            for frame in frames:
+                index += 1
+                if index <= start:
+                    continue
+                if filled == len(chunk):
+                    if filled:
+                        yield chunk  # (n, H, W, 3) uint8
+                    size = size if size[0] else (frame.width, frame.height)
+                    chunk, filled = np.empty((chunk_frames, size[1], size[0], 3), np.uint8), 0
+                chunk[filled] = _rgb(frame, size)
+                filled += 1
+        if filled:
+            yield chunk[:filled]
+        if skipped:
+            log.warning("%s: %d corrupt packets skipped", path, skipped)
+
+
+SOURCES: dict[str, FrameSource] = {"decord": decord_source, "pyav": pyav_source}
+
+
+class _Slot:
+    """A memory file (memfd) shared with the parent, holding one chunk at a time.
+
+    Fresh shared memory costs a page fault per 4 KiB on first touch, so slots are reused: the parent
+    views a chunk in place and hands its slot back once nothing views that chunk any more. The pool
+    grows only while the parent holds more chunks than there are slots.
+    """
+
+    def __init__(self, conn: Connection, number: int, nbytes: int) -> None:
+        self.fd = os.memfd_create("lwaffect-frames")
+        os.ftruncate(self.fd, nbytes)
+        self.buf = mmap.mmap(self.fd, nbytes)
+        self.nbytes = nbytes
+        conn.send(("slot", number, nbytes))
+        send_handle(conn, self.fd, os.getppid())
+
+    def close(self) -> None:
+        self.buf.close()
+        os.close(self.fd)
+
+
+def serve(
+    conn: Connection, source: FrameSource, path: str, start: int, chunk_frames: int, num_threads: int
+) -> None:
+    """Run `source` and send its chunks to the parent, then ("done", None) or ("error", reason).
+
+    A chunk is written into a free slot (("slot", number, nbytes) and its descriptor announce a new one)
+    and announced as ("chunk", shape, "slot", number); where there is no memfd it follows
+    ("chunk", shape, "bytes", None) as bytes. The parent answers ("next", [slots it no longer uses]); the
+    source works on the next chunk meanwhile.
+    """
+    slots: list[_Slot] = []
+    free: list[int] = []  # slots the parent has handed back
+    try:
+        for frames in source(path, start, chunk_frames, num_threads):
+            if len(frames) == 0:
+                continue
+            if len(frames) > chunk_frames or frames.dtype != np.uint8 or frames.ndim != 4:
+                raise ValueError(f"source returned a bad chunk {frames.shape} {frames.dtype}")
+            if hasattr(os, "memfd_create"):
+                number = next((i for i in free if slots[i].nbytes >= frames.nbytes), None)
+                if number is None:
+                    number = len(slots)
+                    slots.append(_Slot(conn, number, frames.nbytes // len(frames) * chunk_frames))
+                else:
+                    free.remove(number)
+                np.frombuffer(slots[number].buf, np.uint8, count=frames.size).reshape(frames.shape)[...] = (
+                    frames
+                )
+                conn.send(("chunk", frames.shape, "slot", number))
+            else:
+                conn.send(("chunk", frames.shape, "bytes", None))
+                conn.send_bytes(np.ascontiguousarray(frames).data.cast("B"))
+            reply = conn.recv()
+            if not (isinstance(reply, tuple) and reply[0] == "next"):
+                return
+            free.extend(reply[1])
+        conn.send(("done", None))
+    except BaseException as err:  # everything goes back to the parent, which decides what to do
+        try:
+            conn.send(("error", f"{type(err).__name__}: {err}"))
+        except OSError:
+            pass
+    finally:
+        for slot in slots:  # the parent's mappings keep the chunks it still views
+            slot.close()
+        conn.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a hung decoder must not outlive it)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's watchdog still kills it
+        pass
+
+
+def main() -> None:
+    """Entry point of the child process: `argv[1]` is the socket's file descriptor; the job comes on it."""
+    _die_with_parent()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    conn = Connection(int(sys.argv[1]))
+    try:
+        source, path, start, chunk_frames, num_threads = conn.recv()
+    except BaseException as err:  # e.g. the source's module cannot be imported here
+        conn.send(("error", f"bad job: {type(err).__name__}: {err}"))
+        conn.close()
+        return
+    conn.send(("ready", None))  # started: from here on the parent's stall timeout applies
+    serve(conn, source, path, start, chunk_frames, num_threads)

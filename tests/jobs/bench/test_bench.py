@@ -1,0 +1,109 @@
+"""`lwaffect bench`: the figures it writes, the process-tree memory sampler and the efficiency arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from jobs.bench.e2e import TreeSampler
+from jobs.bench.suite import efficiency
+from jobs.bench.videos import iou
+from jobs.cli import app
+
+SECTIONS = ("setup", "decode", "faces", "align", "backbone", "cache", "temporal", "extract", "efficiency",
+            "naive", "memory", "goals")  # fmt: skip
+FIGURES = {
+    "decode": ("decord", "pyav"),
+    "faces": ("pipeline", "mtcnn_full", "speedup"),
+    "backbone": ("fp32_nchw", "fp32_channels_last"),
+    "cache": ("write_fps", "write_mb_s", "read_fps", "read_mb_s", "bytes_per_frame", "cosine_median"),
+    "temporal": ("tam_s1", "tam_s3"),
+    "extract": ("fps", "speedup_vs_naive", "median_iou", "found_pct"),
+    "efficiency": ("value", "ideal_fps", "definition"),
+    "naive": ("fps", "frames"),
+    "memory": ("short", "long", "rss_ratio", "pss_ratio"),
+    "goals": ("faces_vs_mtcnn_full", "extract_vs_naive", "memory_ratio", "memory_peak_mb"),
+}
+
+
+def numbers(tree, path=""):
+    """(path, value) of every number in a nested dict."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from numbers(value, f"{path}{key}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield f"{path}{key}", value
+
+
+def test_iou_of_boxes():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
+    assert iou(a, b) == pytest.approx([1.0, 0.0, 50 / 150])
+
+
+def test_tree_sampler_sums_descendants():
+    # the root is a shell; the memory is held by its child, which must be counted
+    child = f"{sys.executable} -c 'import time; x = bytearray(120_000_000); x[::4096] = b\"1\" * len(x[::4096]); time.sleep(1.5)'"
+    proc = subprocess.Popen(["/bin/sh", "-c", f"{child}; true"])
+    sampler = TreeSampler(proc.pid, interval=0.05)
+    sampler.start()
+    proc.wait()
+    sampler.stop()
+    assert sampler.peak_processes >= 2
+    assert sampler.peak_rss >= 120e6
+    assert sampler.peak_pss >= 100e6
+
+
+def test_efficiency_cpu_is_e2e_over_stages_back_to_back():
+    figures = {
+        "decode": {"pipeline_backend": "decord", "decord": {"fps": 100.0}},
+        "faces": {"frames": 100, "face_frames": 50, "pipeline": {"fps": 50.0}},
+        "align": {"fps": 200.0},
+        "backbone": {"pipeline": "bf16_channels_last", "bf16_channels_last": {"fps": 100.0}},
+        "cache": {"write_fps": 400.0},
+        "extract": {"fps": 10.0, "steady_fps": 20.0},
+    }
+    # seconds per frame: 1/100 + 1/50 + 1/200 + 0.5/100 + 1/400 = 0.0425
+    cpu = efficiency(figures, "cpu")
+    assert cpu["ideal_fps"] == pytest.approx(1 / 0.0425)
+    assert cpu["value"] == pytest.approx(10.0 * 0.0425)
+    assert cpu["steady"] == pytest.approx(20.0 * 0.0425)
+    assert cpu["slowest_stage"] == "faces"
+    gpu = efficiency(figures, "cuda")
+    assert gpu["value"] == pytest.approx(10.0 / 50.0)
+    assert cpu["definition"].startswith("cpu") and gpu["definition"].startswith("gpu")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_tiny_writes_positive_figures(tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", "--videos", "1", "--resolution", "360p", "--seconds", "2", "--repeats", "1",
+            "--memory-seconds", "1", "--naive-frames", "3", "--output", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    figures = json.loads((out / "bench.json").read_text())
+    for section in SECTIONS:
+        assert section in figures, section
+    for section, keys in FIGURES.items():
+        for key in keys:
+            assert key in figures[section], f"{section}.{key}"
+    found = dict(numbers(figures))
+    assert len(found) > 40
+    bad = {k: v for k, v in found.items() if not (math.isfinite(v) and v > 0)}
+    assert not bad, bad
+    assert figures["setup"]["frames"] == 60 and figures["setup"]["width"] == 640
+    # the real extract job found the synthetic face where it is
+    assert figures["extract"]["found_pct"] > 50 and figures["extract"]["median_iou"] > 0.5
+    assert figures["cache"]["cosine_median"] > 0.99  # cached float16 maps match float32 ones
+    assert figures["memory"]["long"]["frames"] == 10 * figures["memory"]["short"]["frames"]
+    table = (out / "bench.md").read_text()
+    assert "| stage | variant | frames/s | other figures |" in table
+    assert "| extract |" in table and "| naive |" in table and "| memory |" in table
+    assert "| faces | MTCNN every full-res frame |" in result.output

@@ -1,0 +1,232 @@
+"""Training steps, schedule, EMA, per-frame prediction with overlapping windows, validation scoring."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pipeline.temporal.training import (
+    EMA,
+    activate,
+    lr_factor,
+    make_scheduler,
+    predict_subject,
+    score,
+    train_step,
+    validate,
+    window_starts,
+)
+from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
+from tests.pipeline.temporal.test_windows import FakeCache, labels_for
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared two-core machine two threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class PooledLinear(nn.Module):
+    """Per-frame linear head over channel means of both maps: (B, T, C, H, W) -> (B, T, out)."""
+
+    def __init__(self, channels: int, out: int):
+        super().__init__()
+        self.head = nn.Linear(channels, out)
+
+    def forward(self, maps):
+        pooled = torch.cat([m.mean(dim=(3, 4)) for m in maps], dim=-1)  # (B, T, C1 + C2)
+        return self.head(pooled)
+
+
+class PositionEcho(nn.Module):
+    """Outputs the map value of each frame plus its position in the window: tells windows apart."""
+
+    def forward(self, maps):
+        value = maps[0][:, :, 0, 0, 0]  # (B, T)
+        return (value + torch.arange(value.shape[1], dtype=value.dtype))[..., None]  # (B, T, 1)
+
+
+def masked_mse(outputs, targets, mask):
+    return ((outputs - targets) ** 2).mean(-1)[mask].mean()
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [lr_factor(s, 100, 10, 0.01) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert lr_factor(100, 100, 10, 0.01) == pytest.approx(0.01)
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = make_scheduler(opt, 100, 10)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2)
+    for _ in range(9):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.0)
+
+
+def make_regression_problem(n=96, seed=0):
+    """Frames whose label is a fixed linear function of their (random) map channel means."""
+    rng = np.random.default_rng(seed)
+    shapes = ((4, 2, 2), (3, 1, 1))
+    cache = FakeCache({"a": n}, shapes=shapes)
+    feats = rng.normal(size=(n, 7)).astype(np.float16)
+
+    def read(subject, start=0, stop=None):
+        stop = n if stop is None else stop
+        f = feats[start:stop]
+        maps = (
+            np.broadcast_to(f[:, :4, None, None], (stop - start, 4, 2, 2)).copy(),
+            f[:, 4:, None, None].copy(),
+        )
+        return SimpleNamespace(index=np.arange(start, stop), face=np.ones(stop - start, bool), maps=maps)
+
+    cache.read = read
+    w = rng.normal(size=(7, 2))
+    labels = {"a": labels_for(np.tanh(feats.astype(np.float32) @ w / 3))}
+    return cache, labels
+
+
+def test_train_steps_reduce_the_loss_on_a_small_problem():
+    torch.manual_seed(0)
+    cache, labels = make_regression_problem()
+    ds = WindowDataset(cache, labels, "va", WindowConfig(seq_len=8, stride=8, seed=0))
+    model = PooledLinear(7, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+    first = None
+    for epoch in range(30):
+        ds.set_epoch(epoch)
+        losses = [train_step(model, b, masked_mse, opt, grad_clip=1.0) for b in window_loader(ds, 4)]
+        first = first if first is not None else np.mean(losses)
+    assert np.mean(losses) < 0.2 * first
+
+
+def test_train_step_skips_batches_without_valid_frames():
+    model = PooledLinear(7, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    batch = (
+        (torch.ones(2, 4, 4, 2, 2), torch.ones(2, 4, 3, 1, 1)),
+        torch.zeros(2, 4, 2),
+        torch.zeros(2, 4, dtype=torch.bool),
+    )
+    assert train_step(model, batch, masked_mse, opt) is None
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_train_step_under_bf16_autocast_still_learns():
+    torch.manual_seed(0)
+    cache, labels = make_regression_problem()
+    ds = WindowDataset(cache, labels, "va", WindowConfig(seq_len=8, stride=8, shuffle=False))
+    model = PooledLinear(7, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+    losses = [
+        train_step(model, b, masked_mse, opt, bf16=True) for _ in range(20) for b in window_loader(ds, 4)
+    ]
+    assert np.isfinite(losses).all() and np.mean(losses[-12:]) < 0.5 * np.mean(losses[:12])
+
+
+def test_ema_tracks_the_weights_and_restores_the_model():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], torch.full((1, 2), 0.75))
+    with ema.applied(model) as m:
+        assert torch.allclose(m.weight, torch.full((1, 2), 0.75))
+    assert torch.allclose(model.weight, torch.ones(1, 2))
+
+
+@pytest.mark.parametrize("n,seq_len,stride", [(50, 8, 4), (8, 8, 4), (5, 8, 2), (33, 16, 16)])
+def test_predict_subject_averages_every_window_that_holds_a_frame(n, seq_len, stride):
+    cache = FakeCache({"a": n})
+    out = predict_subject(PositionEcho(), cache, "a", seq_len=seq_len, stride=stride, batch_size=3)
+    assert out.shape == (n, 1)
+    expected = np.zeros(n)
+    counts = np.zeros(n)
+    starts = window_starts(n, seq_len, stride)
+    assert starts[-1] + seq_len >= n and (n < seq_len or starts[-1] + seq_len == n)  # full windows
+    for s in starts:
+        rows = np.arange(s, min(s + seq_len, n))
+        expected[rows] += rows + np.arange(len(rows))
+        counts[rows] += 1
+    np.testing.assert_allclose(out[:, 0], expected / counts, rtol=1e-6)
+    assert (counts >= 1).all()
+
+
+def test_activate_follows_the_task_table():
+    x = np.array([[0.0, 2.0]])
+    np.testing.assert_allclose(activate("va", x), np.tanh(x), rtol=1e-6)
+    np.testing.assert_allclose(activate("au", x), 1 / (1 + np.exp(-x)), rtol=1e-6)
+    np.testing.assert_allclose(activate("expr", x).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_score_tunes_au_thresholds_and_uses_them():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 12)) < 0.3).astype(np.float32)
+    probs = 0.1 + 0.2 * labels + 0.01 * rng.random((200, 12))  # separable, but all below 0.5
+    mask = np.ones(200, bool)
+    tuned = score("au", probs, labels, mask)
+    assert tuned.result.value == pytest.approx(1.0)
+    assert all(0.1 < t < 0.31 for t in tuned.thresholds)
+    assert score("au", probs, labels, mask, tune=False).result.value == pytest.approx(0.0)
+
+
+def test_validate_pools_frames_fills_faceless_ones_and_skips_invalid_labels():
+    face = np.ones(40, bool)
+    face[10:14] = False
+    cache = FakeCache({"a": 40, "b": 20}, faces={"a": face})
+
+    class Echo(nn.Module):  # predicts valence = atanh(row / 100) so that tanh gives row / 100
+        def forward(self, maps):
+            rows = maps[0][:, :, 0, 0, 0] % 1000
+            return torch.atanh((rows / 100).clamp(max=0.99)).unsqueeze(-1).repeat(1, 1, 2)
+
+    valid = np.ones(40, bool)
+    valid[30:] = False
+    labels = {
+        "a": labels_for(np.repeat((np.arange(40) / 100)[:, None], 2, axis=1), valid),
+        "b": labels_for(np.repeat((np.arange(20) / 100)[:, None], 2, axis=1)),
+    }
+    labels["a"].values[30:] = 9.0  # invalid frames hold garbage that would ruin the CCC
+    val = validate(Echo(), cache, "va", labels, seq_len=8, stride=4)
+    assert val.frames == 30 + 20
+    assert val.result.value == pytest.approx(1.0, abs=1e-5)  # filled frames interpolate the line exactly
+
+
+@pytest.mark.parametrize("task", ["va", "emi"])
+def test_train_steps_fit_a_fixed_batch_with_the_real_model(task):
+    from model.backbone import BackboneConfig
+    from model.configs import build_model
+    from model.losses import loss_for
+
+    torch.manual_seed(0)
+    model = build_model("tam_s1", task, BackboneConfig(), num_frames=4)
+    maps = (torch.randn(4, 4, 64, 28, 28), torch.randn(4, 4, 96, 14, 14))
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    targets = torch.rand(4, 6) if task == "emi" else torch.rand(4, 4, 2) * 2 - 1
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = [train_step(model, (maps, targets, mask), loss_for(task), opt) for _ in range(8)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_score_of_ah_and_expr_decides_classes_like_the_submission():
+    labels = np.array([[0], [0], [1], [1], [0], [1]], np.float32)
+    probs = np.array([[0.1], [0.2], [0.3], [0.35], [0.15], [0.4]])  # separable below 0.5
+    ah = score("ah", probs, labels, np.ones(6, bool))
+    assert len(ah.thresholds) == 1 and ah.result.value == pytest.approx(1.0)  # macro F1 over both classes
+    expr = score(
+        "expr", np.eye(8)[[0, 3, 3, 7]], np.array([[0], [3], [2], [7]], np.float32), np.ones(4, bool)
+    )
+    assert expr.thresholds is None
+    assert expr.result.parts["Fear"] == pytest.approx(2 / 3) and expr.result.parts["Disgust"] == 0.0

@@ -1,0 +1,23 @@
+"""Frame sources that hang, for the decode watchdog tests.
+
+They live apart from the test module so that the decoder process that imports them starts fast (no torch,
+no pytest): the watchdog's stall timeout, not the import time, is what the tests exercise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pipeline.video.sources import pyav_source
+
+
+def stall_source(path: str, start: int, chunk_frames: int, num_threads: int, pidfile: str, after: int = 1):
+    """PyAV frames that hang (as decord does on a container claiming too many frames) after `after` chunks;
+    the decoder process's id goes to `pidfile`."""
+    Path(pidfile).write_text(str(os.getpid()))
+    for k, frames in enumerate(pyav_source(path, start, chunk_frames, num_threads)):
+        if k == after:
+            time.sleep(3600)
+        yield frames

@@ -1,0 +1,201 @@
+"""Decoding in bounded chunks: contiguity, frame counts, decord vs PyAV, bad files, and the watchdog."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.data import astronaut
+
+from pipeline.video.decode import DecodeConfig, FrameChunk, VideoError, iter_chunks
+from pipeline.video.probe import count_decoded_frames
+from pipeline.video.sources import pyav_source
+from tests.pipeline.video.stalling_sources import stall_source
+
+FRAMES, WIDTH, HEIGHT = 90, 320, 240
+
+
+def encode(path: Path, frames: int = FRAMES, faststart: bool = False, noise: int = 0) -> Path:
+    """An H.264 video of the astronaut sliding across a grey frame (with fresh noise in every frame)."""
+    face = np.asarray(Image.fromarray(astronaut()).resize((200, 200)))
+    rng = np.random.default_rng(0)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20"}
+        for i in range(frames):
+            canvas = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+            x = i * (WIDTH - 200) // frames
+            canvas[20:220, x : x + 200] = face
+            if noise:
+                canvas = (canvas + rng.integers(0, noise, canvas.shape)).clip(0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return encode(tmp_path_factory.mktemp("decode") / "clip.mp4")
+
+
+def collect(path: Path, cfg: DecodeConfig, sources=None) -> list[FrameChunk]:
+    return list(iter_chunks(path, cfg, sources))
+
+
+def assert_dead(pidfile: Path) -> None:
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_chunks_contiguous_bounded_and_complete(video, backend):
+    chunks = collect(video, DecodeConfig(chunk_frames=16, backend=backend))
+    assert [c.start for c in chunks] == list(range(0, FRAMES, 16))
+    assert all(0 < len(c.frames) <= 16 for c in chunks)
+    assert all(c.frames.shape[1:] == (HEIGHT, WIDTH, 3) and c.frames.dtype == np.uint8 for c in chunks)
+    assert sum(len(c.frames) for c in chunks) == count_decoded_frames(video) == FRAMES
+    assert chunks[-1].stop == FRAMES
+
+
+@pytest.mark.timeout(60)
+def test_decord_and_pyav_give_the_same_frames(video):
+    decord = np.concatenate(
+        [c.frames for c in collect(video, DecodeConfig(chunk_frames=32, backend="decord"))]
+    )
+    pyav = np.concatenate([c.frames for c in collect(video, DecodeConfig(chunk_frames=32, backend="pyav"))])
+    assert decord.shape == pyav.shape
+    diff = np.abs(decord.astype(np.int16) - pyav.astype(np.int16))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4
+    # and the frames really move: the same index in both, not just the same picture
+    assert np.abs(pyav[0].astype(np.int16) - pyav[-1]).mean() > 5
+
+
+@pytest.mark.timeout(60)
+def test_shared_slots_go_back_when_the_caller_drops_a_chunk_and_held_chunks_stay_intact(video, monkeypatch):
+    import pipeline.video.decode as decode
+
+    slots: set[int] = set()
+    lease_init = decode._Lease.__init__
+
+    def recording(self, slot, shape):
+        slots.add(id(slot))
+        lease_init(self, slot, shape)
+
+    monkeypatch.setattr(decode._Lease, "__init__", recording)
+    cfg = DecodeConfig(chunk_frames=8, backend="pyav")
+    means = [float(c.frames.mean()) for c in iter_chunks(video, cfg)]  # each chunk dropped at once
+    assert len(means) == 12 and len(slots) <= 3  # 12 chunks through at most 3 slots
+    slots.clear()
+    held = collect(video, cfg)  # every chunk held: each needs its own slot, none is overwritten
+    assert len(slots) == 12
+    inline = collect(video, DecodeConfig(chunk_frames=8, backend="pyav", isolate=False))
+    for a, b in zip(held, inline, strict=True):
+        assert np.array_equal(a.frames, b.frames)
+    assert np.allclose(means, [float(c.frames.mean()) for c in inline])
+
+
+@pytest.mark.timeout(60)
+def test_in_process_decoding_and_small_copy(video):
+    isolated = collect(video, DecodeConfig(chunk_frames=40, backend="pyav"))
+    inline = collect(video, DecodeConfig(chunk_frames=40, backend="pyav", isolate=False, small_size=160))
+    assert [c.start for c in inline] == [c.start for c in isolated]
+    for a, b in zip(isolated, inline, strict=True):
+        assert np.array_equal(a.frames, b.frames)
+        assert b.small is not None and b.small.shape == (len(b.frames), 120, 160, 3)
+        assert abs(float(b.small.mean()) - float(b.frames.mean())) < 2.0
+
+
+@pytest.mark.timeout(60)
+def test_watchdog_kills_a_stalled_decoder_and_pyav_continues(video, tmp_path, caplog):
+    pidfile = tmp_path / "pid"
+    stalling = functools.partial(stall_source, pidfile=str(pidfile))
+    cfg = DecodeConfig(chunk_frames=16, stall_timeout_s=1.0)
+    with caplog.at_level(logging.WARNING, logger="pipeline.video.decode"):
+        chunks = collect(video, cfg, sources=(stalling, pyav_source))
+    assert [c.start for c in chunks] == list(range(0, FRAMES, 16))
+    frames = np.concatenate([c.frames for c in chunks])
+    reference = np.concatenate([c.frames for c in collect(video, DecodeConfig(backend="pyav"))])
+    assert np.array_equal(frames, reference)
+    assert "stalled" in caplog.text
+    assert_dead(pidfile)
+
+
+@pytest.mark.timeout(60)
+def test_every_decoder_stalling_raises_video_error(video, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    sources = (
+        functools.partial(stall_source, pidfile=str(first), after=0),
+        functools.partial(stall_source, pidfile=str(second), after=0),
+    )
+    with pytest.raises(VideoError, match="stalled") as err:
+        collect(video, DecodeConfig(stall_timeout_s=0.5), sources=sources)
+    assert err.value.path == video
+    assert_dead(first)
+    assert_dead(second)
+
+
+@pytest.mark.timeout(60)
+def test_stopping_early_kills_the_decoder(video, tmp_path):
+    pidfile = tmp_path / "pid"
+    chunks = iter_chunks(
+        video, DecodeConfig(chunk_frames=8), [functools.partial(stall_source, pidfile=str(pidfile))]
+    )
+    first = next(chunks)
+    assert first.start == 0 and len(first.frames) == 8
+    chunks.close()
+    assert_dead(pidfile)
+
+
+@pytest.mark.timeout(60)
+def test_truncated_video_falls_back_to_pyav(tmp_path, caplog):
+    # index first, so the container still claims 60 frames; noise keeps the packets of similar size
+    whole = encode(tmp_path / "whole.mp4", frames=60, faststart=True, noise=40)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with caplog.at_level(logging.WARNING, logger="pipeline.video.decode"):
+        chunks = collect(cut, DecodeConfig(chunk_frames=16, backend="auto", stall_timeout_s=10))
+    assert [c.start for c in chunks] == list(range(0, 16 * len(chunks), 16))
+    assert 20 < chunks[-1].stop < 60  # the frames that are there, not the 60 claimed
+    assert "decord_source failed" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_truncated_video_without_index_raises(tmp_path):
+    whole = encode(tmp_path / "whole.mp4", frames=30)  # index at the end: cut off with the tail
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:-2000])
+    with pytest.raises(VideoError) as err:
+        collect(cut, DecodeConfig(backend="auto"))
+    assert err.value.path == cut and "cut.mp4" in str(err.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("content", [b"", b"this is not a video\n" * 20])
+def test_unreadable_files_raise_video_error_naming_the_file(tmp_path, content):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(VideoError) as err:
+        collect(path, DecodeConfig(backend="auto"))
+    assert err.value.path == path and "bad.mp4" in str(err.value)
+
+
+def test_missing_file_and_bad_settings():
+    with pytest.raises(VideoError, match="no such file"):
+        next(iter_chunks("/nonexistent/video.mp4"))
+    with pytest.raises(ValueError):
+        DecodeConfig(num_threads=4)
+    with pytest.raises(ValueError):
+        DecodeConfig(chunk_frames=0)
