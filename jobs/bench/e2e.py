@@ -7,11 +7,11 @@ scored against the truth.
 
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
 `interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,
-raylet and workers, the decoder processes) from /proc: the peak of the summed RSS (shared pages count once
-per process that maps them, so the Ray object store can count several times) and of the summed PSS
-(shared pages split between the processes that map them; from /proc/<pid>/smaps_rollup). It does so for a
-short video and one many times longer; as both runs pay the same start-up, the extra frames over the
-extra seconds are the job's steady throughput (`marginal_fps`).
+raylet and workers, the decoder processes) through psutil: the peak of the summed RSS (shared pages count
+once per process that maps them, so the Ray object store can count several times) and of the summed PSS
+(shared pages split between the processes that map them; psutil's `memory_full_info().pss`). It does so
+for a short video and one many times longer; as both runs pay the same start-up, the extra frames over
+the extra seconds are the job's steady throughput (`marginal_fps`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from jobs.bench.stages import face_scores, pooled_scores
 from jobs.bench.videos import BenchVideo
@@ -72,52 +73,14 @@ def bench_extract(cfg: ExtractConfig, videos: Sequence[BenchVideo], say: Any) ->
 # ------------------------------------------------------------------------------------------- memory
 
 
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids of every process on the machine (from /proc/<pid>/stat)."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants."""
-    tree, out, todo = _children(), [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(tree.get(pid, []))
-    return out
-
-
-def _kb(path: str, key: str) -> int:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _name(pid: int) -> str:
+def _name(proc: psutil.Process) -> str:
     """A short name of a process: Ray's title for its workers, else the program and its first argument."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return str(pid)
+        args = proc.cmdline()
+    except psutil.Error:
+        return str(proc.pid)
     if not args:
-        return str(pid)
+        return str(proc.pid)
     if args[0].startswith("ray::"):
         return args[0].split()[0][:60]
     program = os.path.basename(args[0])
@@ -126,14 +89,23 @@ def _name(pid: int) -> str:
 
 
 def tree_memory(root: int) -> tuple[float, float, list[tuple[str, float, float]]]:
-    """Summed RSS and PSS (bytes) of `root`'s process tree, and (name, RSS, PSS) of each process."""
+    """Summed RSS and PSS (bytes) of `root`'s process tree, and (name, RSS, PSS) of each process.
+
+    A process that exits while it is read (or a zombie) counts with no memory, under its pid.
+    """
+    try:
+        top = psutil.Process(root)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0, []
     each = []
-    for pid in process_tree(root):
-        rss, pss = (
-            _kb(f"/proc/{pid}/status", "VmRSS:") * 1024.0,
-            _kb(f"/proc/{pid}/smaps_rollup", "Pss:") * 1024.0,
-        )
-        each.append((_name(pid), rss, pss))
+    for proc in tree:
+        try:
+            memory = proc.memory_full_info()  # rss from /proc/PID/statm, pss from /proc/PID/smaps_rollup
+            rss, pss = float(memory.rss), float(memory.pss)
+        except psutil.Error:
+            rss = pss = 0.0
+        each.append((_name(proc), rss, pss))
     return sum(e[1] for e in each), sum(e[2] for e in each), each
 
 
