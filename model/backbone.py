@@ -6,15 +6,12 @@ act1) and a sequence of stages (`blocks.0` ...); `feature_info` names the stage 
 out. The frozen part is the stem and the stages up to the stride-16 map: it maps images to the stride-8 and
 stride-16 maps, which the feature cache stores. The tail is the stages from there to the stride-32 map (the
 last stage of the seed paper, trained with the temporal model). Source: timm `MobileNetV3Features`.
+
+This module builds PyTorch modules only; reading, hashing and fetching weights is model/weights.py's.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import os
-import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.weights import file_hash, from_hub, load_weights_file
+
 RANDOM_INIT = "random-init"  # weights_hash of a backbone that loaded no weights
 RANDOM_INIT_SEED = 0  # seed of a backbone that loads no weights: every process builds the same one
 OUT_INDICES = (2, 3, 4)  # timm feature indices of the stride 8, 16 and 32 maps
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.", "encoder.")  # stripped from keys
-HEAD_PREFIXES = ("conv_head.", "norm_head.", "classifier.", "head.", "fc.")  # classifier parts, dropped
-STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where a checkpoint keeps its weights
-
-
-class BackboneWeightsError(ValueError):
-    """Backbone weights that cannot be loaded: unreachable hub, unreadable file, mismatching keys."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +140,7 @@ def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
         load_weights_file(body, path)
         weights_hash = file_hash(path)
     elif cfg.pretrained:
-        body = _create_pretrained(cfg.name)
+        body = from_hub(cfg.name, lambda: _create(cfg.name, pretrained=True))
         weights_hash = f"timm:{body.pretrained_cfg.get('architecture')}.{body.pretrained_cfg.get('tag')}"
     else:  # every process builds the same random weights, and the caller's random stream is left as it was
         with torch.random.fork_rng(devices=[]):
@@ -162,32 +154,6 @@ def _create(name: str, pretrained: bool) -> Any:  # timm MobileNetV3Features
     import timm  # imported on first use: it takes seconds, and listing configs needs no backbone
 
     return timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=OUT_INDICES)
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return True  # offline mode: let timm look in the local hub cache
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
-    host, _, port = endpoint.partition(":")
-    try:
-        socket.create_connection((host, int(port or 443)), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def _create_pretrained(name: str) -> Any:
-    hint = (
-        f"could not load the pretrained weights of {name!r} from the Hugging Face hub ({{why}}). "
-        "Download the weights file elsewhere and pass it with --backbone-weights FILE "
-        "(BackboneConfig.weights); a timm or AffectNet-fine-tuned .pth, .pth.tar or .safetensors works."
-    )
-    if not _hub_reachable():
-        raise BackboneWeightsError(hint.format(why="the hub is unreachable"))
-    try:
-        return _create(name, pretrained=True)
-    except Exception as e:  # the hub client raises many kinds (OSError, HTTP, timeouts)
-        raise BackboneWeightsError(hint.format(why=f"{type(e).__name__}: {e}")) from e
 
 
 def _split(cfg: BackboneConfig, body: Any, weights_hash: str) -> MultiScaleBackbone:
@@ -215,87 +181,3 @@ def _split(cfg: BackboneConfig, body: Any, weights_hash: str) -> MultiScaleBackb
         map_shapes=shapes,
         weights_hash=weights_hash,
     )
-
-
-def file_hash(path: Path, length: int = 16) -> str:
-    """`sha256:` and the first `length` hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()[:length]}"
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file: a bare state dict or a checkpoint holding one under a known key."""
-    if not path.is_file():
-        raise BackboneWeightsError(f"backbone weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            raw: Any = load_file(str(path))
-        else:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BackboneWeightsError(
-            f"cannot read backbone weights file {path}: {type(e).__name__}: {e}"
-        ) from e
-    if isinstance(raw, Mapping):
-        for key in STATE_DICT_KEYS:
-            if isinstance(raw.get(key), Mapping):
-                raw = raw[key]
-                break
-    if not isinstance(raw, Mapping) or not any(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise BackboneWeightsError(
-            f"backbone weights file {path} holds no state dict (looked at the top level and under "
-            f"{', '.join(STATE_DICT_KEYS)})"
-        )
-    return {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
-
-
-def clean_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Keys without wrapper prefixes (DDP, compile, `backbone.`), and the classifier keys dropped."""
-    cleaned, dropped = {}, []
-    for key, value in state.items():
-        stripped = True
-        while stripped:
-            stripped = False
-            for prefix in WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, stripped = key[len(prefix) :], True
-        if key.startswith(HEAD_PREFIXES):
-            dropped.append(key)
-        else:
-            cleaned[key] = value
-    return cleaned, dropped
-
-
-def load_weights_file(body: Any, path: Path) -> list[str]:
-    """Load a timm-style state dict into the features model; returns the dropped classifier keys."""
-    state, dropped = clean_keys(read_state_dict(path))
-    expected = body.state_dict()
-    # BatchNorm batch counters are absent from some files and never used by the forward pass
-    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({_few(unexpected)})")
-        if wrong:
-            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong]
-            parts.append(f"{len(wrong)} keys of the wrong shape ({_few(shapes)})")
-        raise BackboneWeightsError(
-            f"backbone weights file {path} does not fit {body.pretrained_cfg.get('architecture')}: "
-            + "; ".join(parts)
-        )
-    body.load_state_dict(state, strict=False)
-    return dropped
-
-
-def _few(items: list[str], n: int = 5) -> str:
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

@@ -1,6 +1,7 @@
-"""Shared fixtures of the model tests: one random-init backbone per session, small inputs."""
+"""Shared fixtures of the model tests: a random-init backbone, a classifier state dict, small inputs."""
 
 import pytest
+import timm
 import torch
 
 from model.backbone import BackboneConfig, build_backbone
@@ -10,6 +11,13 @@ from model.backbone import BackboneConfig, build_backbone
 def backbone():
     torch.manual_seed(0)
     return build_backbone(BackboneConfig(pretrained=False))
+
+
+@pytest.fixture(scope="module")
+def classifier_state():
+    """A timm classification model's state dict (random init, AffectNet-like 8-class head)."""
+    torch.manual_seed(1)
+    return timm.create_model("mobilenetv4_conv_small", num_classes=8).state_dict()
 
 
 def random_maps(backbone, batch: int, frames: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
