@@ -1,17 +1,37 @@
 """The `lwaffect` command line: each command turns flags into a config and makes one library call.
 
 Heavy imports (torch, ray, decord) happen inside the commands so that `lwaffect --help` stays instant.
-Exit status: 0 when everything succeeded, 1 for a usage or configuration error, 2 when the run finished
-but some inputs failed.
+Exit status: 0 when everything succeeded, 1 for a usage or configuration error that the command finds
+(e.g. a missing folder, a cache made with other settings), 2 when the run finished but some inputs failed.
+The parser's own errors (an unknown flag, a missing option, a value not among the choices) exit 2 with its
+message. The choices and the option types shared by several commands are in jobs/options.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from jobs.options import (
+    Address,
+    Average,
+    Cache,
+    DeviceName,
+    Faces,
+    Fill,
+    Input,
+    Layout,
+    Resolution,
+    Split,
+    SplitName,
+    Subject,
+    Task,
+    TaskName,
+)
 from model import __version__
 
 app = typer.Typer(
@@ -23,15 +43,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Task = Annotated[str, typer.Option("--task", "-t", help="Task: va, au, expr, ah or emi.")]
-Input = Annotated[
-    Path, typer.Option("--input", "-i", help="Input folder (Aff-Wild2, EMI, AH layout or plain).")
-]
-Split = Annotated[str, typer.Option("--split", "-s", help="Split: train, validation, test or all.")]
-Address = Annotated[
-    str | None,
-    typer.Option("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)."),
-]
+
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@contextmanager
+def _fails_with_1(command: str, *errors: type[Exception]) -> Iterator[None]:
+    """`errors` raised inside are a usage or configuration error: `lwaffect COMMAND: why`, exit 1."""
+    try:
+        yield
+    except errors as e:
+        typer.echo(f"lwaffect {command}: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _version(value: bool) -> None:
@@ -61,7 +85,7 @@ def run(
     stride: Annotated[
         int | None, typer.Option(min=1, help="Frames between prediction windows (default: the checkpoint's).")
     ] = None,
-    fill: Annotated[str, typer.Option(help="Frames without a face: linear or nearest.")] = "linear",
+    fill: Fill = "linear",
     device: Annotated[str, typer.Option(help="Device of the temporal model: cpu, cuda or cuda:N.")] = "cpu",
 ) -> None:
     """Extract (reusing the cache), predict, fill and write OUT/predictions/T.parquet and the submission.
@@ -74,12 +98,9 @@ def run(
 
     cfg = RunConfig(input=input, task=task, weights=weights, output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride,
-                    fill=fill, device=device)  # type: ignore[arg-type]  # fmt: skip
-    try:
-        report = run_all(cfg, say=lambda line: typer.echo(line, err=True))
-    except (ValueError, OSError) as e:
-        typer.echo(f"lwaffect run: {e}", err=True)
-        raise typer.Exit(1) from None
+                    fill=fill, device=device)  # fmt: skip
+    with _fails_with_1("run", ValueError, OSError):
+        report = run_all(cfg, say=_say)
     typer.echo(report.summary())
     raise typer.Exit(report.exit_code)
 
@@ -89,13 +110,8 @@ def extract(
     input: Input,
     cache: Annotated[str, typer.Option(help="Cache location: a folder or a pyarrow filesystem URI.")],
     split: Split = "all",
-    subject: Annotated[
-        str,
-        typer.Option(help="Face to follow: auto (the catalogue's main/left/right) or main (always main)."),
-    ] = "auto",
-    faces: Annotated[
-        str, typer.Option(help="detect (MTCNN + tracking) or cropped-aligned (the organiser's crops).")
-    ] = "detect",
+    subject: Subject = "auto",
+    faces: Faces = "detect",
     address: Address = None,
     rebuild: Annotated[bool, typer.Option(help="Replace a cache made with other settings.")] = False,
     backbone_weights: Annotated[
@@ -105,7 +121,7 @@ def extract(
         bool, typer.Option(help="Load the backbone's hub weights (needs the network).")
     ] = False,
     device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: cuda when Ray has a GPU).")
+        DeviceName | None, typer.Option(help="cpu or cuda (default: cuda when Ray has a GPU).")
     ] = None,
     only: Annotated[
         list[str] | None,
@@ -121,16 +137,6 @@ def extract(
     from jobs.extract.driver import extract as run_extract
     from model.backbone import BackboneConfig
 
-    if (
-        subject not in ("auto", "main")
-        or faces not in ("detect", "cropped-aligned")
-        or device not in (None, "cpu", "cuda")
-    ):
-        typer.echo(
-            "lwaffect extract: --subject is auto|main, --faces detect|cropped-aligned, --device cpu|cuda",
-            err=True,
-        )
-        raise typer.Exit(1)
     weights = None if backbone_weights is None else str(backbone_weights)
     if weights is None and not pretrained:
         typer.echo(
@@ -139,12 +145,9 @@ def extract(
     cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=FaceSettings(mode=faces),
                         backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
                         address=address, rebuild=rebuild,
-                        subjects=tuple(only) if only else None)  # type: ignore[arg-type]  # fmt: skip
-    try:
-        report = run_extract(cfg, say=lambda line: typer.echo(line, err=True))
-    except (ValueError, OSError, RuntimeError) as e:
-        typer.echo(f"lwaffect extract: {e}", err=True)
-        raise typer.Exit(1) from None
+                        subjects=tuple(only) if only else None)  # fmt: skip
+    with _fails_with_1("extract", ValueError, OSError, RuntimeError):
+        report = run_extract(cfg, say=_say)
     for failure in report.failures:
         typer.echo(f"failed: {failure.subject} ({failure.stage}): {failure.reason}")
     raise typer.Exit(report.exit_code)
@@ -154,7 +157,7 @@ def extract(
 def train(
     task: Task,
     input: Input,
-    cache: Annotated[str, typer.Option(help="Feature cache made by `lwaffect extract`.")],
+    cache: Cache,
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder.")],
     config: Annotated[str, typer.Option(help="Model config: tam_s1, tam_s2 or tam_s3.")] = "tam_s1",
     epochs: Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")] = 20,
@@ -185,11 +188,8 @@ def train(
                       seq_len=seq_len, stride=stride, lr=lr, batch_size=batch_size, device=device, seed=seed,
                       patience=patience, ema=ema, bf16=bf16, allow_missing=allow_missing, threads=threads,
                       backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
-    try:
-        result = run_training(cfg, say=lambda line: typer.echo(line, err=True))
-    except (TrainError, ValueError, OSError) as e:
-        typer.echo(f"lwaffect train: {e}", err=True)
-        raise typer.Exit(1) from None
+    with _fails_with_1("train", TrainError, ValueError, OSError):
+        result = run_training(cfg, say=_say)
     typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "
                f"{result.checkpoint} ({result.wall_time_s:.0f}s)")  # fmt: skip
 
@@ -197,15 +197,15 @@ def train(
 @app.command()
 def predict(
     task: Task,
-    cache: Annotated[str, typer.Option(help="Feature cache made by `lwaffect extract`.")],
+    cache: Cache,
     weights: Annotated[Path, typer.Option(help="Checkpoint made by `lwaffect train`.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
     stride: Annotated[
         int | None, typer.Option(min=1, help="Frames between windows (default: the checkpoint's).")
     ] = None,
-    fill: Annotated[str, typer.Option(help="Frames without a face: linear or nearest.")] = "linear",
+    fill: Fill = "linear",
     split: Annotated[
-        str | None, typer.Option("--split", "-s", help="Only this split's subjects (needs --input).")
+        SplitName | None, typer.Option("--split", "-s", help="Only this split's subjects (needs --input).")
     ] = None,
     input: Annotated[
         Path | None, typer.Option("--input", "-i", help="Data set folder that lists the split.")
@@ -217,12 +217,9 @@ def predict(
     from jobs.predict import predict as run_predict
 
     cfg = PredictConfig(task=task, cache=cache, weights=weights, output=output, stride=stride,
-                        fill=fill, split=split, input=input, device=device)  # type: ignore[arg-type]  # fmt: skip
-    try:
-        report = run_predict(cfg, say=lambda line: typer.echo(line, err=True))
-    except (ValueError, OSError) as e:
-        typer.echo(f"lwaffect predict: {e}", err=True)
-        raise typer.Exit(1) from None
+                        fill=fill, split=split, input=input, device=device)  # fmt: skip
+    with _fails_with_1("predict", ValueError, OSError):
+        report = run_predict(cfg, say=_say)
     typer.echo(f"{report.frames} {'clips' if task == 'emi' else 'frames'} of {report.subjects} subjects "
                f"({report.filled} filled, {report.frames_per_s:.0f}/s): {report.path}")  # fmt: skip
     if report.missing:
@@ -245,11 +242,8 @@ def submit(
     """Write the challenge submission file for the test split and check it; exit 1 on any problem."""
     from jobs.evaluate import USER_ERRORS, SubmitConfig, submit_predictions
 
-    try:
+    with _fails_with_1("submit", *USER_ERRORS):
         done = submit_predictions(SubmitConfig(task, predictions, input, output, strict=strict))
-    except USER_ERRORS as e:
-        typer.echo(f"lwaffect submit: {e}", err=True)
-        raise typer.Exit(1) from None
     for note in done.report.notes():
         typer.echo(note)
     for problem in done.problems:
@@ -269,19 +263,16 @@ def evaluate(
     allow_missing: Annotated[
         bool, typer.Option(help="Leave labelled frames without a prediction out of the score; count them.")
     ] = False,
-    average: Annotated[str, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")] = "macro",
+    average: Average = "macro",
 ) -> None:
     """Official metrics of a predictions file against the labels of a split."""
     import json as json_lib
 
     from jobs.evaluate import USER_ERRORS, EvaluateConfig, evaluate_predictions
 
-    try:
-        cfg = EvaluateConfig(task, predictions, input, split, allow_missing, average)  # type: ignore[arg-type]
+    with _fails_with_1("evaluate", *USER_ERRORS):
+        cfg = EvaluateConfig(task, predictions, input, split, allow_missing, average)
         evaluation = evaluate_predictions(cfg)
-    except USER_ERRORS as e:
-        typer.echo(f"lwaffect evaluate: {e}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(json_lib.dumps(evaluation.to_dict(), indent=2) if json else evaluation.table())
 
 
@@ -297,11 +288,8 @@ def check_submission(
     """Validate a submission file against the test list and frame counts; lists every problem."""
     from jobs.evaluate import USER_ERRORS, CheckConfig, check_submission_file
 
-    try:
+    with _fails_with_1("check-submission", *USER_ERRORS):
         problems = check_submission_file(CheckConfig(task, file, input, predictions))
-    except USER_ERRORS as e:
-        typer.echo(f"lwaffect check-submission: {e}", err=True)
-        raise typer.Exit(1) from None
     for problem in problems:
         typer.echo(f"{file}: {problem}")
     if problems:
@@ -313,7 +301,7 @@ def check_submission(
 @app.command()
 def synth(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the data set into.")],
-    layout: Annotated[str, typer.Option(help="Layout: affwild2, emi or ah.")] = "affwild2",
+    layout: Layout = "affwild2",
     videos: Annotated[
         int | None, typer.Option(help="Number of videos (default: 8 affwild2, 9 emi, 8 ah).")
     ] = None,
@@ -330,11 +318,8 @@ def synth(
     from pipeline.synth.dataset import make_dataset
 
     cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed)
-    try:
+    with _fails_with_1("synth", ValueError):
         cfg.check()
-    except ValueError as e:
-        typer.echo(f"lwaffect synth: {e}", err=True)
-        raise typer.Exit(1) from None
     start = time.perf_counter()
     manifest_path = make_dataset(cfg, say=lambda line: typer.echo(f"  {line}"))
     manifest = json.loads(manifest_path.read_text())
@@ -359,9 +344,9 @@ def synth(
 @app.command()
 def bench(
     videos: Annotated[int, typer.Option(min=1, help="Synthetic videos to make and measure.")] = 2,
-    resolution: Annotated[str, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")] = "720p",
+    resolution: Resolution = "720p",
     seconds: Annotated[float, typer.Option(min=0.1, help="Length of each video in seconds.")] = 10.0,
-    device: Annotated[str, typer.Option(help="Where the models run: cpu or cuda.")] = "cpu",
+    device: Annotated[DeviceName, typer.Option(help="Where the models run: cpu or cuda.")] = "cpu",
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for bench.json and bench.md.")
     ] = Path("bench-out"),
@@ -380,13 +365,10 @@ def bench(
     from jobs.bench.report import markdown
     from jobs.bench.suite import BenchConfig, run_bench
 
-    try:
+    with _fails_with_1("bench", ValueError):
         cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,
-                          repeats=repeats, memory_seconds=memory_seconds, naive_frames=naive_frames)  # type: ignore[arg-type]  # fmt: skip
-    except ValueError as e:
-        typer.echo(f"lwaffect bench: {e}", err=True)
-        raise typer.Exit(1) from None
-    figures = run_bench(cfg, say=lambda line: typer.echo(line, err=True))
+                          repeats=repeats, memory_seconds=memory_seconds, naive_frames=naive_frames)  # fmt: skip
+    figures = run_bench(cfg, say=_say)
     typer.echo(markdown(figures))
     typer.echo(f"\nwritten: {output / 'bench.json'}, {output / 'bench.md'}", err=True)
 
@@ -396,7 +378,9 @@ def info(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Model config to describe, e.g. tam_s1.")
     ] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", help="Task of the described model.")] = None,
+    task: Annotated[
+        TaskName | None, typer.Option("--task", "-t", help="Task of the described model.")
+    ] = None,
 ) -> None:
     """Registered model configs and tasks; parameters, GFLOPs and cached bytes per frame of one."""
     from jobs.info import facts_text, registry_text
@@ -407,8 +391,5 @@ def info(
     if model is None or task is None:
         typer.echo("lwaffect info: give both --model NAME and --task T (or neither to list them)", err=True)
         raise typer.Exit(1)
-    try:
+    with _fails_with_1("info", ValueError):
         typer.echo(facts_text(model, task))
-    except ValueError as e:
-        typer.echo(f"lwaffect info: {e}", err=True)
-        raise typer.Exit(1) from None

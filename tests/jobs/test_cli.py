@@ -1,9 +1,18 @@
-"""The CLI lists every command of the design's table and reports its version."""
+"""The CLI lists every command of the design's table, its help and choices, and reports its version."""
 
+from typing import get_args
+
+import pytest
 from typer.testing import CliRunner
 
+from jobs import options
+from jobs.bench.videos import RESOLUTIONS
 from jobs.cli import app
 from model import __version__
+from model.tasks import SPLITS, TASKS
+from pipeline.fill import FillMethod
+from pipeline.metrics import Average
+from pipeline.synth.common import LAYOUTS
 
 COMMANDS = [
     "run",
@@ -30,3 +39,50 @@ def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"lwaffect {command}" in result.output
+
+
+@pytest.mark.parametrize(
+    "command, choices",
+    [
+        ("run", ["<va|au|expr|ah|emi>", "<train|validation|test|all>", "<linear|nearest>"]),
+        ("extract", ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>"]),
+        ("evaluate", ["<macro|binary>"]),
+        ("synth", ["<affwild2|emi|ah>"]),
+        ("bench", ["<360p|480p|720p|1080p>", "<cpu|cuda>"]),
+    ],
+)
+def test_help_lists_the_choices(command, choices):
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    for choice in choices:
+        assert choice in result.output, choice
+
+
+def test_an_invalid_choice_exits_2_naming_the_choices():
+    args = ["train", "--task", "xx", "--input", "in", "--cache", "cache", "--output", "out"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "--task" in result.output and "'xx' is not one of" in result.output
+    for task in TASKS:
+        assert f"'{task}'" in result.output, task
+
+
+@pytest.mark.parametrize(
+    "choice, values",
+    [
+        (options.TaskName, tuple(TASKS)),
+        (options.SplitName, SPLITS),
+        (options.FillName, get_args(FillMethod)),
+        (options.AverageName, get_args(Average)),
+        (options.LayoutName, LAYOUTS),
+        (options.ResolutionName, tuple(RESOLUTIONS)),
+    ],
+)
+def test_choices_are_the_library_values(choice, values):
+    assert get_args(choice) == values

@@ -1,0 +1,49 @@
+"""Choice values and option types shared by the commands of the `lwaffect` command line (jobs/cli.py).
+
+A choice is a Literal type: typer lists its values in --help and refuses any other (exit 2, naming the
+choices), and the config a command builds takes the value as it is. Each copies a set of names kept where
+the library defines it (the task table, the splits, the fill methods, ...): mypy checks that it is no
+wider than what the config accepts, and tests/jobs/test_cli.py that it is all of the named sets (tasks,
+splits, fill methods, averages, synthetic layouts, bench resolutions). Only typing and typer are imported
+here, so that `lwaffect --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+TaskName = Literal["va", "au", "expr", "ah", "emi"]  # model.tasks.TASKS
+SplitName = Literal["train", "validation", "test", "all"]  # model.tasks.SPLITS
+FillName = Literal["linear", "nearest"]  # pipeline.fill.FillMethod
+AverageName = Literal["macro", "binary"]  # pipeline.metrics.Average: AH F1 averaging
+SubjectName = Literal["auto", "main"]  # jobs.extract.driver.ExtractConfig.subject
+FaceModeName = Literal["detect", "cropped-aligned"]  # jobs.extract.stages.FaceMode
+DeviceName = Literal["cpu", "cuda"]  # where extract and bench run their models
+LayoutName = Literal["affwild2", "emi", "ah"]  # pipeline.synth.common.LAYOUTS
+ResolutionName = Literal["360p", "480p", "720p", "1080p"]  # jobs.bench.videos.RESOLUTIONS
+
+Task = Annotated[TaskName, typer.Option("--task", "-t", help="Task: va, au, expr, ah or emi.")]
+Input = Annotated[
+    Path, typer.Option("--input", "-i", help="Input folder (Aff-Wild2, EMI, AH layout or plain).")
+]
+Split = Annotated[SplitName, typer.Option("--split", "-s", help="Split: train, validation, test or all.")]
+Address = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)."),
+]
+Fill = Annotated[FillName, typer.Option(help="Frames without a face: linear or nearest.")]
+Cache = Annotated[str, typer.Option(help="Feature cache made by `lwaffect extract`.")]
+Subject = Annotated[
+    SubjectName,
+    typer.Option(help="Face to follow: auto (the catalogue's main/left/right) or main (always main)."),
+]
+Faces = Annotated[
+    FaceModeName,
+    typer.Option(help="detect (MTCNN + tracking) or cropped-aligned (the organiser's crops)."),
+]
+Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
+Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi or ah.")]
+Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
