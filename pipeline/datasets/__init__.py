@@ -12,6 +12,8 @@ one `CatalogueError` listing them all, so the user sees every bad file at once; 
 returns the catalogue of the good inputs with the problems in `Catalogue.errors` (and as failure-table
 rows from `Catalogue.failures()`), so that a run can go on and report them. A missing input folder is
 always an error. Nothing is probed or decoded here (see `Catalogue.video_info`).
+
+May import model and pipeline.video (probing a video's frames on demand).
 """
 
 from __future__ import annotations
