@@ -46,8 +46,6 @@ def test_weights_message_names_the_cache_and_checkpoint_folder(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--task", "nope", "--weights", "x.ckpt"], "unknown task"),
-        (["--task", "va", "--split", "nope", "--weights", "x.ckpt"], "unknown split"),
         (["--task", "va", "--weights", "missing.ckpt"], "no such checkpoint"),
     ],
 )
@@ -55,6 +53,21 @@ def test_usage_errors_exit_1_with_the_reason(tmp_path, args, message):
     result = CliRunner().invoke(app, ["run", "--input", str(tmp_path), "--output", str(tmp_path), *args])
     assert result.exit_code == 1
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--task", "nope", "--weights", "x.ckpt"], "--task"),
+        (["--task", "va", "--split", "nope", "--weights", "x.ckpt"], "--split"),
+    ],
+)
+def test_values_not_among_the_choices_exit_2_naming_them(tmp_path, args, flag):
+    result = CliRunner().invoke(
+        app, ["run", "--input", str(tmp_path), "--output", str(tmp_path), *args], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.output and "'nope' is not one of" in result.output
 
 
 def test_report_exit_code_and_summary(tmp_path):

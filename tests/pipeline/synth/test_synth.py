@@ -404,5 +404,7 @@ def test_cli_makes_a_data_set_and_reports_it(tmp_path):
     frames = sum(v["frames"] for v in m["videos"])
     assert f"wrote 2 videos, {frames} frames" in result.output and str(tmp_path) in result.output
     assert m["videos"][0]["path"] in result.output
-    bad = CliRunner().invoke(app, ["synth", "--output", str(tmp_path / "x"), "--layout", "nope"])
-    assert bad.exit_code == 1 and "unknown layout" in bad.output
+    bad = CliRunner().invoke(
+        app, ["synth", "--output", str(tmp_path / "x"), "--layout", "nope"], env={"COLUMNS": "200"}
+    )
+    assert bad.exit_code == 2 and "'nope' is not one of 'affwild2', 'emi', 'ah'" in bad.output
