@@ -1,10 +1,10 @@
 """The `lwaffect` command line: each command turns flags into a config and makes one library call.
 
 Heavy imports (torch, ray, decord) happen inside the commands so that `lwaffect --help` stays instant.
-Exit status: 0 when everything succeeded, 1 for a usage or configuration error that the command finds
-(e.g. a missing folder, a cache made with other settings), 2 when the run finished but some inputs failed.
-The parser's own errors (an unknown flag, a missing option, a value not among the choices) exit 2 with its
-message. The choices and the option types shared by several commands are in jobs/options.py.
+Exit status: 0 when everything succeeded, 1 for a usage or configuration error (the parser's own: an
+unknown flag, a missing option, a value not among the choices; or one the command finds: a missing folder,
+a cache made with other settings), 2 when the run finished but some inputs failed. The choices and the
+option types shared by several commands are in jobs/options.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from jobs.options import (
     Address,
@@ -34,7 +35,32 @@ from jobs.options import (
 )
 from model import __version__
 
+
+@contextmanager
+def _usage_exit_1() -> Iterator[None]:
+    """The parser's usage errors (click's exit status 2) exit 1: 2 means that some inputs failed."""
+    try:
+        yield
+    except typer.TyperException as e:
+        if getattr(e, "exit_code", None) == 2:
+            e.exit_code = 1  # type: ignore[attr-defined]
+        raise
+
+
+class _Commands(TyperGroup):
+    """The `lwaffect` command group, whose parser errors exit 1 like every other usage error."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        with _usage_exit_1():
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        with _usage_exit_1():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="lwaffect",
     help="Facial affect analysis for folders of videos: features, training, per-frame predictions and "
     "ABAW submission files.",

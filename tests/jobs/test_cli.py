@@ -64,10 +64,10 @@ def test_help_lists_the_choices(command, choices):
         assert choice in result.output, choice
 
 
-def test_an_invalid_choice_exits_2_naming_the_choices():
+def test_an_invalid_choice_exits_1_naming_the_choices():
     args = ["train", "--task", "xx", "--input", "in", "--cache", "cache", "--output", "out"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "--task" in result.output and "'xx' is not one of" in result.output
     for task in TASKS:
         assert f"'{task}'" in result.output, task
@@ -86,3 +86,12 @@ def test_an_invalid_choice_exits_2_naming_the_choices():
 )
 def test_choices_are_the_library_values(choice, values):
     assert get_args(choice) == values
+
+
+@pytest.mark.parametrize(
+    "args", [["nocommand"], ["run"], ["extract", "--input", "in", "--cache", "c", "--no-such-flag"]]
+)
+def test_parser_errors_are_usage_errors_exit_1(args):
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert "Usage:" in result.output

@@ -62,11 +62,11 @@ def test_usage_errors_exit_1_with_the_reason(tmp_path, args, message):
         (["--task", "va", "--split", "nope", "--weights", "x.ckpt"], "--split"),
     ],
 )
-def test_values_not_among_the_choices_exit_2_naming_them(tmp_path, args, flag):
+def test_values_not_among_the_choices_exit_1_naming_them(tmp_path, args, flag):
     result = CliRunner().invoke(
         app, ["run", "--input", str(tmp_path), "--output", str(tmp_path), *args], env={"COLUMNS": "200"}
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert f"Invalid value for '{flag}'" in result.output and "'nope' is not one of" in result.output
 
 

@@ -407,4 +407,4 @@ def test_cli_makes_a_data_set_and_reports_it(tmp_path):
     bad = CliRunner().invoke(
         app, ["synth", "--output", str(tmp_path / "x"), "--layout", "nope"], env={"COLUMNS": "200"}
     )
-    assert bad.exit_code == 2 and "'nope' is not one of 'affwild2', 'emi', 'ah'" in bad.output
+    assert bad.exit_code == 1 and "'nope' is not one of 'affwild2', 'emi', 'ah'" in bad.output
