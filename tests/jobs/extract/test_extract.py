@@ -31,7 +31,7 @@ from pipeline.features import cosine_per_frame
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SETTINGS = FaceSettings()  # the CLI's defaults: the runs made through it compare equal
 
 
