@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from jobs.extract.driver import ExtractConfig, extract
+from jobs.extract.config import ExtractConfig, FaceSettings
+from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
-from jobs.extract.stages import FaceSettings
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import read_metadata
 from pipeline.features import cosine_per_frame
