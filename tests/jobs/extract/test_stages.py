@@ -1,7 +1,11 @@
-"""The extraction's Ray Data stages called directly: the face stage's frame buffer and organiser crops and the
-backbone stage."""
+"""The extraction's Ray Data stages called directly: the face stage's frame buffer and organiser crops, the
+backbone stage, and the write stage's imports."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +108,14 @@ def test_random_init_backbone_is_the_same_in_every_worker(crops):
     a = first({"crops": crops[:2], "face": np.ones(2, bool)})
     b = second({"crops": crops[:2], "face": np.ones(2, bool)})
     np.testing.assert_array_equal(a["s16"], b["s16"])
+
+
+def test_the_write_stage_imports_neither_torch_nor_the_detector():
+    # its workers stay small: only the face and backbone workers load torch
+    code = "import sys, jobs.extract.stages.write; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    repo = Path(__file__).parents[3]
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert "'jobs'" in loaded.stdout
+    assert "'torch'" not in loaded.stdout and "'facenet_pytorch'" not in loaded.stdout
