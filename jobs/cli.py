@@ -159,7 +159,7 @@ def extract(
     Exit status 0 when every video was cached, 2 when some failed (listed in CACHE/failures.parquet),
     1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
     """
-    from jobs.extract.driver import ExtractConfig, FaceSettings
+    from jobs.extract.config import ExtractConfig, FaceSettings
     from jobs.extract.driver import extract as run_extract
     from model.backbone import BackboneConfig
 

@@ -61,7 +61,8 @@ def make_data(cfg: DemoConfig, say: Say) -> Path:
 
 def make_cache(cfg: DemoConfig, data: Path, say: Say) -> str:
     """The feature cache of every split (complete shards are skipped)."""
-    from jobs.extract.driver import ExtractConfig, extract
+    from jobs.extract.config import ExtractConfig
+    from jobs.extract.driver import extract
 
     cache = str(cfg.output / "cache")
     say(f"[2/5] extract: feature cache of all splits in {cache}")

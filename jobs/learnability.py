@@ -42,7 +42,8 @@ def make_data(root: Path, videos: int | None, seconds: float | None, say) -> Non
 
 def make_cache(root: Path, cache: Path, say) -> float:
     """Extract the train and validation subjects; returns the seconds it took."""
-    from jobs.extract.driver import ExtractConfig, extract
+    from jobs.extract.config import ExtractConfig
+    from jobs.extract.driver import extract
 
     t0 = time.perf_counter()
     for split in ("train", "validation"):

@@ -179,7 +179,8 @@ def check_config(cfg: RunConfig) -> None:
 
 def extract_stage(cfg: RunConfig, subjects: list[str], say: Callable[[str], None]) -> Stage:
     """Extract the shards of `subjects` that the cache lacks; complete ones are reused."""
-    from jobs.extract.driver import ExtractConfig, extract
+    from jobs.extract.config import ExtractConfig
+    from jobs.extract.driver import extract
     from jobs.extract.runtime import RuntimeConfig
 
     started = time.perf_counter()

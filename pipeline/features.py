@@ -3,21 +3,18 @@
 `extract_maps` is the pure core: uint8 crops are normalised with the backbone's own mean/std (they follow
 the weights, see timm's `pretrained_cfg`), run through the frozen part in batches (channels-last; bf16
 autocast where the device runs it faster) and returned as float16 numpy maps. Frames without a face are
-not run through the backbone; their maps are zero. `BackboneStage` is the thin Ray Data wrapper that
-builds the backbone once per worker.
+not run through the backbone; their maps are zero. The extraction's Ray Data wrapper is
+`jobs.extract.stages.backbone.BackboneStage`.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
-
-from model.backbone import BackboneConfig, build_backbone
 
 Autocast = Literal["auto", "bf16", "off"]
 
@@ -103,32 +100,3 @@ def cosine_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b.reshape(len(b), -1).astype(np.float64)
     norm = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return np.divide((a * b).sum(1), norm, out=np.ones(len(a)), where=norm > 0)
-
-
-class BackboneStage:
-    """Ray Data stage: adds `s8`, `s16` maps to a batch of crops and drops the crops.
-
-    Input columns: `crops` (n, 3, S, S) uint8, `face` (n,) bool, any others (passed through).
-    Output adds `s8`, `s16` (cfg.dtype) and `t_backbone` (seconds, the batch's time split over its rows).
-    """
-
-    def __init__(
-        self,
-        backbone: BackboneConfig,
-        cfg: FeatureConfig = FeatureConfig(),
-        device: str = "cpu",
-        threads: int | None = None,  # torch intra-op threads (None: leave as is)
-    ):
-        if threads:
-            torch.set_num_threads(threads)
-        self.cfg = cfg
-        self.backbone = build_backbone(backbone)
-        self.backbone.frozen.to(torch.device(device))
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
-        crops = batch.pop("crops")
-        batch["s8"], batch["s16"] = extract_maps(crops, self.backbone, self.cfg, face=batch["face"])
-        n = len(crops)
-        batch["t_backbone"] = np.full(n, (time.perf_counter() - started) / max(n, 1))
-        return batch

@@ -30,7 +30,8 @@ import psutil
 
 from jobs.bench.stages import face_scores, pooled_scores
 from jobs.bench.videos import BenchVideo
-from jobs.extract.driver import ExtractConfig, extract
+from jobs.extract.config import ExtractConfig
+from jobs.extract.driver import extract
 from jobs.extract.runtime import ray_session
 
 MB = 1e6

@@ -1,7 +1,7 @@
 """Benchmark of the extraction stages one at a time: decode, face detection + tracking, align, backbone.
 
 Each stage runs alone in this process on the benchmark videos, with the pipeline's own settings
-(`jobs.extract.stages.FaceSettings`, `pipeline.features.FeatureConfig`) and the torch threads of the
+(`jobs.extract.config.FaceSettings`, `pipeline.features.FeatureConfig`) and the torch threads of the
 process. Frames per second count the frames a stage handles: every decoded frame for decode, faces and
 align (align skips frames without a face, as in the pipeline), face crops for the backbone. Short
 stages are repeated and the median reported.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from jobs.bench.videos import BenchVideo, iou
-from jobs.extract.stages import FaceSettings
+from jobs.extract.config import FaceSettings
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.features import FeatureConfig, extract_maps, use_bf16
 from pipeline.video.decode import DecodeConfig, iter_chunks
@@ -104,7 +104,7 @@ class FacePass:
 
 def _stage_rows(stage: Any, video: BenchVideo) -> Iterator[dict[str, np.ndarray]]:
     """The FRAME rows `FaceStage` gives for one video; a failure is raised."""
-    from jobs.extract.write import FAIL, FRAME
+    from jobs.extract.rows import FAIL, FRAME
 
     for rows in stage.video(video.name, video.path, [(video.name, "main")]):
         if int(rows["kind"][0]) == FAIL:
@@ -119,7 +119,7 @@ def face_pass(
     """The pipeline's face stage (`FaceStage`: decode, detect + track, align) over each video, decoding
     in this process so that nothing runs beside the timed parts; the stage times its own parts. The
     stage first runs untimed on `warmup` (MTCNN's first call in a process is several times slower)."""
-    from jobs.extract.stages import FaceStage
+    from jobs.extract.stages.face import FaceStage
 
     stage = FaceStage(
         replace(settings, decode=replace(settings.decode, isolate=False)), device, torch.get_num_threads()

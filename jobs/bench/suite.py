@@ -45,9 +45,8 @@ from jobs.bench.naive import naive_loop
 from jobs.bench.report import goals, markdown
 from jobs.bench.stages import bench_backbone, bench_decode, face_pass, pooled_scores
 from jobs.bench.videos import BenchVideoSpec, make_video, make_videos, resolution
-from jobs.extract.driver import ExtractConfig
+from jobs.extract.config import ExtractConfig, FaceSettings
 from jobs.extract.runtime import RuntimeConfig
-from jobs.extract.stages import FaceSettings
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.features import FeatureConfig
 

@@ -1,5 +1,7 @@
-"""The extraction job (`lwaffect extract`, `python -m jobs.extract`): the Ray Data driver (driver), the face
-stage (stages), the cache-writing stage (write), where Ray runs and how stages are sized (runtime).
+"""The extraction job (`lwaffect extract`, `python -m jobs.extract`): input folder -> feature cache on Ray.
 
-May import pipeline, model and jobs.cli (the `python -m jobs.extract` entry only).
+`config` (what the job is told), `rows` (the row protocol between the stages and back to the driver),
+`stages` (the three Ray Data stages: face, backbone, write), `driver` (progress and `extract`), `runtime`
+(where the stages run: Ray session, stage pools). May import `pipeline` and `model`; only `__main__` (the
+`ray job submit` entry) imports the CLI.
 """

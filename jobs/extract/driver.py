@@ -31,41 +31,24 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from jobs.extract.runtime import RuntimeConfig, StagePlan, plan_stages, ray_session
-from jobs.extract.stages import FaceSettings, FaceStage
-from jobs.extract.write import END, FAIL, FRAME, WriteStage
-from model.backbone import BackboneConfig, build_backbone
+from jobs.extract.config import ExtractConfig
+from jobs.extract.rows import END, FAIL, FRAME, summaries
+from jobs.extract.runtime import StagePlan, plan_stages, ray_session
+from jobs.extract.stages.backbone import BackboneStage
+from jobs.extract.stages.face import FaceStage
+from jobs.extract.stages.write import WriteStage
+from model.backbone import build_backbone
+from model.tasks import SPLITS
 from pipeline.cache.schema import make_spec
-from pipeline.cache.write import CacheWriter, Failure, ShardConfig
+from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, Subject, load_catalogue
-from pipeline.features import BackboneStage, FeatureConfig
 
-SPLITS = ("train", "validation", "test", "all")
 STAGES = ("decode", "detect", "align", "backbone", "write", "assemble")
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """What to extract, how, and where it runs."""
-
-    input: Path  # input folder (any layout `load_catalogue` reads)
-    cache: str  # cache location: a folder or a pyarrow filesystem URI
-    split: str = "all"  # train | validation | test | all: subjects of that split in any task
-    subject: Literal["auto", "main"] = "auto"  # auto: the catalogue's main/left/right; main: the main face
-    faces: FaceSettings = FaceSettings()  # decode, detection/tracking, alignment or organiser crops
-    backbone: BackboneConfig = BackboneConfig()  # frozen backbone (weights decide the cache's weights hash)
-    features: FeatureConfig = FeatureConfig()  # backbone batch, dtype, autocast
-    shard: ShardConfig = ShardConfig()  # shard layout
-    runtime: RuntimeConfig = RuntimeConfig()  # Ray placement
-    address: str | None = None  # Ray cluster to join; overrides runtime.address (and $RAY_ADDRESS)
-    device: Literal["cpu", "cuda"] | None = None  # None: cuda when the cluster has a GPU
-    rebuild: bool = False  # replace a cache made with other settings
-    subjects: tuple[str, ...] | None = None  # only these subjects (None: every subject of the split)
 
 
 @dataclass
@@ -166,30 +149,24 @@ class Progress:
 
     def _update(self, batch: dict[str, np.ndarray]) -> None:
         stages = self.report.stages
-        self.report.nodes.update(n for joined in batch["nodes"] for n in str(joined).split(",") if n)
-        for i in range(len(batch["kind"])):
-            kind, subject = int(batch["kind"][i]), str(batch["subject"][i])
-            if kind == FRAME:
-                self.spans[subject][int(batch["start"][i])] = int(batch["stop"][i])
-                w, n_face, rows = (
-                    batch["w_video"][i],
-                    batch["n_face"][i],
-                    batch["stop"][i] - batch["start"][i],
-                )
+        for summary in summaries(batch):
+            self.report.nodes.update(summary.nodes)
+            if summary.kind == FRAME:
+                self.spans[summary.subject][summary.start] = summary.stop
+                w, n_face = summary.times["w_video"], summary.times["n_face"]
                 self.report.frames += w
                 for name, frames in (("decode", w), ("detect", w), ("align", n_face), ("backbone", n_face)):
                     stages[name].frames += frames
-                    stages[name].seconds += batch[f"t_{name}"][i]
-                stages["write"].frames += rows
-                stages["write"].seconds += batch["t_write"][i]
-            elif kind == END:
-                self.total[subject] = int(batch["frames"][i])
-            elif kind == FAIL:
-                failure = Failure(
-                    self.video_of[subject], subject, str(batch["stage"][i]), str(batch["reason"][i])
+                    stages[name].seconds += summary.times[f"t_{name}"]
+                stages["write"].frames += summary.stop - summary.start
+                stages["write"].seconds += summary.times["t_write"]
+            elif summary.kind == END:
+                self.total[summary.subject] = summary.frames
+            elif summary.kind == FAIL:
+                self._fail(
+                    Failure(self.video_of[summary.subject], summary.subject, summary.stage, summary.reason)
                 )
-                self._fail(failure)
-            self._maybe_assemble(subject)
+            self._maybe_assemble(summary.subject)
         if time.perf_counter() - self.last_note > 15:
             self.last_note = time.perf_counter()
             elapsed = self.last_note - self.started

@@ -6,6 +6,7 @@ kept apart from what the stages do. `ray_session` starts a local Ray on loopback
 (`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which `ray start` enables by default in Ray 2.60).
 `plan_stages` sizes the stage pools so that their CPU reservations never add up to every CPU: on 2 cores
 an actor pool that claims all CPUs starves the other stages and Ray Data waits "backpressured" forever.
+`node_address` tells a stage worker which node it runs on (reported per row, listed in the run's report).
 """
 
 from __future__ import annotations
@@ -177,6 +178,13 @@ def ray_session(cfg: RuntimeConfig) -> Iterator[dict[str, float]]:
     finally:
         if started:
             ray.shutdown()
+
+
+def node_address() -> str:
+    """IP address of the Ray node this worker runs on ("local" outside Ray)."""
+    import ray
+
+    return ray.util.get_node_ip_address() if ray.is_initialized() else "local"
 
 
 def _token_auth() -> None:

@@ -126,7 +126,8 @@ def quiet(line: str) -> None:
 
 def extracted(root: Path, cache: Path, split: str) -> SimpleNamespace:
     """One extraction of `split` of the data set at `root`, and its catalogue."""
-    from jobs.extract.driver import ExtractConfig, extract
+    from jobs.extract.config import ExtractConfig
+    from jobs.extract.driver import extract
     from pipeline.datasets import load_catalogue
 
     report = extract(ExtractConfig(input=root, cache=str(cache), split=split), say=quiet)

@@ -1,4 +1,4 @@
-"""Frozen-backbone feature stage: normalisation, fp16 fidelity, skipped no-face frames, the Ray wrapper."""
+"""Frozen-backbone feature stage: normalisation, fp16 fidelity, skipped no-face frames, padded batches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.cache.schema import frame_schema, frames_table
-from pipeline.features import BackboneStage, FeatureConfig, cosine_per_frame, extract_maps
+from pipeline.features import FeatureConfig, cosine_per_frame, extract_maps
 
 FP32 = FeatureConfig(dtype="float32", autocast="off")
 
@@ -103,25 +103,3 @@ def test_short_batches_are_padded_to_a_few_shapes_with_the_same_maps(backbone, c
     for a, b in zip(padded, plain, strict=True):
         np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-3, atol=1e-3)
         assert not a[~face].any()
-
-
-def test_backbone_stage_adds_maps_and_drops_crops(crops):
-    stage = BackboneStage(BackboneConfig(), FeatureConfig(autocast="off"), threads=1)
-    batch = {"crops": crops[:3], "face": np.array([True, False, True]), "index": np.arange(3)}
-    out = stage(batch)
-    assert "crops" not in out
-    assert out["s8"].shape == (3, 64, 28, 28) and out["s16"].dtype == np.float16
-    assert out["index"].tolist() == [0, 1, 2]
-    assert not out["s8"][1].any() and out["s8"][0].any()
-    assert out["t_backbone"].shape == (3,) and (out["t_backbone"] > 0).all()
-
-
-def test_random_init_backbone_is_the_same_in_every_worker(crops):
-    # workers build their own backbone: without weights it must still be the same one everywhere
-    torch.manual_seed(1)
-    first = BackboneStage(BackboneConfig(), FeatureConfig(autocast="off"))
-    torch.manual_seed(2)
-    second = BackboneStage(BackboneConfig(), FeatureConfig(autocast="off"))
-    a = first({"crops": crops[:2], "face": np.ones(2, bool)})
-    b = second({"crops": crops[:2], "face": np.ones(2, bool)})
-    np.testing.assert_array_equal(a["s16"], b["s16"])

@@ -22,16 +22,16 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from jobs.extract.driver import ExtractConfig, extract
+from jobs.extract.config import ExtractConfig, FaceSettings
+from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
-from jobs.extract.stages import FaceSettings
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import read_metadata
 from pipeline.features import cosine_per_frame
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SETTINGS = FaceSettings()  # the CLI's defaults: the runs made through it compare equal
 
 

@@ -1,8 +1,7 @@
-"""The extraction's write stage for Ray Data: rows with maps -> part files, and small summary rows.
+"""The extraction's write stage for Ray Data: stage rows with maps -> part files, and summary rows.
 
-Kept apart from the face stage so that its workers import neither torch nor the detector. Row kinds:
-FRAME (a frame of a subject), END (the subject's frame count), FAIL (the subject failed, with stage and
-reason); see `jobs.extract.stages` for the row columns.
+Kept in a module of its own so that its workers import neither torch nor the detector. Rows and summaries
+are those of `jobs.extract.rows`.
 """
 
 from __future__ import annotations
@@ -12,21 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from jobs.extract.rows import FRAME, PART_TIMES, summary_batch
+from jobs.extract.runtime import node_address
 from pipeline.cache.schema import frames_table
 from pipeline.cache.write import PartWriter
-
-FRAME, END, FAIL = 0, 1, 2  # row kinds
-
-
-def node_address() -> str:
-    """IP address of the Ray node this worker runs on ("local" outside Ray)."""
-    import ray
-
-    return ray.util.get_node_ip_address() if ray.is_initialized() else "local"
-
-
-SUMMARY_COLUMNS = ("kind", "subject", "video", "start", "stop", "faces", "frames", "stage", "reason", "nodes")
-TIME_COLUMNS = ("t_decode", "t_detect", "t_align", "t_backbone", "t_write", "w_video", "n_face")
 
 
 class WriteStage:
@@ -73,9 +61,7 @@ class WriteStage:
         for row in out:
             row["t_write"] = (time.perf_counter() - started) / n
             row["nodes"] = nodes
-        return {
-            c: np.array([row.get(c, _DEFAULTS[c]) for row in out]) for c in (*SUMMARY_COLUMNS, *TIME_COLUMNS)
-        }
+        return summary_batch(out)
 
     def _write(self, batch: dict[str, np.ndarray], run: np.ndarray) -> dict[str, Any]:
         subject, video = str(batch["subject"][run[0]]), str(batch["video"][run[0]])
@@ -100,21 +86,6 @@ class WriteStage:
             "faces": int(face.sum()),
             "n_face": float(face.sum()),
         }
-        for column in ("t_decode", "t_detect", "t_align", "t_backbone", "w_video"):
+        for column in PART_TIMES:
             row[column] = float(batch[column][run].sum())
         return row
-
-
-_DEFAULTS: dict[str, Any] = {
-    "kind": FRAME,
-    "subject": "",
-    "video": "",
-    "start": 0,
-    "stop": 0,
-    "faces": 0,
-    "frames": 0,
-    "stage": "",
-    "reason": "",
-    "nodes": "",
-    **dict.fromkeys(TIME_COLUMNS, 0.0),
-}

@@ -1,15 +1,10 @@
 """The extraction's face stage for Ray Data: per video, decode, detect/track and align face crops.
 
-Rows flowing between stages (one per frame and subject, plus marker rows):
-`kind` (FRAME, END: the subject's last row with its frame count, FAIL: the subject failed), `subject`,
-`video`, `index`, `face`, `box` (4), `score`, `landmarks` (5, 2), `source`, `crops` (3, S, S) uint8,
-`frames` (END: frame count), `stage` / `reason` (FAIL), and per-row shares of each stage's seconds
-(`t_decode`, `t_detect`, `t_align`, later `t_backbone`) plus `w_video`, the row's share of one decoded
-frame (1 / subjects of the video), so that sums over rows give each stage's frames and time.
-
-`FaceStage` is stateful per video (tracking across chunks), so it is a generator over a whole video that
-yields one batch of rows per subject and chunk; it holds only the chunks the tracker still lags behind.
-The write stage is `jobs.extract.write.WriteStage`.
+One work item (a video, its path and its subjects as JSON) -> batches of stage rows (`jobs.extract.rows`):
+one batch per subject and decode chunk with the face records and the aligned crops, then an END or FAIL
+row per subject. `FaceStage` is stateful per video (tracking across chunks), so it is a generator over a
+whole video; it holds only the chunks the tracker still lags behind (`FrameBuffer`). With organiser crops
+(`FaceSettings.mode` "cropped-aligned") it decodes only to count frames and reads the crops from files.
 """
 
 from __future__ import annotations
@@ -17,87 +12,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jobs.extract.write import END, FAIL, FRAME, node_address
+from jobs.extract.config import FaceSettings
+from jobs.extract.rows import END, FAIL, FRAME, blank_rows, marker
+from jobs.extract.runtime import node_address
 from pipeline.faces.align import AlignConfig, align_faces
-from pipeline.faces.detect import FaceConfig, load_detector
+from pipeline.faces.detect import load_detector
 from pipeline.faces.track import FaceTracker
 from pipeline.video.decode import DecodeConfig, iter_chunks
 from pipeline.video.probe import VideoError, probe_video
-
-FaceMode = Literal["detect", "cropped-aligned"]
-
-
-@dataclass(frozen=True)
-class FaceSettings:
-    """What the face stage does (`spec()` is what the cache records of it)."""
-
-    mode: FaceMode = "detect"  # detect faces, or use the organiser's cropped_aligned/<subject>/NNNNN.jpg
-    face: FaceConfig = FaceConfig()  # detection and tracking
-    align: AlignConfig = AlignConfig()  # 5-point alignment to the crop size
-    # chunked decoding (not in the spec: it changes no pixel). The worker holds the chunk being decoded
-    # and the chunks the tracker lags behind (2 or 3), so a chunk is at most `chunk_frames` frames and
-    # at most `chunk_bytes`: 16 frames (44 MB) at 720p, 8 frames (50 MB) at 1080p
-    decode: DecodeConfig = DecodeConfig(chunk_frames=16)
-    chunk_bytes: int = 48 * 2**20
-    max_missing: float = 0.05  # a video decoding fewer than (1 - this) of its claimed frames is truncated
-    crops_root: str | None = None  # cropped_aligned folder (mode "cropped-aligned")
-
-    def decode_for(self, width: int, height: int) -> DecodeConfig:
-        """How a video of this frame size is decoded: chunks of at most `chunk_bytes` of RGB frames."""
-        frames = max(1, min(self.decode.chunk_frames, self.chunk_bytes // max(width * height * 3, 1)))
-        return replace(self.decode, chunk_frames=frames)
-
-    @property
-    def crop_size(self) -> int:
-        """Side of the crops handed to the backbone (organiser crops are resized to it)."""
-        return self.align.size
-
-    def spec(self) -> dict[str, Any]:
-        """The settings that decide the crops (batch sizes, decoding and the truncation check do not)."""
-        spec: dict[str, Any] = {"mode": self.mode, "crop_size": self.crop_size}
-        if self.mode == "detect":
-            for name, cfg in (("face", self.face), ("align", self.align)):
-                spec[name] = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
-        return spec
-
-
-def _rows(subject: str, video: str, kind: int, n: int, size: int) -> dict[str, np.ndarray]:
-    return {
-        "kind": np.full(n, kind, np.int8),
-        "subject": np.array([subject] * n, dtype=object),
-        "video": np.array([video] * n, dtype=object),
-        "index": np.full(n, -1, np.int32),
-        "face": np.zeros(n, bool),
-        "box": np.full((n, 4), np.nan, np.float32),
-        "score": np.zeros(n, np.float32),
-        "landmarks": np.full((n, 5, 2), np.nan, np.float32),
-        "source": np.array(["none"] * n, dtype=object),
-        "crops": np.zeros((n, 3, size, size), np.uint8),
-        "frames": np.zeros(n, np.int64),
-        "stage": np.array([""] * n, dtype=object),
-        "reason": np.array([""] * n, dtype=object),
-        **{f"t_{s}": np.zeros(n) for s in ("decode", "detect", "align")},
-        "w_video": np.zeros(n),
-        "node": np.array([""] * n, dtype=object),
-    }
-
-
-def marker(
-    subject: str, video: str, kind: int, size: int, frames: int = 0, stage: str = "", reason: str = ""
-):
-    """An END or FAIL row of a subject."""
-    row = _rows(subject, video, kind, 1, size)
-    row["frames"][:] = frames
-    row["stage"][:], row["reason"][:] = stage, reason
-    return row
 
 
 class FrameBuffer:
@@ -239,7 +168,7 @@ class FaceStage:
                 face = np.asarray(rec.face, bool)
                 landmarks = np.asarray(rec.landmarks, np.float32).reshape(-1, 5, 2)
                 crops = buffer.align(index, landmarks, face, cfg.align)  # (n, 3, S, S) uint8
-                rows = _rows(subject, video, FRAME, len(index), cfg.crop_size)
+                rows = blank_rows(subject, video, FRAME, len(index), cfg.crop_size)
                 rows.update(
                     index=index,
                     face=face,
@@ -277,7 +206,7 @@ class FaceStage:
                 files = _crop_files(root, subject, chunk.start, chunk.stop)
                 crops, present = load_crops(files, cfg.crop_size)
                 n = len(files)
-                rows = _rows(subject, video, FRAME, n, cfg.crop_size)
+                rows = blank_rows(subject, video, FRAME, n, cfg.crop_size)
                 rows.update(
                     index=np.arange(chunk.start, chunk.stop, dtype=np.int32),
                     face=present,

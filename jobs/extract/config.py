@@ -1,0 +1,76 @@
+"""What the extraction job is told: `ExtractConfig` (what to extract, how, where it runs) and `FaceSettings`
+(what the face stage does).
+
+Where the stages run is `jobs.extract.runtime.RuntimeConfig`; how the frozen backbone is run is
+`pipeline.features.FeatureConfig`; the shard layout is `pipeline.cache.write.ShardConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from jobs.extract.runtime import RuntimeConfig
+from model.backbone import BackboneConfig
+from pipeline.cache.write import ShardConfig
+from pipeline.faces.align import AlignConfig
+from pipeline.faces.detect import FaceConfig
+from pipeline.features import FeatureConfig
+from pipeline.video.decode import DecodeConfig
+
+FaceMode = Literal["detect", "cropped-aligned"]
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """What the face stage does (`spec()` is what the cache records of it)."""
+
+    mode: FaceMode = "detect"  # detect faces, or use the organiser's cropped_aligned/<subject>/NNNNN.jpg
+    face: FaceConfig = FaceConfig()  # detection and tracking
+    align: AlignConfig = AlignConfig()  # 5-point alignment to the crop size
+    # chunked decoding (not in the spec: it changes no pixel). The worker holds the chunk being decoded
+    # and the chunks the tracker lags behind (2 or 3), so a chunk is at most `chunk_frames` frames and
+    # at most `chunk_bytes`: 16 frames (44 MB) at 720p, 8 frames (50 MB) at 1080p
+    decode: DecodeConfig = DecodeConfig(chunk_frames=16)  # decoder, backend and most frames per chunk
+    chunk_bytes: int = 48 * 2**20  # most bytes of RGB frames per chunk (`decode_for`)
+    max_missing: float = 0.05  # a video decoding fewer than (1 - this) of its claimed frames is truncated
+    crops_root: str | None = None  # cropped_aligned folder (mode "cropped-aligned")
+
+    def decode_for(self, width: int, height: int) -> DecodeConfig:
+        """How a video of this frame size is decoded: chunks of at most `chunk_bytes` of RGB frames."""
+        frames = max(1, min(self.decode.chunk_frames, self.chunk_bytes // max(width * height * 3, 1)))
+        return replace(self.decode, chunk_frames=frames)
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the crops handed to the backbone (organiser crops are resized to it)."""
+        return self.align.size
+
+    def spec(self) -> dict[str, Any]:
+        """The settings that decide the crops (batch sizes, decoding and the truncation check do not)."""
+        spec: dict[str, Any] = {"mode": self.mode, "crop_size": self.crop_size}
+        if self.mode == "detect":
+            for name, cfg in (("face", self.face), ("align", self.align)):
+                spec[name] = {k: v for k, v in asdict(cfg).items() if k != "batch_size"}
+        return spec
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What to extract, how, and where it runs."""
+
+    input: Path  # input folder (any layout `load_catalogue` reads)
+    cache: str  # cache location: a folder or a pyarrow filesystem URI
+    # one of `model.tasks.SPLITS`: train | validation | test (the subjects of that split in any task) | all
+    split: str = "all"
+    subject: Literal["auto", "main"] = "auto"  # auto: the catalogue's main/left/right; main: the main face
+    faces: FaceSettings = FaceSettings()  # decode, detection/tracking, alignment or organiser crops
+    backbone: BackboneConfig = BackboneConfig()  # frozen backbone (weights decide the cache's weights hash)
+    features: FeatureConfig = FeatureConfig()  # backbone batch, dtype, autocast
+    shard: ShardConfig = ShardConfig()  # shard layout
+    runtime: RuntimeConfig = RuntimeConfig()  # Ray placement
+    address: str | None = None  # Ray cluster to join; overrides runtime.address (and $RAY_ADDRESS)
+    device: Literal["cpu", "cuda"] | None = None  # None: cuda when the cluster has a GPU
+    rebuild: bool = False  # replace a cache made with other settings
+    subjects: tuple[str, ...] | None = None  # only these subjects (None: every subject of the split)

@@ -1,0 +1,69 @@
+"""Where the extraction runs, without starting Ray: stage sizing, the cluster address, loopback-only local Ray."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from jobs.extract.runtime import (
+    LOOPBACK_VAR,
+    UV_HOOK_VAR,
+    RuntimeConfig,
+    _cluster_mode,
+    _loopback_host,
+    _loopback_only,
+    cluster_address,
+    plan_stages,
+)
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 16, 64])
+def test_stage_pools_never_reserve_every_cpu(cpus):
+    plan = plan_stages(RuntimeConfig(), cpus, 0)
+    assert plan.reserved_cpus <= cpus - 0.25 or cpus < 2
+    assert plan.reserved_cpus <= cpus
+    assert plan.face_actors >= 1 and plan.backbone_actors >= 1 and plan.device == "cpu"
+    if cpus >= 16:
+        assert plan.face_actors >= cpus // 2  # the face stage is the expensive one: most CPUs go there
+
+
+def test_two_cores_leave_room_for_every_stage():
+    plan = plan_stages(RuntimeConfig(), 2, 0)
+    assert (plan.face_actors, plan.face_cpus, plan.backbone_cpus, plan.write_cpus) == (1, 1.0, 0.5, 0.25)
+    assert plan.reserved_cpus < 2
+
+
+def test_gpu_plan_and_refusals():
+    plan = plan_stages(RuntimeConfig(), 16, 1)
+    assert plan.device == "cuda" and plan.backbone_gpus == 1.0 and plan.face_gpus > 0
+    assert plan_stages(RuntimeConfig(use_gpu=False), 16, 1).device == "cpu"
+    with pytest.raises(RuntimeError, match="GPU"):
+        plan_stages(RuntimeConfig(), 4, 0, device="cuda")
+    with pytest.raises(RuntimeError, match="reserve"):
+        plan_stages(RuntimeConfig(face_actors=4, face_cpus=1.0), 2, 0)
+
+
+def test_cluster_address(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster_address(RuntimeConfig()) is None
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:6380")
+    assert cluster_address(RuntimeConfig()) == "127.0.0.2:6380"
+    assert cluster_address(RuntimeConfig(address="local")) is None
+    assert _loopback_host("127.0.0.2:6380") == "127.0.0.2"
+    assert _loopback_host("10.0.0.5:6379") is None
+
+
+def test_a_local_ray_stays_on_loopback_without_uv_and_a_cluster_gets_both_back(monkeypatch):
+    from ray._private import ray_constants
+
+    for name in (LOOPBACK_VAR, UV_HOOK_VAR):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    monkeypatch.setattr(ray_constants, "RAY_ENABLE_UV_RUN_RUNTIME_ENV", True)
+    _loopback_only()
+    assert os.environ[LOOPBACK_VAR] == "0" and os.environ[UV_HOOK_VAR] == "0"
+    assert not ray_constants.ENABLE_RAY_CLUSTER and not ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV
+    _cluster_mode()
+    assert LOOPBACK_VAR not in os.environ and UV_HOOK_VAR not in os.environ
+    assert ray_constants.ENABLE_RAY_CLUSTER and ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV
