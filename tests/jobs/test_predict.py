@@ -18,16 +18,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.predict import (
-    PredictConfig,
-    PredictError,
-    empty_table,
-    output_path,
-    predict,
-    predict_subjects,
-    thresholds_of,
-)
+from jobs.predict import PredictConfig, PredictError, empty_table, output_path, predict, predict_subjects
 from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, TASKS
+from pipeline.temporal.predictor import Predictor
 
 SHAPES = ((2, 2, 2), (3, 1, 1))  # tiny stand-ins for the two boundary maps
 
@@ -92,8 +85,10 @@ class Constant(nn.Module):
         super().__init__()
         self.register_buffer("out", torch.as_tensor(outputs, dtype=torch.float32))
 
-    def forward(self, maps):
+    def forward(self, maps, mask=None):
         b, t = maps[0].shape[:2]
+        if mask is not None:  # a clip task's model: one output row per window
+            return self.out.expand(b, -1)
         return self.out.expand(b, t, -1)
 
 
@@ -110,7 +105,8 @@ def averaged_positions(n: int, seq_len: int, stride: int) -> np.ndarray:
 
 def run_core(task, model, cache, subjects=None, thresholds=0.5, fill="linear", seq_len=8, stride=4):
     th = np.broadcast_to(np.asarray(thresholds, np.float64), (TASKS[task].outputs,))
-    return predict_subjects(model, cache, task, subjects or cache.subjects(), seq_len, stride, th, fill)
+    predictor = Predictor(model, task, seq_len, stride, tuple(th.tolist()))
+    return predict_subjects(predictor, cache, subjects or cache.subjects(), fill)
 
 
 @pytest.mark.parametrize("n", [5, 8, 21, 30])
@@ -190,14 +186,6 @@ def test_expression_is_the_most_probable_class():
     assert table["expression"].to_list() == [2, 2, 2]
     probs = table.select([f"p_{n}" for n in EXPR_NAMES]).to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-
-
-def test_thresholds_come_from_checkpoint_metadata():
-    assert thresholds_of("au", {}).tolist() == [0.5] * 12
-    assert thresholds_of("ah", {"thresholds": [0.3]}).tolist() == [0.3]
-    assert thresholds_of("au", {"thresholds": [0.1] * 12}).tolist() == [0.1] * 12
-    with pytest.raises(PredictError, match="12"):
-        thresholds_of("au", {"thresholds": [0.1] * 3})
 
 
 def test_subject_order_follows_the_request():
