@@ -5,8 +5,9 @@ Loads a checkpoint (which must match the task and the cache's backbone) and the 
 with overlapping windows averaged and activated, decides AU / AH with the checkpoint's thresholds and EXPR
 by the most probable class, fills frames without a face (`pipeline.fill`) and writes
 `OUT/predictions/<task>.parquet` atomically. Schema: `video`, `subject`, `frame` (int32, 1-based), `face`,
-`filled`, then VA `valence`, `arousal`; AU `p_AU*` and `AU*`; EXPR `p_<class>` and `expression`; AH
-`p_ah`, `ah`. EMI (a clip task): `video`, `subject` and its six intensities.
+`filled`, then the task's columns of the task table (`model.tasks`): VA `valence`, `arousal`; AU `p_AU*`
+and `AU*`; EXPR `p_<class>` and `expression`; AH `p_ah`, `ah`. EMI (a clip task): `video`, `subject` and
+its six intensities.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, get_task
+from model.tasks import get_task
 from pipeline.fill import FillConfig, FillMethod, fill_predictions
 from pipeline.temporal.predictor import Predictor
 
@@ -80,14 +81,11 @@ def output_path(output: Path, task: str) -> Path:
 
 
 def class_columns(task: str) -> tuple[list[str], list[str]]:
-    """(probability columns, decision columns) of a class task; empty lists for VA and EMI."""
-    if task == "au":
-        return [f"p_{n}" for n in AU_NAMES], list(AU_NAMES)
-    if task == "expr":
-        return [f"p_{n}" for n in EXPR_NAMES], ["expression"]
-    if task == "ah":
-        return ["p_ah"], ["ah"]
-    return [], []
+    """(probability columns, decision columns) of a class task from the task table; empty for VA and EMI."""
+    spec = get_task(task)
+    if spec.kind == "regression":
+        return [], []
+    return [f"p_{name}" for name in spec.header], list(spec.label_columns)
 
 
 def subject_table(
@@ -106,7 +104,7 @@ def subject_table(
     spec = get_task(task)
     if spec.unit == "clip":
         data: dict[str, Any] = {"video": [video], "subject": [subject]}
-        data |= {name: pl.Series(name, preds[:1, k], pl.Float32) for k, name in enumerate(EMI_NAMES)}
+        data |= {name: pl.Series(name, preds[:1, k], pl.Float32) for k, name in enumerate(spec.header)}
         return pl.DataFrame(data)
     n = len(frame)
     data = {
@@ -116,7 +114,7 @@ def subject_table(
         "face": pl.Series("face", face, pl.Boolean),
         "filled": pl.Series("filled", np.zeros(n, bool), pl.Boolean),
     }
-    if task == "va":
+    if spec.kind == "regression":
         data |= {c: pl.Series(c, preds[:, k], pl.Float32) for k, c in enumerate(spec.label_columns)}
         return pl.DataFrame(data)
     probs, decisions = class_columns(task)
