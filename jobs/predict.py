@@ -1,10 +1,11 @@
 """`lwaffect predict`: per-frame predictions of one task from a feature cache.
 
-Loads a checkpoint (which must match the task and the cache's backbone), predicts every cached frame of
-every subject with overlapping windows averaged (`pipeline.temporal.training.predict_rows`), activates the outputs
-(task table), decides AU / AH with the checkpoint's thresholds and EXPR by the most probable class, fills
-frames without a face (`pipeline.fill`) and writes `OUT/predictions/<task>.parquet` atomically. Schema:
-`video`, `subject`, `frame` (int32, 1-based), `face`, `filled`, then VA `valence`, `arousal`; AU `p_AU*`
+Loads a checkpoint (which must match the task and the cache's backbone) and the `Predictor` it records
+(`pipeline.temporal.predictor`: window, stride, thresholds), predicts every cached frame of every subject
+with overlapping windows averaged and activated, decides AU / AH with the checkpoint's thresholds and EXPR
+by the most probable class, fills frames without a face (`pipeline.fill`) and writes
+`OUT/predictions/<task>.parquet` atomically. Schema: `video`, `subject`, `frame` (int32, 1-based), `face`,
+`filled`, then the task's columns of the task table (`model.tasks`): VA `valence`, `arousal`; AU `p_AU*`
 and `AU*`; EXPR `p_<class>` and `expression`; AH `p_ah`, `ah`. EMI (a clip task): `video`, `subject` and
 its six intensities.
 """
@@ -23,10 +24,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, get_task
+from model.tasks import get_task
 from pipeline.fill import FillConfig, FillMethod, fill_predictions
-from pipeline.temporal.training import activate, predict_rows
-from pipeline.temporal.windows import ShardReader
+from pipeline.temporal.predictor import Predictor
 
 PREDICTIONS_DIR = "predictions"  # OUT/predictions/<task>.parquet
 
@@ -81,28 +81,11 @@ def output_path(output: Path, task: str) -> Path:
 
 
 def class_columns(task: str) -> tuple[list[str], list[str]]:
-    """(probability columns, decision columns) of a class task; empty lists for VA and EMI."""
-    if task == "au":
-        return [f"p_{n}" for n in AU_NAMES], list(AU_NAMES)
-    if task == "expr":
-        return [f"p_{n}" for n in EXPR_NAMES], ["expression"]
-    if task == "ah":
-        return ["p_ah"], ["ah"]
-    return [], []
-
-
-def thresholds_of(task: str, meta: dict[str, Any]) -> np.ndarray:
-    """Decision thresholds (K,) of AU / AH from checkpoint metadata; 0.5 where none were tuned."""
-    k = get_task(task).outputs
-    recorded = meta.get("thresholds")
-    if recorded is None:
-        return np.full(k, 0.5)
-    th = np.asarray(recorded, dtype=np.float64).ravel()
-    if th.size == 1:
-        th = np.full(k, float(th[0]))
-    if th.shape != (k,):
-        raise PredictError(f"checkpoint has {th.size} thresholds, task {task} needs {k}")
-    return th
+    """(probability columns, decision columns) of a class task from the task table; empty for VA and EMI."""
+    spec = get_task(task)
+    if spec.kind == "regression":
+        return [], []
+    return [f"p_{name}" for name in spec.header], list(spec.label_columns)
 
 
 def subject_table(
@@ -121,7 +104,7 @@ def subject_table(
     spec = get_task(task)
     if spec.unit == "clip":
         data: dict[str, Any] = {"video": [video], "subject": [subject]}
-        data |= {name: pl.Series(name, preds[:1, k], pl.Float32) for k, name in enumerate(EMI_NAMES)}
+        data |= {name: pl.Series(name, preds[:1, k], pl.Float32) for k, name in enumerate(spec.header)}
         return pl.DataFrame(data)
     n = len(frame)
     data = {
@@ -131,7 +114,7 @@ def subject_table(
         "face": pl.Series("face", face, pl.Boolean),
         "filled": pl.Series("filled", np.zeros(n, bool), pl.Boolean),
     }
-    if task == "va":
+    if spec.kind == "regression":
         data |= {c: pl.Series(c, preds[:, k], pl.Float32) for k, c in enumerate(spec.label_columns)}
         return pl.DataFrame(data)
     probs, decisions = class_columns(task)
@@ -169,27 +152,20 @@ def write_predictions(table: pl.DataFrame, path: Path) -> None:
 
 
 def predict_subjects(
-    model: torch.nn.Module,
+    predictor: Predictor,
     cache: Any,
-    task: str,
     subjects: Sequence[str],
-    seq_len: int,
-    stride: int,
-    thresholds: np.ndarray,
     fill: FillMethod = "linear",
-    batch_size: int = 8,
-    device: str = "cpu",
-    bf16: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> pl.DataFrame:
     """Filled predictions of `subjects` (each with a complete shard in `cache`) as one table, in order."""
-    reader = ShardReader(cache, block_rows=max(128, seq_len), cached_blocks=4)
+    task, thresholds = predictor.task, predictor.decision_thresholds
+    reader = predictor.reader(cache)
     parts = []
     started = time.perf_counter()
     done = 0
     for i, subject in enumerate(subjects, 1):
-        raw, index, face = predict_rows(model, reader, subject, seq_len, stride, batch_size, device, bf16)
-        preds = activate(task, raw)  # (N, out) head outputs -> values / probabilities
+        preds, index, face = predictor.predict(reader, subject)  # (N, out) values / probabilities
         parts.append(subject_table(task, cache.video(subject), subject, index + 1, face, preds, thresholds))
         done += len(index)
         rate = done / max(time.perf_counter() - started, 1e-9)
@@ -244,18 +220,20 @@ def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> Pre
     except CacheError as e:
         raise PredictError(str(e)) from None
     model, meta = load_model(cfg.weights, cfg.task, cache, cfg.device)
-    seq_len = int(meta.get("seq_len") or getattr(model, "num_frames", 32))  # type: ignore[arg-type]
-    stride = int(cfg.stride or meta.get("stride") or max(seq_len // 2, 1))
-    if stride < 1:
-        raise PredictError(f"stride must be at least 1, got {stride}")
+    try:
+        predictor = Predictor.from_checkpoint(model, meta, cfg.stride, cfg.batch_size, cfg.device, cfg.bf16)
+    except ValueError as e:  # a stride below 1, thresholds that do not fit the task
+        raise PredictError(str(e)) from None
     subjects, missing = select_subjects(cfg, cache.subjects())
     if missing:
         say(f"{len(missing)} subjects have no complete cache shard and get no predictions: "
             f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")  # fmt: skip
-    say(f"predict {cfg.task}: {len(subjects)} subjects, windows of {seq_len} frames every {stride}")
+    say(
+        f"predict {cfg.task}: {len(subjects)} subjects, windows of {predictor.seq_len} frames every "
+        f"{predictor.stride}"
+    )
     started = time.perf_counter()
-    table = predict_subjects(model, cache, cfg.task, subjects, seq_len, stride, thresholds_of(cfg.task, meta),
-                             cfg.fill, cfg.batch_size, cfg.device, cfg.bf16, say)  # fmt: skip
+    table = predict_subjects(predictor, cache, subjects, cfg.fill, say)
     seconds = time.perf_counter() - started
     path = output_path(cfg.output, cfg.task)
     write_predictions(table, path)

@@ -7,9 +7,10 @@ disk over its rows; the raw figure is the uncompressed float16 maps. The fidelit
 between each frame's cached maps (bf16 where the pipeline uses it, stored as float16) and the same frame's
 float32 maps.
 
-The temporal model runs on windows of that shard: optimiser steps (`pipeline.temporal.training.train_step`, VA loss,
-AdamW, the training defaults: fp32, windows of 32 frames) and whole-subject prediction
-(`predict_subject`, windows every 16 frames, overlapping outputs averaged).
+The temporal model runs on windows of that shard: optimiser steps (`pipeline.temporal.optim.train_step`, VA
+loss, AdamW, the training defaults: fp32, windows of 32 frames) and whole-subject prediction with the
+`Predictor` that `lwaffect predict` uses (`pipeline.temporal.predictor`, windows every 16 frames,
+overlapping outputs averaged).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pipeline.cache.read import open_cache
 from pipeline.cache.schema import frame_schema, frames_table, make_spec
 from pipeline.cache.write import CacheWriter, ShardConfig
 from pipeline.features import cosine_per_frame
+from pipeline.temporal.optim import train_step
+from pipeline.temporal.predictor import Predictor
 
 SUBJECT = "bench"  # the subject name of the benchmark shard
 MB = 1e6
@@ -126,7 +129,6 @@ def _time_model(
 ) -> dict[str, float]:
     """Median frames/s of a training step on `batches` (alternating) and of predicting the whole shard."""
     from model.losses import loss_for
-    from pipeline.temporal.training import predict_subject, train_step
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = loss_for("va")
@@ -139,8 +141,10 @@ def _time_model(
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
 
-    def predict() -> None:
-        predict_subject(model, cache, SUBJECT, seq_len, stride, batch_size=batch, device=device)
+    predictor = Predictor(model, "va", seq_len, stride, batch_size=batch, device=device)
+
+    def predict() -> None:  # head outputs of the whole shard, read afresh as `lwaffect predict` reads it
+        predictor.raw(predictor.reader(cache), SUBJECT)
 
     train_s = median_seconds(train, repeats, warmup=1)
     predict_s = median_seconds(predict, repeats)  # the training steps warmed the kernels up

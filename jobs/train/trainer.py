@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,7 +33,9 @@ from model.losses import loss_for
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
 from pipeline.datasets import load_catalogue
-from pipeline.temporal.training import EMA, make_scheduler, train_step, validate
+from pipeline.temporal.optim import EMA, make_scheduler, train_step
+from pipeline.temporal.predictor import Predictor, default_stride
+from pipeline.temporal.validate import validate
 from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
 
 BEST = "best.safetensors"  # best checkpoint in the output folder
@@ -255,7 +257,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, total, int(cfg.warmup * total), cfg.min_lr_ratio)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
-        self.eval_stride = cfg.eval_stride or max(cfg.seq_len // 2, 1)
+        eval_stride = cfg.eval_stride or default_stride(cfg.seq_len)
+        self.predictor = Predictor(self.model, cfg.task, cfg.seq_len, eval_stride, batch_size=cfg.batch_size,
+                                   device=device, bf16=cfg.bf16)  # fmt: skip
         cfg.output.mkdir(parents=True, exist_ok=True)
         self.last, self.log, self.best = cfg.output / LAST, cfg.output / LOG, cfg.output / BEST
         self.fingerprint = _fingerprint(cfg, data)
@@ -311,11 +315,10 @@ class Trainer:
 
     def validate(self, epoch: int) -> tuple[Any, bool]:
         """The official metric on the validation subjects; saves the best checkpoint when it improved."""
-        cfg = self.cfg
         averaged = self.ema.applied(self.model) if self.ema is not None else nullcontext(self.model)
         with averaged as model:
-            val = validate(model, self.data.cache, cfg.task, self.data.labels, cfg.seq_len, self.eval_stride,
-                           cfg.batch_size, self.device, cfg.bf16, subjects=self.data.val)  # fmt: skip
+            predictor = replace(self.predictor, model=model)  # the averaged weights where EMA is on
+            val = validate(predictor, self.data.cache, self.data.labels, subjects=self.data.val)
             improved = val.result.value > self.state.best
             if improved:
                 save_checkpoint(self.best, cast(AffectModel, model), self.meta(epoch, val))
@@ -323,9 +326,8 @@ class Trainer:
 
     def meta(self, epoch: int, val: Any) -> dict:
         """What the checkpoint records besides the model: what `lwaffect predict` needs, and provenance."""
-        thresholds = list(val.thresholds) if val.thresholds is not None else None
-        return {"task": self.cfg.task, "seq_len": self.cfg.seq_len, "stride": self.eval_stride,
-                "thresholds": thresholds, "metric": val.result.to_dict(), "epoch": epoch,
+        predictor = replace(self.predictor, thresholds=val.thresholds)  # task, seq_len, stride, thresholds
+        return {**predictor.checkpoint_meta(), "metric": val.result.to_dict(), "epoch": epoch,
                 "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
 
     def save_last(self) -> None:

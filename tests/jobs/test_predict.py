@@ -2,7 +2,7 @@
 
 The core (`predict_subjects`) runs on an in-memory cache with tiny models whose outputs are known; the
 library call and the command run on a small real cache written with the cache writer and a randomly
-initialised checkpoint.
+initialised checkpoint. Prediction, validation during training and the bench share one `Predictor`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,12 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+import jobs.bench.model as bench_model
 from jobs.cli import app
-from jobs.predict import (
-    PredictConfig,
-    PredictError,
-    empty_table,
-    output_path,
-    predict,
-    predict_subjects,
-    thresholds_of,
-)
+from jobs.predict import PredictConfig, PredictError, empty_table, output_path, predict, predict_subjects
 from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, TASKS
+from pipeline.temporal.predictor import Predictor
+from pipeline.temporal.validate import pooled_frames, validate
 
 SHAPES = ((2, 2, 2), (3, 1, 1))  # tiny stand-ins for the two boundary maps
 
@@ -92,8 +87,10 @@ class Constant(nn.Module):
         super().__init__()
         self.register_buffer("out", torch.as_tensor(outputs, dtype=torch.float32))
 
-    def forward(self, maps):
+    def forward(self, maps, mask=None):
         b, t = maps[0].shape[:2]
+        if mask is not None:  # a clip task's model: one output row per window
+            return self.out.expand(b, -1)
         return self.out.expand(b, t, -1)
 
 
@@ -110,7 +107,8 @@ def averaged_positions(n: int, seq_len: int, stride: int) -> np.ndarray:
 
 def run_core(task, model, cache, subjects=None, thresholds=0.5, fill="linear", seq_len=8, stride=4):
     th = np.broadcast_to(np.asarray(thresholds, np.float64), (TASKS[task].outputs,))
-    return predict_subjects(model, cache, task, subjects or cache.subjects(), seq_len, stride, th, fill)
+    predictor = Predictor(model, task, seq_len, stride, tuple(th.tolist()))
+    return predict_subjects(predictor, cache, subjects or cache.subjects(), fill)
 
 
 @pytest.mark.parametrize("n", [5, 8, 21, 30])
@@ -192,19 +190,53 @@ def test_expression_is_the_most_probable_class():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_thresholds_come_from_checkpoint_metadata():
-    assert thresholds_of("au", {}).tolist() == [0.5] * 12
-    assert thresholds_of("ah", {"thresholds": [0.3]}).tolist() == [0.3]
-    assert thresholds_of("au", {"thresholds": [0.1] * 12}).tolist() == [0.1] * 12
-    with pytest.raises(PredictError, match="12"):
-        thresholds_of("au", {"thresholds": [0.1] * 3})
-
-
 def test_subject_order_follows_the_request():
     cache = FakeCache({"b": np.zeros(3, np.float16), "a": np.zeros(2, np.float16)})
     table = run_core("va", PositionEcho(2), cache, subjects=["b", "a"])
     assert table["subject"].to_list() == ["b", "b", "b", "a", "a"]
     assert table["frame"].to_list() == [1, 2, 3, 1, 2]
+
+
+class Linear(nn.Module):
+    """A trainable per-frame head on the first map value: (B, T, ...) -> (B, T, 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1, 2)
+
+    def forward(self, maps):
+        return self.linear(maps[0][:, :, :1, 0, 0].float())  # (B, T, 1) -> (B, T, 2)
+
+
+def test_predict_validation_and_bench_go_through_one_predictor(monkeypatch):
+    values = np.linspace(-1, 1, 23).astype(np.float16)
+    face = np.ones(23, bool)
+    face[[0, 7, 8, 22]] = False
+    cache = FakeCache({"v": values, bench_model.SUBJECT: values[:16]}, {"v": face})
+    torch.manual_seed(0)
+    predictor = Predictor(Linear(), "va", seq_len=8, stride=3)
+    calls: list[tuple[str, int, int]] = []
+    raw = Predictor.raw
+
+    def spy(self, reader, subject):
+        calls.append((subject, self.seq_len, self.stride))
+        return raw(self, reader, subject)
+
+    monkeypatch.setattr(Predictor, "raw", spy)
+    table = predict_subjects(predictor, cache, ["v"])
+    labels = {"v": SimpleNamespace(values=np.zeros((23, 2), np.float32), valid=np.ones(23, bool))}
+    pooled, _, mask = pooled_frames(predictor, cache, labels)
+    assert validate(predictor, cache, labels).frames == int(mask.sum()) == 23
+    assert calls == [("v", 8, 3)] * 3
+    # the same per-frame outputs, faceless frames filled alike
+    np.testing.assert_array_equal(table.select("valence", "arousal").to_numpy(), pooled)
+    assert table["filled"].to_list() == (~face).tolist()
+
+    calls.clear()
+    batch = (tuple(torch.from_numpy(m[None, :8].astype(np.float32)) for m in cache.read("v").maps),
+             torch.zeros(1, 8, 2), torch.ones(1, 8, dtype=torch.bool))  # fmt: skip
+    figures = bench_model._time_model(Linear(), cache, [batch], "cpu", repeats=1, seq_len=8, stride=4)
+    assert figures["predict_fps"] > 0 and calls == [(bench_model.SUBJECT, 8, 4)]
 
 
 # ------------------------------------------------------------------------- library call on a real cache
@@ -272,6 +304,17 @@ def test_predict_refuses_a_checkpoint_of_another_task(real_cache, tmp_path):
     with pytest.raises(PredictError, match="au"):
         predict(cfg, say=lambda line: None)
     assert not output_path(tmp_path, "va").exists()
+
+
+def test_predict_refuses_thresholds_that_do_not_fit_the_task(real_cache, tmp_path):
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(real_cache.checkpoints["au"])
+    weights = tmp_path / "three.ckpt"
+    save_checkpoint(weights, model, {**meta, "thresholds": [0.1] * 3})
+    cfg = PredictConfig(task="au", cache=real_cache.cache, weights=weights, output=tmp_path)
+    with pytest.raises(PredictError, match="12"):
+        predict(cfg, say=lambda line: None)
 
 
 def test_predict_command_reports_a_task_mismatch_and_exits_1(real_cache, tmp_path):

@@ -1,4 +1,4 @@
-"""Training steps, schedule, EMA, per-frame prediction with overlapping windows, validation scoring."""
+"""Optimisation: training steps (plain, bf16, on the real model), the learning-rate schedule, the EMA."""
 
 from __future__ import annotations
 
@@ -9,28 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.temporal.training import (
-    EMA,
-    activate,
-    lr_factor,
-    make_scheduler,
-    predict_subject,
-    score,
-    train_step,
-    validate,
-    window_starts,
-)
+from pipeline.temporal.optim import EMA, lr_factor, make_scheduler, train_step
 from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
 from tests.pipeline.temporal.test_windows import FakeCache, labels_for
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared two-core machine two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class PooledLinear(nn.Module):
@@ -43,14 +24,6 @@ class PooledLinear(nn.Module):
     def forward(self, maps):
         pooled = torch.cat([m.mean(dim=(3, 4)) for m in maps], dim=-1)  # (B, T, C1 + C2)
         return self.head(pooled)
-
-
-class PositionEcho(nn.Module):
-    """Outputs the map value of each frame plus its position in the window: tells windows apart."""
-
-    def forward(self, maps):
-        value = maps[0][:, :, 0, 0, 0]  # (B, T)
-        return (value + torch.arange(value.shape[1], dtype=value.dtype))[..., None]  # (B, T, 1)
 
 
 def masked_mse(outputs, targets, mask):
@@ -147,63 +120,6 @@ def test_ema_tracks_the_weights_and_restores_the_model():
     assert torch.allclose(model.weight, torch.ones(1, 2))
 
 
-@pytest.mark.parametrize("n,seq_len,stride", [(50, 8, 4), (8, 8, 4), (5, 8, 2), (33, 16, 16)])
-def test_predict_subject_averages_every_window_that_holds_a_frame(n, seq_len, stride):
-    cache = FakeCache({"a": n})
-    out = predict_subject(PositionEcho(), cache, "a", seq_len=seq_len, stride=stride, batch_size=3)
-    assert out.shape == (n, 1)
-    expected = np.zeros(n)
-    counts = np.zeros(n)
-    starts = window_starts(n, seq_len, stride)
-    assert starts[-1] + seq_len >= n and (n < seq_len or starts[-1] + seq_len == n)  # full windows
-    for s in starts:
-        rows = np.arange(s, min(s + seq_len, n))
-        expected[rows] += rows + np.arange(len(rows))
-        counts[rows] += 1
-    np.testing.assert_allclose(out[:, 0], expected / counts, rtol=1e-6)
-    assert (counts >= 1).all()
-
-
-def test_activate_follows_the_task_table():
-    x = np.array([[0.0, 2.0]])
-    np.testing.assert_allclose(activate("va", x), np.tanh(x), rtol=1e-6)
-    np.testing.assert_allclose(activate("au", x), 1 / (1 + np.exp(-x)), rtol=1e-6)
-    np.testing.assert_allclose(activate("expr", x).sum(axis=1), 1.0, rtol=1e-6)
-
-
-def test_score_tunes_au_thresholds_and_uses_them():
-    rng = np.random.default_rng(0)
-    labels = (rng.random((200, 12)) < 0.3).astype(np.float32)
-    probs = 0.1 + 0.2 * labels + 0.01 * rng.random((200, 12))  # separable, but all below 0.5
-    mask = np.ones(200, bool)
-    tuned = score("au", probs, labels, mask)
-    assert tuned.result.value == pytest.approx(1.0)
-    assert all(0.1 < t < 0.31 for t in tuned.thresholds)
-    assert score("au", probs, labels, mask, tune=False).result.value == pytest.approx(0.0)
-
-
-def test_validate_pools_frames_fills_faceless_ones_and_skips_invalid_labels():
-    face = np.ones(40, bool)
-    face[10:14] = False
-    cache = FakeCache({"a": 40, "b": 20}, faces={"a": face})
-
-    class Echo(nn.Module):  # predicts valence = atanh(row / 100) so that tanh gives row / 100
-        def forward(self, maps):
-            rows = maps[0][:, :, 0, 0, 0] % 1000
-            return torch.atanh((rows / 100).clamp(max=0.99)).unsqueeze(-1).repeat(1, 1, 2)
-
-    valid = np.ones(40, bool)
-    valid[30:] = False
-    labels = {
-        "a": labels_for(np.repeat((np.arange(40) / 100)[:, None], 2, axis=1), valid),
-        "b": labels_for(np.repeat((np.arange(20) / 100)[:, None], 2, axis=1)),
-    }
-    labels["a"].values[30:] = 9.0  # invalid frames hold garbage that would ruin the CCC
-    val = validate(Echo(), cache, "va", labels, seq_len=8, stride=4)
-    assert val.frames == 30 + 20
-    assert val.result.value == pytest.approx(1.0, abs=1e-5)  # filled frames interpolate the line exactly
-
-
 @pytest.mark.parametrize("task", ["va", "emi"])
 def test_train_steps_fit_a_fixed_batch_with_the_real_model(task):
     from model.backbone import BackboneConfig
@@ -218,15 +134,3 @@ def test_train_steps_fit_a_fixed_batch_with_the_real_model(task):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = [train_step(model, (maps, targets, mask), loss_for(task), opt) for _ in range(8)]
     assert losses[-1] < 0.5 * losses[0]
-
-
-def test_score_of_ah_and_expr_decides_classes_like_the_submission():
-    labels = np.array([[0], [0], [1], [1], [0], [1]], np.float32)
-    probs = np.array([[0.1], [0.2], [0.3], [0.35], [0.15], [0.4]])  # separable below 0.5
-    ah = score("ah", probs, labels, np.ones(6, bool))
-    assert len(ah.thresholds) == 1 and ah.result.value == pytest.approx(1.0)  # macro F1 over both classes
-    expr = score(
-        "expr", np.eye(8)[[0, 3, 3, 7]], np.array([[0], [3], [2], [7]], np.float32), np.ones(4, bool)
-    )
-    assert expr.thresholds is None
-    assert expr.result.parts["Fear"] == pytest.approx(2 / 3) and expr.result.parts["Disgust"] == 0.0
