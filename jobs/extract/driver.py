@@ -39,7 +39,7 @@ from jobs.extract.runtime import RuntimeConfig, StagePlan, plan_stages, ray_sess
 from jobs.extract.stages import FaceSettings, FaceStage
 from jobs.extract.write import END, FAIL, FRAME, WriteStage
 from model.backbone import BackboneConfig, build_backbone
-from pipeline.cache.schema import make_spec
+from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter, Failure, ShardConfig
 from pipeline.datasets import Catalogue, Subject, load_catalogue
 from pipeline.features import BackboneStage, FeatureConfig

@@ -1,0 +1,5 @@
+"""The feature cache: per-subject Parquet shards of frozen-backbone maps and face records.
+
+`layout` (where the files are), `spec` (the settings a cache is made with: hash, differences), `schema` (row
+format, manifest and failures tables), `read`, `write`. May import: model, pipeline.io.
+"""

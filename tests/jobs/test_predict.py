@@ -213,10 +213,11 @@ def test_subject_order_follows_the_request():
 @pytest.fixture(scope="module")
 def real_cache(tmp_path_factory):
     """A cache of two subjects in the real shard format (random maps), and a random VA checkpoint."""
+    from jobs.train.state import save_checkpoint
     from model.backbone import BackboneConfig, build_backbone
-    from model.checkpoint import save_checkpoint
     from model.configs import build_model
-    from pipeline.cache.schema import frame_schema, frames_table, make_spec
+    from pipeline.cache.schema import frame_schema, frames_table
+    from pipeline.cache.spec import make_spec
     from pipeline.cache.write import CacheWriter
 
     root = tmp_path_factory.mktemp("predict")

@@ -22,7 +22,7 @@ from jobs.extract.runtime import (
 from jobs.extract.stages import FrameBuffer, _rows, marker
 from jobs.extract.write import END, FAIL, FRAME, WriteStage
 from pipeline.cache.read import open_cache
-from pipeline.cache.schema import make_spec
+from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter
 from pipeline.faces.align import AlignConfig, align_faces
 
