@@ -12,7 +12,6 @@ its six intensities.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,8 @@ import torch
 
 from model.tasks import get_task
 from pipeline.fill import FillConfig, FillMethod, fill_predictions
-from pipeline.temporal.predictor import Predictor
+from pipeline.io import atomic_path
+from pipeline.temporal.predictor import Predictor, check_cache_spec
 
 PREDICTIONS_DIR = "predictions"  # OUT/predictions/<task>.parquet
 
@@ -138,14 +138,8 @@ def empty_table(task: str) -> pl.DataFrame:
 
 def write_predictions(table: pl.DataFrame, path: Path) -> None:
     """Write a predictions table to `path` under a temporary name, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         table.write_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------- prediction
@@ -180,10 +174,12 @@ def predict_subjects(
 
 def load_model(weights: Path, task: str, cache: Any, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """The checkpoint's model and metadata, refused unless it was trained for `task` on `cache`'s maps."""
-    from model.checkpoint import load_checkpoint
+    from model.checkpoint import checkpoint_file, load_checkpoint
 
     try:
-        return load_checkpoint(Path(weights), expect_task=task, expect_cache_spec=cache.spec, device=device)
+        model, meta = load_checkpoint(Path(weights), expect_task=task, device=device)
+        check_cache_spec(meta, cache.spec, where=f"checkpoint {checkpoint_file(weights)}")
+        return model, meta
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         raise PredictError(str(e)) from None
 

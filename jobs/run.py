@@ -10,7 +10,6 @@ per-stage throughput and where the files are.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,17 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from jobs.predict import PredictConfig, PredictReport, predict
 from model.tasks import SPLITS, get_task
+from pipeline.cache.schema import FAILURES_SCHEMA
 from pipeline.fill import FillMethod
+from pipeline.io import write_table
 
 FAILURES_FILE = "failures.parquet"  # OUT/failures.parquet
 SUBMISSION_DIR = "submission"  # OUT/submission/<task>/<file>
-FAILURES_SCHEMA = pa.schema(
-    [("video", pa.string()), ("subject", pa.string()), ("stage", pa.string()), ("reason", pa.string())]
-)
 
 
 class RunError(ValueError):
@@ -148,13 +145,7 @@ def weights_needed(cfg: RunConfig) -> str:
 
 def write_failures(rows: list[dict[str, str]], path: Path) -> None:
     """The failures table (video, subject, stage, reason), written atomically; empty when none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(pa.Table.from_pylist(rows, schema=FAILURES_SCHEMA), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_table(path, pa.Table.from_pylist(rows, schema=FAILURES_SCHEMA))
 
 
 def check_config(cfg: RunConfig) -> None:

@@ -25,7 +25,8 @@ import torch
 from jobs.bench.stages import median_seconds
 from model.backbone import MultiScaleBackbone
 from pipeline.cache.read import open_cache
-from pipeline.cache.schema import frame_schema, frames_table, make_spec
+from pipeline.cache.schema import frame_schema, frames_table
+from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter, ShardConfig
 from pipeline.features import cosine_per_frame
 from pipeline.temporal.optim import train_step

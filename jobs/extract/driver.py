@@ -43,7 +43,7 @@ from jobs.extract.stages.face import FaceStage
 from jobs.extract.stages.write import WriteStage
 from model.backbone import build_backbone
 from model.tasks import SPLITS
-from pipeline.cache.schema import make_spec
+from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, Subject, load_catalogue
 

@@ -1,7 +1,9 @@
-"""Resume bookkeeping of a training run: its progress, every RNG state, the config and the epoch log.
+"""What a training run keeps on disk: its best checkpoint, and the resume bookkeeping (progress, every RNG
+state, the config and the epoch log).
 
-`jobs.train.trainer` saves `RunState` and `rng_state()` with each epoch in `last.pt` and appends a record per
-epoch (and per start or resume) to `log.jsonl`; a restarted run restores both and goes on.
+`jobs.train.trainer` saves the best model with `save_checkpoint`, `RunState` and `rng_state()` with each
+epoch in `last.pt`, and appends a record per epoch (and per start or resume) to `log.jsonl`; a restarted run
+restores both and goes on.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ import dataclasses
 import json
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from model.affect import AffectModel
+from model.checkpoint import checkpoint_bytes, checkpoint_file
+from pipeline.io import jsonable, write_bytes
 
 
 @dataclass
@@ -51,7 +58,7 @@ def set_rng_state(state: dict) -> None:
 
 def config_dict(cfg: Any) -> dict:
     """A frozen config as a JSON-ready dict (paths and other objects as strings)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    return jsonable(dataclasses.asdict(cfg))
 
 
 def append_log(path: Path, record: dict) -> None:
@@ -63,3 +70,11 @@ def append_log(path: Path, record: dict) -> None:
 def read_log(path: Path) -> list[dict]:
     """The records of a run's log.jsonl."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_checkpoint(path: str | Path, model: AffectModel, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write `model` and `meta` to `path` (a file of any name, or FOLDER/model.safetensors when `path` is
+    an existing folder), atomically; returns the file written."""
+    path = checkpoint_file(path)
+    write_bytes(path, checkpoint_bytes(model, jsonable(dict(meta or {}))))
+    return path

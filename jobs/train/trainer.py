@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import sys
 import time
@@ -24,15 +23,24 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from jobs.train.state import RunState, append_log, config_dict, read_log, rng_state, set_rng_state
+from jobs.train.state import (
+    RunState,
+    append_log,
+    config_dict,
+    read_log,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from model.affect import AffectModel
 from model.backbone import RANDOM_INIT, BackboneConfig
-from model.checkpoint import cache_differences, save_checkpoint
 from model.configs import build_model
 from model.losses import loss_for
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
+from pipeline.cache.spec import cache_differences
 from pipeline.datasets import load_catalogue
+from pipeline.io import atomic_path
 from pipeline.temporal.optim import EMA, make_scheduler, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
 from pipeline.temporal.validate import validate
@@ -336,9 +344,8 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
                  "rng": rng_state(), "state": dataclasses.asdict(self.state),
                  "fingerprint": self.fingerprint}  # fmt: skip
-        tmp = self.last.with_name(self.last.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.last)
+        with atomic_path(self.last) as tmp:
+            torch.save(state, tmp)
 
     def run(self, started: float) -> TrainResult:
         cfg, state = self.cfg, self.state

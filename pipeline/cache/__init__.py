@@ -1,4 +1,6 @@
-"""The feature cache: its schema and spec (schema), the shard writer (write) and the reader (read).
+"""The feature cache: per-subject Parquet shards of frozen-backbone maps and face records.
 
-May import model; no pipeline stage (the cache stores what the stages make, it does not run them).
+`layout` (where the files are), `spec` (the settings a cache is made with: hash, differences), `schema` (row
+format, manifest and failures tables), `read`, `write`. May import: model, pipeline.io; no pipeline stage
+(the cache stores what the stages make, it does not run them).
 """

@@ -1,24 +1,16 @@
-"""The feature cache: read access to per-subject Parquet shards of frozen-backbone maps.
-
-Layout of a cache at CACHE (a local folder or a pyarrow filesystem URI such as `file:///...`, `s3://...`):
-
-```
-CACHE/cache.json              the cache spec (backbone, weights hash, input size, boundary, dtype, faces)
-CACHE/shards/<subject>.parquet one shard per subject (name encoded by `cache_schema.encode_subject`)
-CACHE/manifest.parquet        subject, video, frames, faces, bytes, spec_hash, file
-CACHE/failures.parquet        video, subject, stage, reason of the last extraction's failures
-CACHE/parts/<run>/...         per-chunk part files of an extraction in progress (never read here)
-```
+"""Reading the feature cache: the spec, the manifest and failures tables, and row ranges of shards.
 
 Shards are written under a temporary name and renamed into place once complete (`pipeline.cache.write`),
-so a shard under its final name is always whole. `FeatureCache.read` reads only the row groups that
-hold the requested rows.
+so a shard under its final name is always whole; `complete_shards` tells which ones were made with a given
+spec. `FeatureCache.read` reads only the row groups that hold the requested rows. File layout:
+`pipeline.cache.layout`.
+
+May import: numpy, pyarrow, pipeline.cache.layout, pipeline.cache.schema, pipeline.cache.spec.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,41 +21,22 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.cache.schema import (
-    FAILURES_SCHEMA,
-    MANIFEST_SCHEMA,
-    MAP_NAMES,
-    decode_subject,
-    encode_subject,
-    read_metadata,
-    spec_hash,
+from pipeline.cache.layout import (
+    FAILURES_FILE,
+    MANIFEST_FILE,
+    SPEC_FILE,
+    list_shards,
+    resolve_location,
+    shard_file,
 )
+from pipeline.cache.schema import FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry, read_metadata
+from pipeline.cache.spec import MAP_NAMES, spec_hash
 
-SPEC_FILE = "cache.json"
-SHARDS_DIR = "shards"
-PARTS_DIR = "parts"
-MANIFEST_FILE = "manifest.parquet"
-FAILURES_FILE = "failures.parquet"
-SHARD_SUFFIX = ".parquet"
-TMP_PREFIX = ".tmp-"  # temporary files start with this; never listed as shards
 OPEN_FILES = 32  # shard footers kept open per thread
 
 
 class CacheError(RuntimeError):
     """A cache that cannot be used: missing, incomplete subject, or made with other settings."""
-
-
-def resolve_location(location: str) -> tuple[pafs.FileSystem, str]:
-    """A filesystem and root path for a local path or a pyarrow filesystem URI."""
-    if "://" in location:
-        fs, root = pafs.FileSystem.from_uri(location)
-        return fs, root.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(location)
-
-
-def shard_file(subject: str) -> str:
-    """Shard path of a subject relative to the cache root."""
-    return f"{SHARDS_DIR}/{encode_subject(subject)}{SHARD_SUFFIX}"
 
 
 def read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any] | None:
@@ -81,19 +54,36 @@ def read_table_or_empty(fs: pafs.FileSystem, path: str, schema: pa.Schema) -> pa
     return pq.read_table(path, filesystem=fs).cast(schema)
 
 
-def list_shards(fs: pafs.FileSystem, root: str) -> dict[str, pafs.FileInfo]:
-    """Subject name -> file info of every shard under its final name."""
-    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{SHARDS_DIR}", allow_not_found=True))
-    out = {}
-    for info in infos:
-        name = info.base_name
-        if (
-            info.type == pafs.FileType.File
-            and name.endswith(SHARD_SUFFIX)
-            and not name.startswith(TMP_PREFIX)
-        ):
-            out[decode_subject(name[: -len(SHARD_SUFFIX)])] = info
-    return out
+def complete_shards(fs: pafs.FileSystem, root: str, made_with: str) -> dict[str, tuple[ManifestEntry, str]]:
+    """Subject -> (manifest entry, shard path) of every complete shard made with the spec of hash `made_with`,
+    sorted by subject: the manifest's row where it lists the shard as it is (same spec hash, same size),
+    else the shard's own footer; a shard that is not a whole Parquet file is not complete."""
+    manifest = {
+        row["subject"]: row
+        for row in read_table_or_empty(fs, f"{root}/{MANIFEST_FILE}", MANIFEST_SCHEMA).to_pylist()
+    }
+    entries = {}
+    for subject, info in list_shards(fs, root).items():
+        row = manifest.get(subject)
+        if row is not None and row["spec_hash"] == made_with and row["bytes"] == info.size:
+            entries[subject] = (ManifestEntry(**row), info.path)
+            continue
+        try:
+            meta = read_metadata(pq.read_schema(info.path, filesystem=fs))
+        except (OSError, pa.ArrowException):  # not a whole Parquet file
+            continue
+        if meta.get("complete") and meta.get("spec_hash") == made_with:
+            entry = ManifestEntry(
+                subject,
+                meta["video"],
+                meta["frames"],
+                meta["faces"],
+                info.size,
+                made_with,
+                shard_file(subject),
+            )
+            entries[subject] = (entry, info.path)
+    return dict(sorted(entries.items()))
 
 
 @dataclass
@@ -108,7 +98,7 @@ class ShardFeatures:
     box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
     score: np.ndarray  # (N,) float32 detector score
     landmarks: np.ndarray  # (N, 5, 2) float32 five points x, y
-    source: np.ndarray  # (N,) str: detected | tracked | interpolated | none
+    source: np.ndarray  # (N,) str: one of pipeline.faces.track.SOURCES
 
 
 def _fixed_list_to_numpy(column: pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
@@ -140,27 +130,8 @@ class FeatureCache:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["location"])  # type: ignore[misc]
 
-    def _load_entries(self) -> dict[str, dict[str, Any]]:
-        # complete shards of this spec: the manifest where it lists them, else the shard's own footer
-        manifest = {row["subject"]: row for row in self.manifest().to_pylist()}
-        entries = {}
-        for subject, info in list_shards(self._fs, self._root).items():
-            row = manifest.get(subject)
-            if row is None or row["spec_hash"] != self.spec_hash:
-                try:
-                    meta = read_metadata(pq.read_schema(info.path, filesystem=self._fs))
-                except (OSError, pa.ArrowException):  # not a whole Parquet file: not a complete shard
-                    continue
-                if not meta.get("complete") or meta.get("spec_hash") != self.spec_hash:
-                    continue
-                row = {
-                    "subject": subject,
-                    "video": meta["video"],
-                    "frames": meta["frames"],
-                    "faces": meta["faces"],
-                }
-            entries[subject] = dict(row, path=info.path)
-        return dict(sorted(entries.items()))
+    def _load_entries(self) -> dict[str, tuple[ManifestEntry, str]]:
+        return complete_shards(self._fs, self._root, self.spec_hash)
 
     def refresh(self) -> None:
         """Re-list the shards (after an extraction added some)."""
@@ -171,7 +142,10 @@ class FeatureCache:
         """Subjects with a complete shard made with this cache's spec, sorted by name."""
         return list(self._entries)
 
-    def _entry(self, subject: str) -> dict[str, Any]:
+    def _entry(self, subject: str) -> ManifestEntry:
+        return self._shard(subject)[0]
+
+    def _shard(self, subject: str) -> tuple[ManifestEntry, str]:
         try:
             return self._entries[subject]
         except KeyError:
@@ -179,15 +153,15 @@ class FeatureCache:
 
     def num_frames(self, subject: str) -> int:
         """Number of rows (decoded frames) of a subject's shard."""
-        return int(self._entry(subject)["frames"])
+        return int(self._entry(subject).frames)
 
     def num_faces(self, subject: str) -> int:
         """Number of frames of a subject where a face was found."""
-        return int(self._entry(subject)["faces"])
+        return int(self._entry(subject).faces)
 
     def video(self, subject: str) -> str:
         """Name of the video a subject is in."""
-        return str(self._entry(subject)["video"])
+        return str(self._entry(subject).video)
 
     def manifest(self) -> pa.Table:
         """The manifest table (subject, video, frames, faces, bytes, spec_hash, file)."""
@@ -207,7 +181,7 @@ class FeatureCache:
         if subject in files:
             files.move_to_end(subject)
             return files[subject]
-        handle = pq.ParquetFile(self._fs.open_input_file(self._entry(subject)["path"]))
+        handle = pq.ParquetFile(self._fs.open_input_file(self._shard(subject)[1]))
         files[subject] = handle
         if len(files) > OPEN_FILES:
             files.popitem(last=False)

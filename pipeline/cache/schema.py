@@ -1,32 +1,29 @@
-"""The feature cache's on-disk format: Arrow schemas, shard metadata, the cache spec and file names.
+"""The feature cache's row format: the Arrow schemas of shards, the manifest and the failures table, and the
+JSON description every shard carries.
 
 A shard holds one subject: one row per decoded frame (`index` 0-based), the face record of that frame and
 the frozen backbone's maps at the freeze boundary (`s8` stride 8, `s16` stride 16) as fixed-size lists of
 float16. The schema metadata key `lwaffect` holds a JSON document that makes the shard self-describing:
-the cache spec (backbone, weights hash, input size, boundary, dtype, face settings), its hash, the lwaffect
-version, subject, video, frame and face counts and the `complete` flag.
+the cache spec (`pipeline.cache.spec`), its hash, the lwaffect version, subject, video, frame and face
+counts and the `complete` flag.
+
+May import: numpy, pyarrow, model (the version), pipeline.cache.spec.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from model import __version__
+from pipeline.cache.spec import MAP_NAMES, spec_hash
 
 META_KEY = b"lwaffect"  # schema metadata key holding the shard's JSON description
-MAP_NAMES = ("s8", "s16")  # boundary map columns, in the backbone's order
-SOURCES = ("detected", "tracked", "interpolated", "none")  # values of the `source` column
-SPEC_FIELDS_IGNORED = (
-    "version",
-    "weights",
-)  # recorded, not compared: a new release reads old caches; a moved
-# weights file with the same hash makes the same maps
 MAP_DTYPES = {"float16": pa.float16()}  # supported stored dtypes of the maps
 
 
@@ -66,7 +63,7 @@ def frames_table(
     box: np.ndarray,  # (n, 4) x1, y1, x2, y2 in pixels of the full frame
     score: np.ndarray,  # (n,)
     landmarks: np.ndarray,  # (n, 5, 2) or (n, 10)
-    source: Sequence[str],  # (n,) one of SOURCES
+    source: Sequence[str],  # (n,) one of pipeline.faces.track.SOURCES
     maps: Sequence[np.ndarray],  # ((n, C, H, W), ...) in MAP_NAMES order
 ) -> pa.Table:
     """Rows of a shard from numpy arrays (maps are cast to the schema's dtype)."""
@@ -89,84 +86,6 @@ def frames_table(
             np.asarray(values).astype(dtype, copy=False).reshape(n, -1), schema.field(name)
         )
     return pa.Table.from_pydict(columns, schema=schema)
-
-
-def encode_subject(name: str) -> str:
-    """A file-name-safe, reversible encoding of a subject name (AH names contain `/`)."""
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isascii() and (ch.isalnum() or ch in "-_" or (ch == "." and i > 0)):
-            out.append(ch)
-        else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
-    return "".join(out)
-
-
-def decode_subject(encoded: str) -> str:
-    """Inverse of `encode_subject`."""
-    raw = bytearray()
-    i = 0
-    while i < len(encoded):
-        if encoded[i] == "%":
-            raw.append(int(encoded[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            raw.extend(encoded[i].encode("ascii"))
-            i += 1
-    return raw.decode("utf-8")
-
-
-def make_spec(
-    backbone: Mapping[str, Any],
-    dtype: str,
-    faces: Mapping[str, Any],
-    pretrained: bool = False,
-    weights: str | None = None,
-) -> dict[str, Any]:
-    """The cache spec: every setting that decides what a cached row holds.
-
-    `backbone` is `MultiScaleBackbone.spec()` (backbone, weights_hash, input_size, boundary shapes);
-    `weights` (the weights file's path) is recorded for reference, its hash is what is compared.
-    """
-    boundary = [[int(d) for d in shape] for shape in backbone["boundary"]]
-    if len(boundary) != len(MAP_NAMES):
-        raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got {boundary}")
-    return {
-        "backbone": str(backbone["backbone"]),
-        "pretrained": bool(pretrained),
-        "weights": None if weights is None else str(weights),
-        "weights_hash": str(backbone["weights_hash"]),
-        "input_size": int(backbone["input_size"]),
-        "boundary": boundary,  # [[C, H, W], ...] in MAP_NAMES order
-        "dtype": dtype,
-        "faces": _jsonable(faces),
-        "version": __version__,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    # tuples -> lists, numpy scalars -> python, so that a spec equals its JSON round trip
-    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
-
-
-def spec_hash(spec: Mapping[str, Any]) -> str:
-    """A short hash of the compared part of a spec."""
-    compared = {k: v for k, v in spec.items() if k not in SPEC_FIELDS_IGNORED}
-    return hashlib.sha256(json.dumps(compared, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def spec_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable `setting: old -> new` lines for every compared setting that differs."""
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        if not prefix and key in SPEC_FIELDS_IGNORED:
-            continue
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            lines += spec_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return lines
 
 
 def shard_metadata(
@@ -204,11 +123,25 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
-FAILURES_SCHEMA = pa.schema(
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One complete shard: a row of the manifest."""
+
+    subject: str  # subject name
+    video: str  # video name
+    frames: int  # rows = decoded frames
+    faces: int  # frames with a face
+    bytes: int  # shard file size
+    spec_hash: str  # `pipeline.cache.spec.spec_hash` of the spec it was made with
+    file: str  # shard path relative to the cache root
+
+
+FAILURES_SCHEMA = pa.schema(  # inputs an extraction or a run could not process
     [
         pa.field("video", pa.string()),
         pa.field("subject", pa.string()),
-        pa.field("stage", pa.string()),
+        pa.field("stage", pa.string()),  # the stage that failed: decode, faces, ... (`lwaffect run`: predict)
         pa.field("reason", pa.string()),
     ]
 )

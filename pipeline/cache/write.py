@@ -6,6 +6,8 @@ assembled into `CACHE/shards/<subject>.parquet`: written under a temporary name 
 the `complete` flag in its metadata and renamed into place, so a partial shard is never readable as
 complete. A rerun skips complete shards of the same spec, redoes the rest, and refuses a cache made with
 other settings unless asked to rebuild it. One extraction per cache at a time.
+
+May import: pyarrow, pipeline.io, pipeline.cache (layout, spec, schema, read).
 """
 
 from __future__ import annotations
@@ -22,31 +24,28 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.cache.read import (
+from pipeline.cache.layout import (
     FAILURES_FILE,
     MANIFEST_FILE,
     PARTS_DIR,
     SHARDS_DIR,
     SPEC_FILE,
-    TMP_PREFIX,
-    CacheError,
-    list_shards,
-    read_json,
-    read_table_or_empty,
+    part_dir,
+    part_file,
+    part_span,
     resolve_location,
     shard_file,
 )
+from pipeline.cache.read import CacheError, complete_shards, read_json, read_table_or_empty
 from pipeline.cache.schema import (
     FAILURES_SCHEMA,
     MANIFEST_SCHEMA,
-    MAP_NAMES,
-    encode_subject,
+    ManifestEntry,
     frame_schema,
-    read_metadata,
     shard_metadata,
-    spec_differences,
-    spec_hash,
 )
+from pipeline.cache.spec import MAP_NAMES, spec_differences, spec_hash
+from pipeline.io import atomic_path, is_temporary, write_bytes, write_table
 
 
 class CacheSpecError(CacheError):
@@ -66,25 +65,12 @@ class ShardConfig:
 
 @dataclass(frozen=True)
 class Failure:
-    """One input that could not be cached."""
+    """One input that could not be cached: a row of `FAILURES_SCHEMA`."""
 
     video: str  # video name
     subject: str  # subject name ("" where the video has none)
     stage: str  # decode | faces | features | write | pipeline
     reason: str  # human-readable cause, naming the file
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One complete shard."""
-
-    subject: str  # subject name
-    video: str  # video name
-    frames: int  # rows = decoded frames
-    faces: int  # frames with a face
-    bytes: int  # shard file size
-    spec_hash: str  # `cache_schema.spec_hash` of the spec it was made with
-    file: str  # shard path relative to the cache root
 
 
 def _write_options(cfg: ShardConfig, part: bool) -> dict[str, Any]:
@@ -99,31 +85,6 @@ def _write_options(cfg: ShardConfig, part: bool) -> dict[str, Any]:
     return options
 
 
-def _tmp_path(path: str) -> str:
-    folder, _, name = path.rpartition("/")
-    return f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{name}"
-
-
-def write_table_atomic(fs: pafs.FileSystem, path: str, table: pa.Table, **options: Any) -> None:
-    """Write a Parquet file under a temporary name in the target folder, then rename it into place."""
-    tmp = _tmp_path(path)
-    try:
-        pq.write_table(table, tmp, filesystem=fs, **options)
-        fs.move(tmp, path)
-    except BaseException:
-        if fs.get_file_info(tmp).type == pafs.FileType.File:
-            fs.delete_file(tmp)
-        raise
-
-
-def write_bytes_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write a small file under a temporary name, then rename it into place."""
-    tmp = _tmp_path(path)
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, path)
-
-
 class PartWriter:
     """Writes chunks of rows as part files; runs in the pipeline's write stage (picklable)."""
 
@@ -136,7 +97,7 @@ class PartWriter:
         return (PartWriter, (self.location, self.run_id, self.spec, self.shard))
 
     def part_dir(self, subject: str) -> str:
-        return f"{self._root}/{PARTS_DIR}/{self.run_id}/{encode_subject(subject)}"
+        return part_dir(self._root, self.run_id, subject)
 
     def write(self, subject: str, video: str, table: pa.Table) -> str:
         """Write rows of one subject with contiguous indices [start, stop); returns the part path."""
@@ -150,10 +111,8 @@ class PartWriter:
         meta = shard_metadata(self.spec, subject, video, table.num_rows, faces, complete=False)
         folder = self.part_dir(subject)
         self._fs.create_dir(folder, recursive=True)
-        path = f"{folder}/{start:09d}-{stop:09d}.parquet"
-        write_table_atomic(
-            self._fs, path, table.replace_schema_metadata(meta), **_write_options(self.shard, True)
-        )
+        path = f"{folder}/{part_file(start, stop)}"
+        write_table(path, table.replace_schema_metadata(meta), self._fs, **_write_options(self.shard, True))
         return path
 
 
@@ -178,7 +137,7 @@ class CacheWriter:
             )
         self.fs.create_dir(f"{self.root}/{SHARDS_DIR}", recursive=True)
         if old is None or rebuild:
-            write_bytes_atomic(self.fs, f"{self.root}/{SPEC_FILE}", json.dumps(spec, indent=2).encode())
+            write_bytes(f"{self.root}/{SPEC_FILE}", json.dumps(spec, indent=2).encode(), self.fs)
         self._remove_leftovers()
         self.entries: dict[str, ManifestEntry] = self._complete_shards()
         self._write_manifest()
@@ -198,35 +157,11 @@ class CacheWriter:
         for info in self.fs.get_file_info(
             pafs.FileSelector(f"{self.root}/{SHARDS_DIR}", allow_not_found=True)
         ):
-            if info.base_name.startswith(TMP_PREFIX):
+            if is_temporary(info.base_name):
                 self.fs.delete_file(info.path)
 
     def _complete_shards(self) -> dict[str, ManifestEntry]:
-        manifest = {
-            r["subject"]: r
-            for r in read_table_or_empty(self.fs, self._path(MANIFEST_FILE), MANIFEST_SCHEMA).to_pylist()
-        }
-        entries = {}
-        for subject, info in list_shards(self.fs, self.root).items():
-            row = manifest.get(subject)
-            if row is not None and row["spec_hash"] == self.spec_hash and row["bytes"] == info.size:
-                entries[subject] = ManifestEntry(**row)
-                continue
-            try:
-                meta = read_metadata(pq.read_schema(info.path, filesystem=self.fs))
-            except (OSError, pa.ArrowException):  # an unreadable shard is redone
-                meta = {}
-            if meta.get("complete") and meta.get("spec_hash") == self.spec_hash:
-                entries[subject] = ManifestEntry(
-                    subject,
-                    meta["video"],
-                    meta["frames"],
-                    meta["faces"],
-                    info.size,
-                    self.spec_hash,
-                    shard_file(subject),
-                )
-        return entries
+        return {s: entry for s, (entry, _) in complete_shards(self.fs, self.root, self.spec_hash).items()}
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -246,14 +181,10 @@ class CacheWriter:
         writer = self.part_writer(run_id)
         folder = writer.part_dir(subject)
         parts = sorted(
-            (
-                i
-                for i in self.fs.get_file_info(pafs.FileSelector(folder))
-                if not i.base_name.startswith(TMP_PREFIX)
-            ),
+            (i for i in self.fs.get_file_info(pafs.FileSelector(folder)) if not is_temporary(i.base_name)),
             key=lambda i: i.base_name,
         )
-        spans = [tuple(int(x) for x in p.base_name.removesuffix(".parquet").split("-")) for p in parts]
+        spans = [part_span(p.base_name) for p in parts]
         covered = 0
         for start, stop in spans:
             if start != covered:
@@ -266,21 +197,16 @@ class CacheWriter:
             for p in parts
         )
         path = f"{self.root}/{shard_file(subject)}"
-        tmp = _tmp_path(path)
         schema = writer.schema.with_metadata(shard_metadata(self.spec, subject, video, frames, faces, True))
-        try:
-            with pq.ParquetWriter(
-                tmp, schema, filesystem=self.fs, **_write_options(self.shard, False)
-            ) as out:
-                pending: list[pa.Table] = []
-                for i, part in enumerate(parts):
-                    pending.append(pq.read_table(part.path, filesystem=self.fs).replace_schema_metadata(None))
-                    pending = self._flush(out, pending, final=i == len(parts) - 1)
-            self.fs.move(tmp, path)
-        except BaseException:
-            if self.fs.get_file_info(tmp).type == pafs.FileType.File:
-                self.fs.delete_file(tmp)
-            raise
+        options = _write_options(self.shard, False)
+        with (
+            atomic_path(path, self.fs) as tmp,
+            pq.ParquetWriter(tmp, schema, filesystem=self.fs, **options) as out,
+        ):
+            pending: list[pa.Table] = []
+            for i, part in enumerate(parts):
+                pending.append(pq.read_table(part.path, filesystem=self.fs).replace_schema_metadata(None))
+                pending = self._flush(out, pending, final=i == len(parts) - 1)
         self.fs.delete_dir(folder)
         entry = ManifestEntry(
             subject,
@@ -309,7 +235,7 @@ class CacheWriter:
         return [table.slice(whole)] if whole < rows else []
 
     def write_subject(self, subject: str, video: str, table: pa.Table) -> ManifestEntry:
-        """Write a whole subject at once (rows from `cache_schema.frames_table`, indices 0..N-1)."""
+        """Write a whole subject at once (rows from `pipeline.cache.schema.frames_table`, indices 0..N-1)."""
         run_id = self.new_run()
         writer = self.part_writer(run_id)
         for start in range(0, table.num_rows, self.shard.row_group_size * 4):
@@ -338,7 +264,7 @@ class CacheWriter:
     def _write_manifest(self) -> None:
         rows = [asdict(e) for _, e in sorted(self.entries.items())]
         table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
-        write_table_atomic(self.fs, self._path(MANIFEST_FILE), table)
+        write_table(self._path(MANIFEST_FILE), table, self.fs)
 
     def write_failures(self, failures: Iterable[Failure], attempted: Iterable[str]) -> pa.Table:
         """Record this run's failures; keep earlier ones of subjects not attempted now and still not cached."""
@@ -347,5 +273,5 @@ class CacheWriter:
         rows = [r for r in old if r["subject"] not in attempted and r["subject"] not in self.entries]
         rows += [asdict(f) for f in failures]
         table = pa.Table.from_pylist(rows, schema=FAILURES_SCHEMA)
-        write_table_atomic(self.fs, self._path(FAILURES_FILE), table)
+        write_table(self._path(FAILURES_FILE), table, self.fs)
         return table

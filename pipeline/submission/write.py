@@ -10,7 +10,6 @@ clip, intensities clipped to [0, 1]. Source: the ABAW 6th-8th challenge material
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -19,6 +18,7 @@ import polars as pl
 
 from model.tasks import AU_NAMES, EMI_NAMES, get_task
 from pipeline.datasets.catalogue import Catalogue
+from pipeline.io import write_text
 
 AFFWILD2_TASKS = ("va", "au", "expr")
 
@@ -176,7 +176,7 @@ def write_submission(
     if example is not None and header is not None:
         header = tuple(read_example(example, task)[0] or header)
     text = "".join(line + "\n" for line in ([",".join(header)] if header else []) + lines)
-    _write_atomic(path, text)
+    write_text(path, text)
     return report
 
 
@@ -307,17 +307,6 @@ def _format_rows(task: str, values: np.ndarray, decimals: int) -> list[str]:
     if (ints != values).any() or (ints < lo).any() or (ints > hi).any():
         raise SubmissionError(f"{task} predictions must be integers in {lo}..{hi}")
     return [",".join(map(str, row)) for row in ints.tolist()]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def frame_ranges(frames: list[int]) -> str:

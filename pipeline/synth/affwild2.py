@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.tasks import AU_NAMES, EXPR_NAMES, TASKS
+from pipeline.io import write_table, write_text
 from pipeline.synth.common import (
     TRUTH_DIR,
     SynthConfig,
@@ -25,9 +26,8 @@ from pipeline.synth.common import (
     rng_for,
     tint_plan,
     va_labels,
-    write_text,
 )
-from pipeline.synth.video import Track, make_track, segment_count, write_truth, write_video
+from pipeline.synth.video import Track, make_track, segment_count, write_video
 
 # (fps, width, height) of videos 1, 2, 3, ... in turn
 SPECS: tuple[tuple[int, int, int], ...] = (
@@ -157,7 +157,7 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
             root / plan.path, plan.fps, (plan.width, plan.height), tracks, rng_for(cfg, plan.index, 99),
             textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset,
         )  # fmt: skip
-        write_truth(root / TRUTH_DIR / f"{plan.name}.parquet", truth)
+        write_table(root / TRUTH_DIR / f"{plan.name}.parquet", truth)
         for k, (name, track) in enumerate(tracks.items()):
             position = plan.positions[k]
             subjects.append({"name": name, "video": plan.name, "position": position,

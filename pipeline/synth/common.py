@@ -40,7 +40,6 @@ both train and validation. Everything is a deterministic function of the seed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,14 +129,6 @@ def emi_intensities(
 def rng_for(cfg: SynthConfig, *keys: int) -> np.random.Generator:
     """The random generator of one part of the data set (a video, a subject), from the seed and `keys`."""
     return np.random.default_rng([cfg.seed, *keys])
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def tint_plan(segments: list[int], rng: np.random.Generator, classes: int = 8) -> list[list[int]]:

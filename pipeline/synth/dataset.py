@@ -6,8 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.io import write_text
 from pipeline.synth.affwild2 import write_affwild2
-from pipeline.synth.common import MANIFEST, TRUTH_DIR, SynthConfig, write_text
+from pipeline.synth.common import MANIFEST, TRUTH_DIR, SynthConfig
 from pipeline.synth.layouts import write_ah, write_emi
 
 WRITERS: dict[str, Callable[[SynthConfig, Callable[[str], None]], dict]] = {

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from model.tasks import EMI_NAMES
+from pipeline.io import write_table, write_text
 from pipeline.synth.common import (
     TRUTH_DIR,
     SynthConfig,
@@ -30,9 +31,8 @@ from pipeline.synth.common import (
     emi_intensities,
     rng_for,
     tint_plan,
-    write_text,
 )
-from pipeline.synth.video import Track, make_track, segment_count, write_truth, write_video
+from pipeline.synth.video import Track, make_track, segment_count, write_video
 
 EMI_SPECS: tuple[tuple[int, int, int], ...] = ((25, 640, 360), (30, 854, 480), (25, 640, 480))
 AH_SPEC = (30, 640, 360)  # fps, width, height of every AH video
@@ -44,7 +44,7 @@ def _write(cfg: SynthConfig, name: str, path: str, fps: int, size: tuple[int, in
     """Render, encode and record one one-face video; its manifest entry."""
     truth = write_video(cfg.output / path, fps, size, {subject: track}, rng_for(cfg, key, 99),
                         textured=key % 3 != 1, crf=cfg.crf, preset=cfg.preset)  # fmt: skip
-    write_truth(cfg.output / TRUTH_DIR / f"{name}.parquet", truth)
+    write_table(cfg.output / TRUTH_DIR / f"{name}.parquet", truth)
     return {"name": name, "path": path, "fps": fps, "width": size[0], "height": size[1],
             "frames": track.frames, "subjects": [subject], "no_face_frames": []}  # fmt: skip
 

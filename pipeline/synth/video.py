@@ -10,7 +10,6 @@ file into place and returns the truth rows of every frame and subject.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,8 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from pipeline.io import atomic_path
 from pipeline.synth.faces import MARK_POSITIONS, FaceState, make_background, render_face, sprite_size
 
 NUM_MARKS = len(MARK_POSITIONS)
@@ -200,35 +199,25 @@ def write_video(
     background = make_background(height, width, rng, textured)
     boxes = {name: np.full((frames, 4), np.nan) for name in subjects}
     points = {name: np.full((frames, 10), np.nan) for name in subjects}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    with av.open(str(partial), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
-        for i in range(frames):
-            image = background.copy()  # (H, W, 3) uint8
-            for name, track in subjects.items():
-                if track.face[i]:
-                    box, landmarks = render_face(image, track.state(i))
-                    boxes[name][i], points[name][i] = box, landmarks.ravel()
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    with av.open(str(partial)) as container:
-        written = container.streams.video[0].frames
-    if written != frames:
-        raise RuntimeError(f"{partial}: container holds {written} frames, {frames} were encoded")
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        with av.open(partial, "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"crf": str(crf), "preset": preset}
+            for i in range(frames):
+                image = background.copy()  # (H, W, 3) uint8
+                for name, track in subjects.items():
+                    if track.face[i]:
+                        box, landmarks = render_face(image, track.state(i))
+                        boxes[name][i], points[name][i] = box, landmarks.ravel()
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+        with av.open(partial) as container:
+            written = container.streams.video[0].frames
+        if written != frames:
+            raise RuntimeError(f"{partial}: container holds {written} frames, {frames} were encoded")
     return pa.concat_tables(
         _truth_table(path.stem, name, track, boxes[name], points[name], height)
         for name, track in subjects.items()
     )
-
-
-def write_truth(path: Path, table: pa.Table) -> None:
-    """Write a truth table to `path` (Parquet) under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    pq.write_table(table, partial)
-    os.replace(partial, path)

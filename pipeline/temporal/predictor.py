@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.checkpoint import CheckpointError
 from model.heads import activate
 from model.tasks import TaskSpec, get_task
+from pipeline.cache.spec import cache_differences
 from pipeline.temporal.optim import autocast
 from pipeline.temporal.windows import ShardReader, clip_rows, pad_rows
 
@@ -192,3 +194,16 @@ class Predictor:
                 counts[rows] += 1
         assert total is not None
         return Frames((total / counts[:, None]).astype(np.float32), index, face)
+
+
+def check_cache_spec(
+    doc: Mapping[str, Any], cache_spec: Mapping[str, Any], where: str = "checkpoint"
+) -> None:
+    """Raise CheckpointError when a checkpoint's backbone (`doc`: its document) does not fit a cache spec."""
+    diffs = cache_differences(doc["backbone"], cache_spec)
+    if diffs:
+        raise CheckpointError(
+            f"{where} does not fit the feature cache (checkpoint vs cache): "
+            + "; ".join(diffs)
+            + ". Use a cache extracted with the checkpoint's backbone weights, or retrain on this cache."
+        )

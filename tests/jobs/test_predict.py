@@ -245,10 +245,11 @@ def test_predict_validation_and_bench_go_through_one_predictor(monkeypatch):
 @pytest.fixture(scope="module")
 def real_cache(tmp_path_factory):
     """A cache of two subjects in the real shard format (random maps), and a random VA checkpoint."""
+    from jobs.train.state import save_checkpoint
     from model.backbone import BackboneConfig, build_backbone
-    from model.checkpoint import save_checkpoint
     from model.configs import build_model
-    from pipeline.cache.schema import frame_schema, frames_table, make_spec
+    from pipeline.cache.schema import frame_schema, frames_table
+    from pipeline.cache.spec import make_spec
     from pipeline.cache.write import CacheWriter
 
     root = tmp_path_factory.mktemp("predict")
@@ -307,7 +308,8 @@ def test_predict_refuses_a_checkpoint_of_another_task(real_cache, tmp_path):
 
 
 def test_predict_refuses_thresholds_that_do_not_fit_the_task(real_cache, tmp_path):
-    from model.checkpoint import load_checkpoint, save_checkpoint
+    from jobs.train.state import save_checkpoint
+    from model.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(real_cache.checkpoints["au"])
     weights = tmp_path / "three.ckpt"

@@ -100,8 +100,8 @@ def test_a_checkpoint_of_another_task_is_refused_before_extraction(tmp_path, ran
 @pytest.fixture(scope="module")
 def random_checkpoint(tmp_path_factory):
     """Factory of randomly initialised checkpoints per task (one backbone built for all)."""
+    from jobs.train.state import save_checkpoint
     from model.backbone import BackboneConfig, build_backbone
-    from model.checkpoint import save_checkpoint
     from model.configs import build_model
 
     root = tmp_path_factory.mktemp("checkpoints")
@@ -250,7 +250,7 @@ def test_evaluate_on_run_predictions_equals_the_training_validation_metric(affwi
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_broken_test_video_is_listed_and_exits_2(affwild2, random_checkpoint, tmp_path):
-    from pipeline.cache.schema import encode_subject
+    from pipeline.cache.layout import encode_subject
 
     root, cache = tmp_path / "data", tmp_path / "cache"
     shutil.copytree(affwild2.root, root)

@@ -6,9 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from jobs.train.state import save_checkpoint
 from model import __version__
-from model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from model.configs import build_model
+from pipeline.temporal.predictor import check_cache_spec
 from tests.model.conftest import random_maps
 
 CACHE_SPEC = {  # as the feature cache records it
@@ -34,7 +36,8 @@ def saved(backbone, tmp_path_factory):
 
 def test_round_trip_reproduces_outputs_exactly(backbone, saved):
     model, path = saved
-    loaded, meta = load_checkpoint(path, expect_task="au", expect_cache_spec=CACHE_SPEC)
+    loaded, meta = load_checkpoint(path, expect_task="au")
+    check_cache_spec(meta, CACHE_SPEC)
     assert not loaded.training and loaded.num_frames == 8  # rebuilt from the file, not the registry
     maps = random_maps(backbone, 2, 8, seed=5)
     with torch.no_grad():
@@ -67,7 +70,7 @@ def test_other_task_is_refused(saved):
 def test_incompatible_cache_is_refused(saved, change, field):
     _, path = saved
     with pytest.raises(CheckpointError, match=f"does not fit the feature cache.*{field}"):
-        load_checkpoint(path, expect_cache_spec={**CACHE_SPEC, **change})
+        check_cache_spec(read_checkpoint_meta(path), {**CACHE_SPEC, **change})
 
 
 def test_folder_checkpoint(backbone, tmp_path):

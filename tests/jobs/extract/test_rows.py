@@ -11,7 +11,7 @@ from jobs.extract.driver import ExtractReport, Progress
 from jobs.extract.rows import END, FAIL, FRAME, blank_rows, marker
 from jobs.extract.stages.write import WriteStage
 from pipeline.cache.read import open_cache
-from pipeline.cache.schema import make_spec
+from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter
 
 SMALL = [[4, 3, 3], [6, 2, 2]]
