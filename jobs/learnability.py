@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from jobs.train.trainer import TrainConfig, Trainer, prepare, torch_settings
+from model.tasks import AFFWILD2_TASKS
 from pipeline.metrics import compute_metric
 from pipeline.temporal.windows import label_rows
-
-TASKS = ("va", "au", "expr")
 
 
 def make_data(root: Path, videos: int | None, seconds: float | None, say) -> None:
@@ -93,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--output", type=Path, default=Path("learnability-out"), help="work and report folder"
     )
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (va, au, expr)")
+    parser.add_argument(
+        "--tasks", default=",".join(AFFWILD2_TASKS), help="comma-separated tasks (va, au, expr)"
+    )
     parser.add_argument("--config", default="tam_s1", help="model config")
     parser.add_argument("--epochs", type=int, default=12, help="maximum epochs per task")
     parser.add_argument("--batch-size", type=int, default=4, help="windows per step")

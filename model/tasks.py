@@ -66,7 +66,9 @@ TASKS: dict[str, TaskSpec] = {
     ),
 }  # fmt: skip
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
+AFFWILD2_TASKS: tuple[str, ...] = tuple(n for n, t in TASKS.items() if t.dataset == "affwild2")  # va au expr
+SPLIT_PARTS: tuple[str, ...] = ("train", "validation", "test")  # the parts of a data set, in this order
+SPLITS: tuple[str, ...] = (*SPLIT_PARTS, "all")  # what a `--split` takes: one part, or every subject
 
 
 def get_task(name: str) -> TaskSpec:

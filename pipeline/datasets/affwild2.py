@@ -23,12 +23,11 @@ import os
 import re
 from pathlib import Path
 
-from model.tasks import TASKS
+from model.tasks import AFFWILD2_TASKS, TASKS
 from pipeline.datasets.annotations import AnnotationError, parse_annotations
 from pipeline.datasets.catalogue import Catalogue, CatalogueProblem, Labels, Subject, Video
 from pipeline.datasets.files import index_videos, relative, subdirs, tokens, walk_tree
 
-AFFWILD2_TASKS: tuple[str, ...] = ("va", "au", "expr")
 TASK_FOLDERS: dict[str, re.Pattern[str]] = {
     "va": re.compile(r"^(va[_\- ]|valence)", re.IGNORECASE),
     "au": re.compile(r"^(au[_\- ]|action)", re.IGNORECASE),

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from model.tasks import SPLIT_PARTS
 from pipeline.datasets.bah_yaml import read_frame_lists
 from pipeline.datasets.catalogue import Catalogue, CatalogueProblem, Labels, Subject
 from pipeline.datasets.files import index_videos, relative, subdirs, walk_tree
@@ -94,9 +95,7 @@ def load_ah(root: Path) -> Catalogue:
     labelled = _read_annotation(cat, index, subject_of)
     cat.splits["ah"] = {}
     split_files = find_split_files(root)
-    for split, path in sorted(
-        split_files.items(), key=lambda item: ("train", "validation", "test").index(item[0])
-    ):
+    for split, path in sorted(split_files.items(), key=lambda item: SPLIT_PARTS.index(item[0])):
         names = _read_split(cat, index, subject_of, path, split)
         if split != "test":
             kept = [n for n in names if n in labelled]

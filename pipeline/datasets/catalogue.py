@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from model.tasks import SPLITS, get_task
+from model.tasks import SPLIT_PARTS, SPLITS, get_task
 
 if TYPE_CHECKING:
     from pipeline.video.probe import VideoInfo
@@ -143,7 +143,7 @@ class Catalogue:
         splits = self.splits.get(task, {})
         if split != "all":
             return [self.subjects[name] for name in splits.get(split, [])]
-        names = [n for part in ("train", "validation", "test") for n in splits.get(part, [])]
+        names = [n for part in SPLIT_PARTS for n in splits.get(part, [])]
         names += sorted(s for (t, s) in self.labels if t == task)
         return [self.subjects[n] for n in dict.fromkeys(names)]
 

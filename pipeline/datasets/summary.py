@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from model.tasks import TASKS
+from model.tasks import SPLITS, TASKS
 from pipeline.datasets.catalogue import Catalogue, Subject
 from pipeline.video.probe import VideoError
 
@@ -34,8 +34,7 @@ def _container_frames(cat: Catalogue, task: str, subjects: list[Subject]) -> tup
 
 def _rows(cat: Catalogue, probe: bool) -> list[list[str]]:
     rows = []
-    parts = ("train", "validation", "test", "all")
-    groups = [(t, s) for t in cat.tasks() for s in parts if s == "all" or s in cat.splits[t]]
+    groups = [(t, s) for t in cat.tasks() for s in SPLITS if s == "all" or s in cat.splits[t]]
     if cat.layout == "plain":
         groups = [("-", "all")]
     for task, split in groups:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from model.tasks import get_task
+from model.tasks import SPLIT_PARTS, get_task
 from pipeline.datasets.catalogue import Catalogue
 from pipeline.submission.write import location_prefix, parse_location, prediction_columns, submission_header
 
@@ -150,7 +150,7 @@ def pair_with_labels(task: str, table: pl.DataFrame, catalogue: Catalogue, split
     spec = get_task(task)
     splits = catalogue.splits.get(task, {})
     if split == "all":  # every split's subjects, then any other labelled subject
-        names = [s for name in ("train", "validation", "test") for s in splits.get(name, [])]
+        names = [s for name in SPLIT_PARTS for s in splits.get(name, [])]
         subjects = list(dict.fromkeys(names + sorted(s for (t, s) in catalogue.labels if t == task)))
     else:
         subjects = list(splits.get(split, []))

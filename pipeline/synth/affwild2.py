@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.tasks import AU_NAMES, EXPR_NAMES, TASKS
+from model.tasks import AFFWILD2_TASKS, AU_NAMES, SPLIT_PARTS, TASKS
 from pipeline.io import write_table, write_text
 from pipeline.synth.common import (
     TRUTH_DIR,
@@ -50,8 +50,7 @@ RELEASE_LISTS = {
 }
 EXAMPLES = {task: f"CVPR_8th_ABAW_{task.upper()}_test_set_example.txt" for task in TASK_FOLDERS}
 PLACEHOLDER = {"va": "0.0,0.0", "au": ",".join("0" * len(AU_NAMES)), "expr": "0"}
-HEADERS = {"va": "valence,arousal", "au": ",".join(AU_NAMES), "expr": ",".join(EXPR_NAMES)}
-SPLITS = ("train", "validation", "test")
+HEADERS = {task: ",".join(TASKS[task].header) for task in AFFWILD2_TASKS}  # annotation file headers
 
 
 @dataclass(frozen=True)
@@ -134,15 +133,15 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     # tints: every class once per split before any repeats, spread over that split's subjects
     keys = [(plan, pos) for plan in plans for pos in plan.positions]
     tints: dict[tuple[int, str], list[int]] = {}
-    for s, split in enumerate(SPLITS):
+    for s, split in enumerate(SPLIT_PARTS):
         group = [(p, pos) for p, pos in keys if p.split == split]
         counts = [segment_count(p.frames, p.fps) for p, _ in group]
         for (p, pos), plan_tints in zip(group, tint_plan(counts, rng_for(cfg, 1000 + s)), strict=True):
             tints[p.index, pos] = plan_tints
     videos, subjects = [], []
-    splits: dict[str, dict[str, list[str]]] = {t: {s: [] for s in SPLITS} for t in TASK_FOLDERS}
-    labelled = {t: {s: 0 for s in SPLITS[:2]} for t in TASK_FOLDERS}
-    invalid = {t: {s: 0 for s in SPLITS[:2]} for t in TASK_FOLDERS}
+    splits: dict[str, dict[str, list[str]]] = {t: {s: [] for s in SPLIT_PARTS} for t in TASK_FOLDERS}
+    labelled = {t: {s: 0 for s in SPLIT_PARTS[:2]} for t in TASK_FOLDERS}
+    invalid = {t: {s: 0 for s in SPLIT_PARTS[:2]} for t in TASK_FOLDERS}
     examples: dict[str, list[str]] = {t: [] for t in TASK_FOLDERS}
     for plan in plans:
         tracks: dict[str, Track] = {}

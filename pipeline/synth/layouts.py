@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from model.tasks import EMI_NAMES
+from model.tasks import EMI_NAMES, SPLIT_PARTS
 from pipeline.io import write_table, write_text
 from pipeline.synth.common import (
     TRUTH_DIR,
@@ -61,7 +61,7 @@ def write_emi(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     specs = {i: EMI_SPECS[(i - 1) % len(EMI_SPECS)] for i in range(1, n + 1)}
     frames = {i: max(8, round(cfg.duration * specs[i][0])) for i in specs}
     tints: dict[int, list[int]] = {}
-    for s, split in enumerate(("train", "validation", "test")):
+    for s, split in enumerate(SPLIT_PARTS):
         group = [i for i in specs if split_of[i] == split]
         counts = [segment_count(frames[i], specs[i][0]) for i in group]
         tints.update(zip(group, tint_plan(counts, rng_for(cfg, 1000 + s)), strict=True))
@@ -84,8 +84,9 @@ def write_emi(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     header = ",".join(["Filename", *EMI_NAMES])
     for split, file in (("train", "train_split.csv"), ("validation", "valid_split.csv")):
         write_text(cfg.output / file, "\n".join([header, *rows[split]]) + "\n")
-    parts = ("train", "validation", "test")
-    splits = {"emi": {split: [s["name"] for s in subjects if s["split"]["emi"] == split] for split in parts}}
+    splits = {
+        "emi": {split: [s["name"] for s in subjects if s["split"]["emi"] == split] for split in SPLIT_PARTS}
+    }
     labelled = {"emi": {split: len(rows[split]) for split in rows}}
     return {"videos": videos, "subjects": subjects, "splits": splits, "labelled": labelled,
             "invalid": {"emi": {split: 0 for split in rows}}}  # fmt: skip
