@@ -6,7 +6,7 @@ reported in `Catalogue.found`:
   (`8th_ABAW_Annotations`, `Annotations`, ...) and that holds task folders;
 - task folders `VA_*`, `AU_*`, `EXPR_*` (`EXPR_Recognition_Challenge`, `EXPR_Classification_Challenge`),
   with set folders whose names contain "train" / "val" (`Train_Set`, `Validation_Set`);
-- videos (.mp4 .avi .mkv .mov) anywhere below the root (`batch1/`, `batch2/`, `new_vids/`, `videos/`),
+- videos (.mp4 .avi .mkv .mov .webm) anywhere below the root (`batch1/`, `batch2/`, `new_vids/`, `videos/`),
   face-crop (`cropped*`) and annotation folders not entered;
 - release lists `*Valence*Arousal*test*release*.txt`, `*Action*Unit*test*release*.txt`,
   `*Expression*test*release*.txt` (the test split, in their order) and organiser example submissions
@@ -26,7 +26,7 @@ from pathlib import Path
 from model.tasks import AFFWILD2_TASKS, TASKS
 from pipeline.datasets.annotations import AnnotationError, parse_annotations
 from pipeline.datasets.catalogue import Catalogue, CatalogueProblem, Labels, Subject, Video
-from pipeline.datasets.files import index_videos, relative, subdirs, tokens, walk_tree
+from pipeline.datasets.files import VIDEO_EXTENSIONS, index_videos, relative, subdirs, tokens, walk_tree
 
 TASK_FOLDERS: dict[str, re.Pattern[str]] = {
     "va": re.compile(r"^(va[_\- ]|valence)", re.IGNORECASE),
@@ -116,7 +116,7 @@ def read_release_list(path: Path) -> list[tuple[int, str]]:
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         name = line.strip().lstrip("\ufeff").rstrip("/")
         stem, ext = os.path.splitext(name)
-        if ext.lower() in (".mp4", ".avi", ".mkv", ".mov", ".txt"):
+        if ext.lower() in VIDEO_EXTENSIONS or ext.lower() == ".txt":
             name = stem
         if name:
             out.append((number, name))

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from pipeline.datasets.catalogue import Video
 
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mkv", ".mov"})
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm"})  # lower case
 # folders never entered while looking for videos: organiser face crops and extracted features
 SKIPPED_PREFIXES: tuple[str, ...] = ("cropped", ".", "__")
 
@@ -102,7 +102,7 @@ def index_videos(paths: list[Path], root: Path, notes: list[str]) -> dict[str, V
         where = ", ".join(f"{n} in {folder}" for folder, n in sorted(per_folder.items()))
         notes.append(f"videos: {len(paths)} ({where})")
     else:
-        notes.append("videos: none found (looked for .mp4, .avi, .mkv, .mov below the root)")
+        notes.append(f"videos: none found (looked for {', '.join(sorted(VIDEO_EXTENSIONS))} below the root)")
     return videos
 
 

@@ -18,9 +18,8 @@ import polars as pl
 
 from model.tasks import SPLIT_PARTS, get_task
 from pipeline.datasets.catalogue import Catalogue
+from pipeline.datasets.files import VIDEO_EXTENSIONS
 from pipeline.submission.write import location_prefix, parse_location, prediction_columns, submission_header
-
-VIDEO_EXTENSIONS = frozenset({"mp4", "avi", "mkv", "mov", "webm"})  # stripped from EMI clip names
 
 
 class PredictionsError(ValueError):
@@ -92,7 +91,7 @@ def _read_text(path: Path, task: str, catalogue: Catalogue | None) -> pl.DataFra
         if clip:  # a clip name, maybe with a folder or a video extension
             name = fields[0].rsplit("/", 1)[-1]
             stem, dot, ext = name.rpartition(".")
-            subjects.append(stem if dot and ext.lower() in VIDEO_EXTENSIONS else name)
+            subjects.append(stem if dot and f".{ext.lower()}" in VIDEO_EXTENSIONS else name)
         else:
             try:
                 prefix, frame = parse_location(task, fields[0])
