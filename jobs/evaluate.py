@@ -14,8 +14,9 @@ from pipeline import datasets
 from pipeline.datasets.catalogue import Catalogue
 from pipeline.metrics import Average, MetricResult, compute_metric
 from pipeline.submission.check import Problem, check_submission
+from pipeline.submission.format import frame_ranges
 from pipeline.submission.read import PredictionsError, frame_counts, pair_with_labels, read_predictions
-from pipeline.submission.write import SubmissionReport, frame_ranges, write_submission
+from pipeline.submission.write import SubmissionReport, write_submission
 
 # errors that mean "bad input or configuration" (CatalogueError, PredictionsError, SubmissionError,
 # MetricError and an unknown task are ValueErrors): the command prints them and exits with status 1

@@ -4,7 +4,7 @@ Checks the header, that every expected line is present exactly once and in order
 (VA in [-1, 1], AU 0/1, EXPR an integer 0..7, AH 0/1, EMI in [0, 1], never NaN). The expected lines come
 from the organiser example file when the catalogue has one, else from the test subjects (release-list order)
 and their frame counts; without frame counts each subject's frames must run contiguously from the first.
-Format facts: `pipeline.submission.write`.
+Format facts: `pipeline.submission.format`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from model.tasks import get_task
 from pipeline.datasets.catalogue import Catalogue
-from pipeline.submission.write import (
+from pipeline.submission.format import (
+    expected_header,
     image_location,
     location_prefix,
     parse_location,
     prediction_columns,
     read_example,
-    submission_header,
 )
 
 
@@ -53,9 +53,7 @@ def check_submission(
         return [Problem(None, f"cannot read {path}: {e}")]
     problems: list[Problem] = []
     example = catalogue.example_submissions.get(task)
-    header = submission_header(task)
-    if example is not None and header is not None:
-        header = tuple(read_example(example, task)[0] or header)
+    header = expected_header(task, example)
     first = 1
     if header is not None:
         if not lines or tuple(f.strip() for f in lines[0].split(",")) != header:

@@ -3,7 +3,7 @@
 A predictions file is either the Parquet that `predict` / `run` write (schema: contracts, "Predictions
 Parquet") or an ABAW-format submission file (`predictions.txt`, or the EMI CSV). Both become one polars
 table: `subject` (str), `frame` (int64, 1-based decode order; absent for EMI) and the task's submission
-columns (`pipeline.submission.write.prediction_columns`): VA `valence`, `arousal`; AU `AU1..AU26` 0/1; EXPR
+columns (`pipeline.submission.format.prediction_columns`): VA `valence`, `arousal`; AU `AU1..AU26` 0/1; EXPR
 `expression`; AH `ah`; EMI the six intensities. Parquet files keep their other columns (`video`, `face`,
 `filled`, probabilities).
 """
@@ -19,7 +19,7 @@ import polars as pl
 from model.tasks import SPLIT_PARTS, get_task
 from pipeline.datasets.catalogue import Catalogue
 from pipeline.datasets.files import VIDEO_EXTENSIONS
-from pipeline.submission.write import location_prefix, parse_location, prediction_columns, submission_header
+from pipeline.submission.format import location_prefix, parse_location, prediction_columns, submission_header
 
 
 class PredictionsError(ValueError):

@@ -1,26 +1,33 @@
-"""ABAW submission files: their format (headers, image locations, values) and the writer.
+"""The ABAW submission writer: one file per task from a predictions table, atomically.
 
 Aff-Wild2 tracks (va, au, expr): a header, then one line per frame of every test subject in the release-list
-order, `<subject incl. _left/_right>/<frame:05d>.jpg,<values>`, frames from 00001; where the organiser
-example file is present its lines and their order are followed exactly. AH: no header, one line per frame,
-`<video path>/frame-<k>.jpg,<0|1>`, frames from 0. EMI: a CSV `Filename,Admiration,...,Joy`, one row per
-clip, intensities clipped to [0, 1]. Source: the ABAW 6th-8th challenge material. The checker lives in
-`pipeline.submission.check`.
+order, frames from 00001; where the organiser example file is present its lines and their order are followed
+exactly. AH: no header, one line per frame, frames from 0. EMI: one row per clip, intensities clipped to
+[0, 1]. The format itself (columns, headers, image locations, values) is `pipeline.submission.format`; the
+checker is `pipeline.submission.check`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from model.tasks import AU_NAMES, EMI_NAMES, get_task
+from model.tasks import get_task
 from pipeline.datasets.catalogue import Catalogue
 from pipeline.io import write_text
-
-AFFWILD2_TASKS = ("va", "au", "expr")
+from pipeline.submission.format import (
+    expected_header,
+    format_value,
+    frame_ranges,
+    image_location,
+    location_prefix,
+    parse_location,
+    prediction_columns,
+    read_example,
+)
 
 
 class SubmissionError(ValueError):
@@ -29,88 +36,6 @@ class SubmissionError(ValueError):
     def __init__(self, message: str, problems: list[str] | None = None):
         self.problems = list(problems or [])
         super().__init__("\n  ".join([message, *self.problems]))
-
-
-# ------------------------------------------------------------------------------------------------ format
-
-
-def prediction_columns(task: str) -> list[str]:
-    """Columns of a predictions table that a submission line holds, in submission order."""
-    return {
-        "va": ["valence", "arousal"],
-        "au": list(AU_NAMES),
-        "expr": ["expression"],
-        "ah": ["ah"],
-        "emi": list(EMI_NAMES),
-    }[get_task(task).name]
-
-
-def submission_header(task: str) -> tuple[str, ...] | None:
-    """The official header line's fields, or None for AH (no header)."""
-    spec = get_task(task)
-    if task == "ah":
-        return None
-    if task == "emi":
-        return ("Filename", *spec.header)
-    return ("image_location", *spec.header)
-
-
-def location_prefix(task: str, subject: str, catalogue: Catalogue | None = None) -> str:
-    """What precedes `/<frame>` in an image location: the subject name, for AH the video's relative path.
-
-    AH locations name the video file relative to the data set's `videos/` folder (else to its root), e.g.
-    `<pid>/Visite_1/<pid>_Question_N_<date>_Video.mp4`; without a catalogue entry the subject name is used.
-    """
-    if task != "ah" or catalogue is None or subject not in catalogue.subjects:
-        return subject
-    video = catalogue.videos.get(catalogue.subjects[subject].video)
-    if video is None:
-        return subject
-    for base in (catalogue.root / "videos", catalogue.root):
-        try:
-            return PurePosixPath(video.path.relative_to(base)).as_posix()
-        except ValueError:
-            continue
-    return video.path.name
-
-
-def image_location(task: str, prefix: str, frame: int) -> str:
-    """The location of 1-based frame `frame`: `<prefix>/00001.jpg`, for AH `<prefix>/frame-0.jpg`."""
-    if task == "ah":
-        return f"{prefix}/frame-{frame - 1}.jpg"
-    return f"{prefix}/{frame:05d}.jpg"
-
-
-def parse_location(task: str, location: str) -> tuple[str, int]:
-    """(prefix, 1-based frame) of an image location; ValueError when it has the wrong form."""
-    prefix, sep, name = location.rpartition("/")
-    if not sep or not prefix:
-        raise ValueError(f"image location {location!r} has no '<subject>/' part")
-    stem, dot, ext = name.rpartition(".")
-    if not dot or ext.lower() != "jpg":
-        raise ValueError(f"image location {location!r} does not end in .jpg")
-    if task == "ah":
-        if not stem.startswith("frame-") or not stem[6:].isdigit():
-            raise ValueError(f"image location {location!r} is not '<video>/frame-<k>.jpg'")
-        return prefix, int(stem[6:]) + 1
-    if not stem.isdigit():
-        raise ValueError(f"image location {location!r} is not '<subject>/<frame:05d>.jpg'")
-    return prefix, int(stem)
-
-
-def format_value(value: float, decimals: int = 4) -> str:
-    """Compact fixed-point text: at most `decimals` decimals, no trailing zeros, never '-0' or an exponent."""
-    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def read_example(path: Path, task: str) -> tuple[list[str] | None, list[str]]:
-    """(header fields or None, image locations in order) of an organiser example submission."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = None
-    if lines and not lines[0].split(",", 1)[0].strip().lower().endswith(".jpg"):
-        header, lines = [f.strip() for f in lines[0].split(",")], lines[1:]
-    return header, [line.split(",", 1)[0].strip() for line in lines if line.strip()]
 
 
 # ------------------------------------------------------------------------------------------------ writer
@@ -172,9 +97,7 @@ def write_submission(
         lines, report = _clip_lines(task, predictions, subjects, path, decimals)
     else:
         lines, report = _frame_lines(task, predictions, catalogue, subjects, path, example, strict, decimals)
-    header = submission_header(task)
-    if example is not None and header is not None:
-        header = tuple(read_example(example, task)[0] or header)
+    header = expected_header(task, example)
     text = "".join(line + "\n" for line in ([",".join(header)] if header else []) + lines)
     write_text(path, text)
     return report
@@ -307,14 +230,3 @@ def _format_rows(task: str, values: np.ndarray, decimals: int) -> list[str]:
     if (ints != values).any() or (ints < lo).any() or (ints > hi).any():
         raise SubmissionError(f"{task} predictions must be integers in {lo}..{hi}")
     return [",".join(map(str, row)) for row in ints.tolist()]
-
-
-def frame_ranges(frames: list[int]) -> str:
-    """'1-3, 7, 9-10' from sorted integers."""
-    runs: list[list[int]] = []
-    for f in frames:
-        if runs and f == runs[-1][1] + 1:
-            runs[-1][1] = f
-        else:
-            runs.append([f, f])
-    return ", ".join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs)

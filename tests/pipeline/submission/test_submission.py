@@ -10,13 +10,8 @@ import pytest
 from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES
 from pipeline.datasets.catalogue import Catalogue, Subject, Video
 from pipeline.submission.check import check_submission
-from pipeline.submission.write import (
-    SubmissionError,
-    format_value,
-    parse_location,
-    prediction_columns,
-    write_submission,
-)
+from pipeline.submission.format import format_value, parse_location, prediction_columns
+from pipeline.submission.write import SubmissionError, write_submission
 
 FRAMES = {"1-30-640x360": 4, "2-25-854x480_left": 3, "2-25-854x480_right": 3}
 
