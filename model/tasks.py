@@ -37,6 +37,11 @@ class TaskSpec:
     invalid: float | None  # marker of an invalid frame label in annotation files, None if there is none
     metric: str  # name of the official metric
 
+    @property
+    def probability_columns(self) -> tuple[str, ...]:
+        """Probability columns of a predictions table, `p_<header name>`; none for a regression task."""
+        return () if self.kind == "regression" else tuple(f"p_{n}" for n in self.header)
+
 
 TASKS: dict[str, TaskSpec] = {
     "va": TaskSpec(

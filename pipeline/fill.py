@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from model.tasks import AU_NAMES, EXPR_NAMES, get_task
+from model.tasks import get_task
 
 FillMethod = Literal["linear", "nearest"]
 
@@ -109,12 +109,13 @@ def fill_predictions(
 def _fill_subject(
     group: pl.DataFrame, task: str, cfg: FillConfig, thresholds: np.ndarray | float
 ) -> pl.DataFrame:
+    spec = get_task(task)
     face = group["face"].to_numpy().astype(bool)
-    if task == "va":
-        values, filled = fill_values(group.select("valence", "arousal").to_numpy(), face, cfg.method)
-        updates = {"valence": values[:, 0], "arousal": values[:, 1]}
+    if spec.kind == "regression":
+        values, filled = fill_values(group.select(spec.label_columns).to_numpy(), face, cfg.method)
+        updates = {c: values[:, k] for k, c in enumerate(spec.label_columns)}
     else:
-        prob_cols, class_cols, kind = _class_columns(task)
+        prob_cols, class_cols, kind = list(spec.probability_columns), list(spec.label_columns), spec.kind
         probs = group.select(prob_cols).to_numpy().astype(np.float32)
         probs, classes, filled = fill_probabilities(probs, face, kind, cfg.method, thresholds)
         old = group.select(class_cols).to_numpy()
@@ -126,13 +127,3 @@ def _fill_subject(
     old_filled = group["filled"].to_numpy().astype(bool) if "filled" in group.columns else False
     columns.append(pl.Series("filled", filled | old_filled, dtype=pl.Boolean))
     return group.with_columns(columns)
-
-
-def _class_columns(task: str) -> tuple[list[str], list[str], Literal["multiclass", "multilabel", "binary"]]:
-    if task == "au":
-        return [f"p_{n}" for n in AU_NAMES], list(AU_NAMES), "multilabel"
-    if task == "expr":
-        return [f"p_{n}" for n in EXPR_NAMES], ["expression"], "multiclass"
-    if task == "ah":
-        return ["p_ah"], ["ah"], "binary"
-    raise ValueError(f"task {task!r} has no class outputs")

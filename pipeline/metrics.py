@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, get_task
+from model.tasks import TASKS, get_task
 
 Average = Literal["macro", "binary"]
 
@@ -99,23 +99,26 @@ def f1_per_class(pred: np.ndarray, true: np.ndarray, num_classes: int) -> np.nda
 
 def va_metric(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None) -> MetricResult:
     """Mean of the valence and arousal CCC; pred, labels (N, 2) in [-1, 1]."""
-    pred, labels = _select(pred, labels, mask, width=2)
-    parts = {"valence": ccc(pred[:, 0], labels[:, 0]), "arousal": ccc(pred[:, 1], labels[:, 1])}
+    names = TASKS["va"].label_columns  # valence, arousal
+    pred, labels = _select(pred, labels, mask, width=len(names))
+    parts = {name: ccc(pred[:, k], labels[:, k]) for k, name in enumerate(names)}
     return _result("va", parts, len(labels))
 
 
 def au_metric(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None) -> MetricResult:
     """Mean over the 12 AUs of binary F1; pred, labels (N, 12) 0/1."""
-    pred, labels = _select(pred, labels, mask, width=len(AU_NAMES))
-    parts = {name: f1_binary(pred[:, k], labels[:, k]) for k, name in enumerate(AU_NAMES)}
+    names = TASKS["au"].label_columns
+    pred, labels = _select(pred, labels, mask, width=len(names))
+    parts = {name: f1_binary(pred[:, k], labels[:, k]) for k, name in enumerate(names)}
     return _result("au", parts, len(labels))
 
 
 def expr_metric(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None) -> MetricResult:
     """Macro F1 over the 8 expression classes; pred, labels (N,) or (N, 1) integer classes."""
     pred, labels = _select(pred, labels, mask, width=1)
-    f1 = f1_per_class(pred[:, 0], labels[:, 0], len(EXPR_NAMES))
-    return _result("expr", dict(zip(EXPR_NAMES, f1.tolist(), strict=True)), len(labels))
+    names = TASKS["expr"].header  # the 8 class names
+    f1 = f1_per_class(pred[:, 0], labels[:, 0], len(names))
+    return _result("expr", dict(zip(names, f1.tolist(), strict=True)), len(labels))
 
 
 def ah_metric(
@@ -136,8 +139,9 @@ def ah_metric(
 
 def emi_metric(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None) -> MetricResult:
     """Mean over the 6 intensities of the Pearson r across clips; pred, labels (N, 6)."""
-    pred, labels = _select(pred, labels, mask, width=len(EMI_NAMES))
-    parts = {name: pearson(pred[:, k], labels[:, k]) for k, name in enumerate(EMI_NAMES)}
+    names = TASKS["emi"].label_columns
+    pred, labels = _select(pred, labels, mask, width=len(names))
+    parts = {name: pearson(pred[:, k], labels[:, k]) for k, name in enumerate(names)}
     return _result("emi", parts, len(labels))
 
 
