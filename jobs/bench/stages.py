@@ -76,7 +76,7 @@ def bench_decode(
     frames = sum(v.frames for v in videos)
     out: dict[str, Any] = {}
     for backend in ("decord", "pyav"):
-        cfg = replace(decode, backend=backend, small_size=None)
+        cfg = replace(decode, backend=backend)
         _decode_all([warmup], cfg)
 
         def run(cfg: DecodeConfig = cfg) -> None:

@@ -1,6 +1,7 @@
 """Face tracking: one face per subject position through a video, from sparse MTCNN detections.
 
-`FaceTracker` takes decoded chunks in order and returns `FaceRecords` per position ("main", "left",
+`FaceTracker` takes chunks of consecutive frames in order (any object with `start` and `frames`, such as
+`pipeline.video.decode.FrameChunk`) and returns `FaceRecords` per position ("main", "left",
 "right"). The detector runs on every `every`-th frame (the samples), downscaled to `work_size`. Between two
 samples where every position keeps its face (IoU >= `track_iou`, or IoU >= `motion_iou` with the box moved
 on at the face's speed over the previous two samples) or stays without one, the frames in between are not
@@ -20,17 +21,26 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
-from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, detect_faces, load_detector
-from pipeline.video.decode import FrameChunk, downscale, small_shape
+from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, detect_faces, downscale, load_detector
 
 POSITIONS = ("main", "left", "right")
 SOURCES = ("detected", "tracked", "interpolated", "none")
+
+
+class Chunk(Protocol):
+    """Consecutive frames of one video, as `FaceTracker.push` takes them (a decoded `FrameChunk` is one)."""
+
+    @property
+    def start(self) -> int: ...  # 0-based decode index of frames[0]
+
+    @property
+    def frames(self) -> np.ndarray: ...  # (n, H, W, 3) uint8 RGB
 
 
 @dataclass
@@ -146,8 +156,9 @@ class FaceTracker:
         """Detections (full-frame pixels, score >= min_score, boxes clipped to the frame) per frame."""
         assert self.frame_size is not None
         height, width = self.frame_size
-        h, w = small_shape(height, width, self.cfg.work_size)
-        found = detect_faces(small(indices), self.detector, self.cfg.batch_size)  # (m, h, w, 3) frames
+        frames = small(indices)  # (m, h, w, 3) uint8, longest side `work_size`
+        h, w = frames.shape[1:3]
+        found = detect_faces(frames, self.detector, self.cfg.batch_size)
         self.detected_frames += len(indices)
         out = {}
         for i, fd in zip(indices, found, strict=True):
@@ -262,8 +273,9 @@ class FaceTracker:
         self._last_sample, self._last_assign, self._velocity = samples[-1], assign, velocity
         self._frontier = samples[-1] + 1
 
-    def push(self, chunk: FrameChunk) -> dict[str, FaceRecords]:
+    def push(self, chunk: Chunk) -> dict[str, FaceRecords]:
         """Take the next chunk (decode order, no gaps); records of the frames that became final."""
+        stop = chunk.start + len(chunk.frames)
         if chunk.start != self._seen:
             raise ValueError(f"chunk starts at frame {chunk.start}, expected {self._seen}")
         size = tuple(chunk.frames.shape[1:3])
@@ -274,13 +286,13 @@ class FaceTracker:
         small = self._small_frames(chunk)
         every = self.cfg.every
         first = -(-chunk.start // every) * every
-        self._process(list(range(first, chunk.stop, every)), small)
+        self._process(list(range(first, stop, every)), small)
         after = self._last_sample + 1 if self._last_sample is not None else 0
         self._tail = {i: f for i, f in self._tail.items() if i >= after}
-        keep = list(range(max(after, chunk.start), chunk.stop))
+        keep = list(range(max(after, chunk.start), stop))
         if keep:
             self._tail.update(zip(keep, small(keep).unbind(0), strict=True))
-        self._seen = chunk.stop
+        self._seen = stop
         return self._emit(final=False)
 
     def flush(self) -> dict[str, FaceRecords]:
@@ -291,18 +303,12 @@ class FaceTracker:
         self._tail = {}
         return self._emit(final=True)
 
-    def _small_frames(self, chunk: FrameChunk) -> Callable[[list[int]], torch.Tensor]:
+    def _small_frames(self, chunk: Chunk) -> Callable[[list[int]], torch.Tensor]:
         """A function: decode indices (in this chunk or the kept tail) -> (m, h, w, 3) uint8 frames."""
-        height, width = chunk.frames.shape[1:3]
-        h, w = small_shape(height, width, self.cfg.work_size)
-        ready = chunk.small is not None and chunk.small.shape[1:3] == (h, w)
 
         def small(indices: list[int]) -> torch.Tensor:
             inside = [i - chunk.start for i in indices if i >= chunk.start]
-            if ready:
-                new = torch.from_numpy(chunk.small[inside])  # type: ignore[index]
-            else:
-                new = downscale(chunk.frames[inside], self.cfg.work_size)  # (m, H, W, 3) -> (m, h, w, 3)
+            new = downscale(chunk.frames[inside], self.cfg.work_size)  # (m, H, W, 3) -> (m, h, w, 3)
             old = [self._tail[i] for i in indices if i < chunk.start]
             return torch.cat([torch.stack(old), new]) if old else new
 

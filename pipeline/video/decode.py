@@ -33,13 +33,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from pipeline.video.probe import VideoError
 from pipeline.video.sources import SOURCES, FrameSource
 
-__all__ = ["DecodeConfig", "FrameChunk", "VideoError", "downscale", "iter_chunks", "small_shape"]
+__all__ = ["DecodeConfig", "FrameChunk", "VideoError", "iter_chunks"]
 
 
 log = logging.getLogger(__name__)
@@ -54,7 +52,6 @@ class DecodeConfig:
     stall_timeout_s: float = 30.0  # a decoder that sends nothing for this long is killed
     start_timeout_s: float = 120.0  # time a decoder process may take to start (import, read the job)
     num_threads: int = 1  # decoder threads (1 or 2: decord fails on some files above 2)
-    small_size: int | None = None  # longest side of `FrameChunk.small`; None: no downscaled copy
     isolate: bool = True  # run sources in a watched child process; False: in this process, no watchdog
 
     def __post_init__(self) -> None:
@@ -74,7 +71,6 @@ class FrameChunk:
 
     start: int  # 0-based decode index of frames[0]
     frames: np.ndarray  # (n, H, W, 3) uint8 RGB
-    small: np.ndarray | None = None  # (n, h, w, 3) uint8 RGB, longest side `DecodeConfig.small_size`
 
     @property
     def stop(self) -> int:
@@ -84,28 +80,6 @@ class FrameChunk:
 
 class SourceFailed(Exception):
     """A frame source stopped before the end of the video (error, death of its process, or stall)."""
-
-
-def small_shape(height: int, width: int, longest: int) -> tuple[int, int]:
-    """(h, w) with the longest side `longest` and the aspect ratio kept; never larger than the input."""
-    scale = min(1.0, longest / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def downscale(frames: np.ndarray | torch.Tensor, longest: int) -> torch.Tensor:
-    """Antialiased bilinear downscale of RGB frames to a longest side of `longest` pixels.
-
-    (n, H, W, 3) uint8 -> (n, h, w, 3) uint8 tensor. Runs on uint8 in channels-last layout (torch's fast
-    path, about 30x faster than on float); frames already small enough are returned as they are.
-    """
-    x = torch.as_tensor(frames)
-    height, width = x.shape[1:3]
-    size = small_shape(height, width, longest)
-    if size == (height, width):
-        return x
-    x = x.permute(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W) with channels-last strides, no copy
-    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return x.permute(0, 2, 3, 1)  # (n, 3, h, w) -> (n, h, w, 3)
 
 
 def _child_env() -> dict[str, str]:
@@ -251,10 +225,7 @@ def iter_chunks(
         chunks = run(source, path, delivered, cfg)
         try:
             for frames in chunks:
-                small = None
-                if cfg.small_size is not None:
-                    small = downscale(frames, cfg.small_size).contiguous().numpy()
-                yield FrameChunk(start=delivered, frames=frames, small=small)
+                yield FrameChunk(start=delivered, frames=frames)
                 delivered += len(frames)
         except SourceFailed as err:
             reasons.append(f"{name} at frame {delivered}: {err}")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from skimage.data import astronaut
 
-from pipeline.faces.detect import FaceConfig, box_iou, detect_faces, load_detector
+from pipeline.faces.detect import FaceConfig, box_iou, detect_faces, downscale, load_detector
 from pipeline.faces.track import FaceRecords, FaceTracker
 from pipeline.synth.faces import SOURCE_BOX, SOURCE_LANDMARKS
 from pipeline.video.decode import FrameChunk, iter_chunks
@@ -180,6 +180,14 @@ def test_main_stays_on_its_face_unless_another_is_much_stronger():
     r = recs["main"]
     assert (r.box[:30, 0] == 10.0).all()
     assert (r.box[35:, 0] == 90.0).all()
+
+
+def test_downscale_keeps_the_aspect_ratio_and_the_picture():
+    frames = np.stack([astronaut()[:240, :320]] * 2)  # (2, 240, 320, 3)
+    small = downscale(frames, 160)
+    assert small.dtype == torch.uint8 and tuple(small.shape) == (2, 120, 160, 3)
+    assert abs(float(small.float().mean()) - float(frames.mean())) < 2.0
+    assert tuple(downscale(frames, 400).shape) == frames.shape  # never enlarged
 
 
 # ---- MTCNN on real encoded video --------------------------------------------------------------------
