@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-from model.tasks import SPLIT_PARTS, SPLITS, get_task
-
-if TYPE_CHECKING:
-    from pipeline.video.probe import VideoInfo
+from model.tasks import SPLIT_PARTS, SPLITS, TASKS, get_task
+from pipeline.video import probe
+from pipeline.video.probe import VideoInfo
 
 Layout = Literal["affwild2", "emi", "ah", "plain"]
 Position = Literal["main", "left", "right"]
@@ -118,14 +117,11 @@ class Catalogue:
     found: list[str] = field(default_factory=list)  # human-readable notes of what was found where
     cropped_aligned: Path | None = None  # organiser face-crop folder, if present (noted, not used)
     errors: list[CatalogueProblem] = field(default_factory=list)  # bad inputs left out (strict=False)
-    # container probes and decoded frame counts, filled lazily by `video_info` / `decoded_frames`
+    # container probes, filled lazily by `video_info`
     _info: dict[str, VideoInfo] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _decoded: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def tasks(self) -> list[str]:
         """Tasks this catalogue has splits for, in task-table order."""
-        from model.tasks import TASKS
-
         return [t for t in TASKS if t in self.splits]
 
     def subjects_in(self, task: str, split: str) -> list[Subject]:
@@ -154,18 +150,8 @@ class Catalogue:
     def video_info(self, video: str) -> VideoInfo:
         """Container metadata of video `video` (probed once, then cached); raises `VideoError`."""
         if video not in self._info:
-            from pipeline.video.probe import probe_video
-
-            self._info[video] = probe_video(self.videos[video].path)
+            self._info[video] = probe.probe_video(self.videos[video].path)
         return self._info[video]
-
-    def decoded_frames(self, video: str) -> int:
-        """Number of frames the decoder yields for video `video` (decoded once, then cached)."""
-        if video not in self._decoded:
-            from pipeline.video.probe import count_decoded_frames
-
-            self._decoded[video] = count_decoded_frames(self.videos[video].path)
-        return self._decoded[video]
 
     def failures(self) -> list[dict[str, str]]:
         """The problems as rows of a failures table: video, subject, stage ("catalogue"), reason."""
@@ -173,13 +159,3 @@ class Catalogue:
             {"video": p.video or "", "subject": p.subject or "", "stage": "catalogue", "reason": str(p)}
             for p in self.errors
         ]
-
-    def summary(self, probe: bool = False) -> str:
-        """A readable table of videos, subjects, frames and labelled frames per task and split, and notes.
-
-        With `probe`, container frame counts are read (PyAV metadata, no decoding) and compared with the
-        annotation line counts.
-        """
-        from pipeline.datasets.summary import format_summary
-
-        return format_summary(self, probe=probe)

@@ -7,6 +7,7 @@ finds on `run`'s predictions with the validation metric recorded in training.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from jobs.cli import app
 from jobs.run import RunConfig, RunError, RunReport, Stage, check_config, submission_path, weights_needed
 from model.tasks import EMI_NAMES, TASKS
+from pipeline.video.probe import count_decoded_frames
 from tests.jobs.test_predict import expected_schema
 
 
@@ -167,6 +169,7 @@ def check_run(data: SimpleNamespace, task: str, split: str, output: Path, weight
                                       "--weights", str(weights), "--output", str(output), "--cache", data.cache])  # fmt: skip
     assert result.exit_code == 0, result.output
     catalogue = data.catalogue
+    decoded = functools.cache(lambda video: count_decoded_frames(catalogue.videos[video].path))
     table = pl.read_parquet(output / "predictions" / f"{task}.parquet")
     assert dict(table.schema) == expected_schema(task)
     subjects = [s.name for s in catalogue.subjects_in(task, split)]
@@ -175,14 +178,14 @@ def check_run(data: SimpleNamespace, task: str, split: str, output: Path, weight
     if not clip:  # every decoded frame of every subject, numbered from 1
         for subject in subjects:
             frames = table.filter(pl.col("subject") == subject)["frame"].to_list()
-            assert frames == list(range(1, catalogue.decoded_frames(catalogue.subjects[subject].video) + 1))
+            assert frames == list(range(1, decoded(catalogue.subjects[subject].video) + 1))
         assert (table["filled"] == ~table["face"]).all()
     # the submission: one line per frame of every test subject (per clip for EMI), and it checks
     submission = submission_path(output, task)
     test = [s.name for s in catalogue.subjects_in(task, "test")]
     lines = submission.read_text().splitlines()
     header = 0 if task == "ah" else 1
-    expected = len(test) if clip else sum(catalogue.decoded_frames(catalogue.subjects[s].video) for s in test)
+    expected = len(test) if clip else sum(decoded(catalogue.subjects[s].video) for s in test)
     assert len(lines) - header == expected
     checked = CliRunner().invoke(
         app, ["check-submission", "--task", task, str(submission), "--input", str(data.root)]

@@ -9,6 +9,7 @@ import pytest
 
 from model.tasks import AU_NAMES, EXPR_NAMES
 from pipeline.datasets import CatalogueError, load_catalogue
+from pipeline.datasets.summary import format_summary
 
 VA_HEADER = "valence,arousal"
 AU_HEADER = ",".join(AU_NAMES)
@@ -122,7 +123,7 @@ def test_subjects_in_and_summary(tmp_path):
     assert cat.subjects_in("ah", "train") == []
     with pytest.raises(ValueError, match="unknown split"):
         cat.subjects_in("va", "dev")
-    text = cat.summary()
+    text = format_summary(cat)
     va_train = next(line.split() for line in text.splitlines() if line.startswith("va    train"))
     assert va_train[2:] == ["3", "2", "6", "5"]  # subjects, videos, annotation lines, valid lines
     assert "found:" in text and "cropped_aligned" in text
@@ -246,7 +247,7 @@ def test_all_problems_listed_at_once_or_returned_when_not_strict(tmp_path):
         ("b", "b", "catalogue"),
     }
     assert any(str(bad_va) in r["reason"] and "7" in r["reason"] for r in rows)
-    assert "problems (2; left out)" in cat.summary()
+    assert "problems (2; left out)" in format_summary(cat)
 
 
 def test_many_bad_lines_report_the_first_and_count_the_rest(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from model.tasks import EMI_NAMES
 from pipeline.datasets import CatalogueError, detect_layout, load_catalogue
 from pipeline.datasets.bah_yaml import read_frame_lists
+from pipeline.datasets.summary import format_summary
 
 EMI_HEADER = "Filename," + ",".join(EMI_NAMES)
 V1, V2, V3, V4 = (
@@ -188,7 +189,7 @@ def test_plain_folder(tmp_path):
     assert all(s.position == "main" for s in cat.subjects.values())
     assert sorted(s.name for s in cat.subjects_in("va", "all")) == sorted(cat.videos)
     assert cat.subjects_in("va", "test") == []
-    assert "plain" in cat.summary() and "videos: 5" in cat.summary()
+    assert "plain" in format_summary(cat) and "videos: 5" in format_summary(cat)
 
 
 def test_ah_annotation_fast_scan_and_yaml_read_the_same_labels():

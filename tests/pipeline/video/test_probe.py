@@ -10,6 +10,7 @@ import pytest
 
 import pipeline.video.probe as probe
 from pipeline.datasets import load_catalogue
+from pipeline.datasets.summary import format_summary
 from pipeline.video.probe import VideoError, count_decoded_frames, probe_video
 
 
@@ -73,8 +74,8 @@ def test_catalogue_probes_lazily_once_per_video(tmp_path, monkeypatch):
     assert calls == []  # building the catalogue never probes
     assert cat.video_info("v").frame_count == 6 and cat.video_info("v").frame_count == 6
     assert calls == [tmp_path / "batch1" / "v.mp4"]
-    assert cat.decoded_frames("v") == 6
-    text = cat.summary(probe=True)
+    assert count_decoded_frames(cat.videos["v"].path) == 6
+    text = format_summary(cat, probe=True)
     row = next(line.split() for line in text.splitlines() if line.startswith("va    train"))
     assert row[2:] == ["1", "1", "5", "5", "6", "0", "1"]  # ..., container frames, unreadable, mismatches
     assert len(calls) == 1
