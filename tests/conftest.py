@@ -1,8 +1,10 @@
-"""Shared fixtures: the synthetic data sets of `pipeline.synth.common`, each made once per test session.
+"""Shared fixtures: the synthetic data sets of `pipeline.synth.common`, each made once per test session, and
+one torch thread.
 
 `synth_affwild2`, `synth_emi` and `synth_ah` return the root folder (a Path) of the default data set of
 that layout (seed 0); its `synth_manifest.json` says what is in it and `synth_truth/` holds the true face
-boxes. Treat them as read-only: every test of the session shares them.
+boxes. Treat them as read-only: every test of the session shares them. `one_thread` runs a test on one
+torch thread (a module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.synth.common import SynthConfig
 from pipeline.synth.dataset import make_dataset
@@ -37,3 +40,13 @@ def synth_emi(tmp_path_factory) -> Path:
 def synth_ah(tmp_path_factory) -> Path:
     """The default AH-layout (BAH-like) synthetic data set (8 videos of 4 participants)."""
     return _make(tmp_path_factory, "ah")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, restored afterwards: on a shared two-core machine small tensors (and MTCNN's small
+    convolutions) gain nothing from a second thread, and two threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

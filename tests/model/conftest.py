@@ -1,4 +1,4 @@
-"""Shared fixtures of the model tests: a random-init backbone, a classifier state dict, small inputs."""
+"""Shared fixtures of the model tests: a random-init backbone, a classifier state dict, one torch thread."""
 
 import pytest
 import timm
@@ -20,16 +20,6 @@ def classifier_state():
     return timm.create_model("mobilenetv4_conv_small", num_classes=8).state_dict()
 
 
-def random_maps(backbone, batch: int, frames: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Boundary maps (B, T, C, H, W) shaped like the backbone's, non-negative like ReLU outputs."""
-    g = torch.Generator().manual_seed(seed)
-    return tuple(torch.rand(batch, frames, *shape, generator=g) for shape in backbone.boundary_shapes)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors run faster on one thread on a shared 2-core machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Every model test runs on one torch thread (`one_thread` of tests/conftest.py)."""

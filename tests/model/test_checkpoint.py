@@ -11,7 +11,7 @@ from model import __version__
 from model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_meta
 from model.configs import build_model
 from pipeline.temporal.predictor import check_cache_spec
-from tests.model.conftest import random_maps
+from tests.helpers import random_maps
 
 CACHE_SPEC = {  # as the feature cache records it
     "backbone": "mobilenetv4_conv_small",

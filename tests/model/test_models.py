@@ -8,7 +8,7 @@ from model.facts import model_facts
 from model.heads import activate, masked_time_mean
 from model.losses import loss_for
 from model.tasks import TASKS
-from tests.model.conftest import random_maps
+from tests.helpers import random_maps
 
 B, T = 2, 8
 CASES = [(c, t) for c in MODEL_CONFIGS for t in TASKS]

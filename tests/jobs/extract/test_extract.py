@@ -28,6 +28,7 @@ from jobs.extract.runtime import RuntimeConfig, ray_session
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import read_metadata
 from pipeline.features import cosine_per_frame
+from tests.helpers import write_video
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
@@ -156,19 +157,6 @@ def test_rerun_skips_complete_shards(dataset, reference):
     other = FaceSettings(face=type(SETTINGS.face)(**{**SETTINGS.face.__dict__, "min_face_size": 17}))
     with pytest.raises(RuntimeError, match="min_face_size"):
         extract(ExtractConfig(input=root, cache=location, faces=other, subjects=tuple(subjects)), print)
-
-
-def write_video(path: Path, frames: np.ndarray, fps: int = 25, faststart: bool = False) -> None:
-    import av
-
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode())
 
 
 def bad_videos_folder(root: Path, good: Path) -> Path:

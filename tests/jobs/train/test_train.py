@@ -17,7 +17,7 @@ from jobs.train.trainer import TrainConfig, TrainError, train
 from model.backbone import RANDOM_INIT
 from model.checkpoint import load_checkpoint
 from pipeline.temporal.predictor import check_cache_spec
-from tests.pipeline.temporal.test_windows import FakeCache
+from tests.helpers import FakeCache
 
 SHAPES = ((64, 28, 28), (96, 14, 14))
 FRAMES = {"t1": 12, "t2_left": 10, "t2_right": 10, "v1": 9, "v2": 6}

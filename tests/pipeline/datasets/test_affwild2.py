@@ -10,6 +10,7 @@ import pytest
 from model.tasks import AU_NAMES, EXPR_NAMES
 from pipeline.datasets import CatalogueError, load_catalogue
 from pipeline.datasets.summary import format_summary
+from tests.helpers import touch
 
 VA_HEADER = "valence,arousal"
 AU_HEADER = ",".join(AU_NAMES)
@@ -24,12 +25,6 @@ RELEASE = {
     "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
     "expr": "Expression_Recognition_Challenge_test_set_release.txt",
 }
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0")
-    return path
 
 
 def annotate(

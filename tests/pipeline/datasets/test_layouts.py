@@ -11,17 +11,12 @@ from model.tasks import EMI_NAMES
 from pipeline.datasets import CatalogueError, detect_layout, load_catalogue
 from pipeline.datasets.bah_yaml import read_frame_lists
 from pipeline.datasets.summary import format_summary
+from tests.helpers import touch
 
 EMI_HEADER = "Filename," + ",".join(EMI_NAMES)
 V1, V2, V3, V4 = (
     f"P{p}/Visite_1/P{p}_Question_{q}_2024_Video.mp4" for p, q in ((1, 1), (1, 2), (2, 1), (3, 4))
 )
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0")
-    return path
 
 
 def make_emi(root: Path) -> Path:

@@ -21,13 +21,7 @@ H, W = 90, 160  # scripted frames; work_size=W keeps them at full size
 SCRIPT_CFG = FaceConfig(work_size=W, every=5, max_gap=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """MTCNN's small convolutions gain nothing from a second thread on a shared two-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- scripted detections ----------------------------------------------------------------------------

@@ -271,12 +271,9 @@ def test_truth_landmarks_lie_inside_the_box(synth_affwild2):
 
 
 @pytest.mark.slow
-def test_mtcnn_finds_the_true_box(synth_affwild2):
+def test_mtcnn_finds_the_true_box(synth_affwild2, one_thread):
     from facenet_pytorch import MTCNN
 
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     detector = MTCNN(keep_all=True, device="cpu")
     video = next(v for v in manifest(synth_affwild2)["videos"] if v["width"] == 640)
     reader = decord.VideoReader(str(synth_affwild2 / video["path"]))
@@ -291,7 +288,6 @@ def test_mtcnn_finds_the_true_box(synth_affwild2):
         inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
         area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
         ious.append((inter / (area + np.prod(t[2:] - t[:2]) - inter)).max())
-    torch.set_num_threads(threads)
     assert np.median(ious) >= 0.85
 
 

@@ -1,13 +1,8 @@
 """Shared fixture of the temporal tests: torch on one thread."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared two-core machine two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every temporal test runs on one torch thread (`one_thread` of tests/conftest.py)."""

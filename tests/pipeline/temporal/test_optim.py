@@ -11,7 +11,7 @@ from torch import nn
 
 from pipeline.temporal.optim import EMA, lr_factor, make_scheduler, train_step
 from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
-from tests.pipeline.temporal.test_windows import FakeCache, labels_for
+from tests.helpers import FakeCache, labels_for
 
 
 class PooledLinear(nn.Module):

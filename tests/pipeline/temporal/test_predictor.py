@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.temporal.predictor import Predictor, activate_array, thresholds_of, window_starts
-from tests.pipeline.temporal.test_windows import FakeCache
+from tests.helpers import FakeCache
 
 
 class PositionEcho(nn.Module):

@@ -9,7 +9,7 @@ from torch import nn
 
 from pipeline.temporal.predictor import Predictor
 from pipeline.temporal.validate import score, validate
-from tests.pipeline.temporal.test_windows import FakeCache, labels_for
+from tests.helpers import FakeCache, labels_for
 
 
 def test_score_tunes_au_thresholds_and_uses_them():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -17,41 +15,7 @@ from pipeline.temporal.windows import (
     plan_windows,
     window_loader,
 )
-
-SHAPES = ((2, 2, 2), (3, 1, 1))  # tiny stand-ins for the (64, 28, 28) and (96, 14, 14) maps
-
-
-class FakeCache:
-    """In-memory FeatureCache: map values encode subject number * 1000 + row; counts reads."""
-
-    def __init__(self, frames: dict[str, int], faces: dict[str, np.ndarray] | None = None, shapes=SHAPES):
-        self.frames = dict(frames)
-        self.faces = faces or {}
-        self.shapes = shapes
-        self.ids = {s: i for i, s in enumerate(frames)}
-        self.read_rows = 0
-
-    def subjects(self) -> list[str]:
-        return list(self.frames)
-
-    def num_frames(self, subject: str) -> int:
-        return self.frames[subject]
-
-    def read(self, subject: str, start: int = 0, stop: int | None = None):
-        stop = self.frames[subject] if stop is None else stop
-        rows = np.arange(start, stop)
-        self.read_rows += len(rows)
-        code = (self.ids[subject] * 1000 + rows).astype(np.float16)
-        maps = tuple(np.broadcast_to(code[:, None, None, None], (len(rows), *s)).copy() for s in self.shapes)
-        face = self.faces.get(subject, np.ones(self.frames[subject], bool))[start:stop]
-        return SimpleNamespace(
-            subject=subject, video=subject, index=rows.astype(np.int32), face=face, maps=maps
-        )
-
-
-def labels_for(values: np.ndarray, valid: np.ndarray | None = None):
-    valid = np.ones(len(values), bool) if valid is None else valid
-    return SimpleNamespace(values=values.astype(np.float32), valid=valid)
+from tests.helpers import SHAPES, FakeCache, labels_for
 
 
 def va_labels(n: int, subject_id: int = 0):

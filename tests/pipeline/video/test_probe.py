@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import av
 import numpy as np
 import pytest
 
@@ -12,28 +9,20 @@ import pipeline.video.probe as probe
 from pipeline.datasets import load_catalogue
 from pipeline.datasets.summary import format_summary
 from pipeline.video.probe import VideoError, count_decoded_frames, probe_video
+from tests.helpers import write_video
 
 
-def write_video(
-    path: Path, frames: int, fps: int = 25, size: tuple[int, int] = (64, 48), codec: str = "libx264"
-):
-    path.parent.mkdir(parents=True, exist_ok=True)
+def grey_frames(count: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """`count` flat grey RGB frames (count, H, W, 3), a different grey each."""
     width, height = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            image = np.full((height, width, 3), (i * 17) % 256, dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    return np.stack([np.full((height, width, 3), (i * 17) % 256, dtype=np.uint8) for i in range(count)])
 
 
 @pytest.mark.parametrize(
     ("name", "codec", "fps"), [("a.mp4", "libx264", 25), ("b.avi", "mpeg4", 30), ("c.mkv", "libx264", 24)]
 )
 def test_probe_reads_container_metadata(tmp_path, name, codec, fps):
-    path = write_video(tmp_path / name, frames=12, fps=fps, size=(64, 48), codec=codec)
+    path = write_video(tmp_path / name, grey_frames(12, (64, 48)), fps=fps, codec=codec)
     info = probe_video(path)
     assert (info.width, info.height, info.frame_count) == (64, 48, 12)
     assert info.fps == pytest.approx(fps)
@@ -46,7 +35,7 @@ def test_unreadable_files_raise_video_error_naming_the_file(tmp_path):
     junk.write_bytes(b"not a video" * 100)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    good = write_video(tmp_path / "good.mp4", frames=10)
+    good = write_video(tmp_path / "good.mp4", grey_frames(10))
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     cases = [
@@ -63,7 +52,7 @@ def test_unreadable_files_raise_video_error_naming_the_file(tmp_path):
 
 
 def test_catalogue_probes_lazily_once_per_video(tmp_path, monkeypatch):
-    write_video(tmp_path / "batch1" / "v.mp4", frames=6)
+    write_video(tmp_path / "batch1" / "v.mp4", grey_frames(6))
     ann = tmp_path / "Annotations" / "VA_Estimation_Challenge" / "Train_Set" / "v.txt"
     ann.parent.mkdir(parents=True)
     ann.write_text("valence,arousal\n" + "0.1,0.1\n" * 5)  # one line fewer than the container's frames
