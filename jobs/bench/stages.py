@@ -18,9 +18,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from jobs.bench.videos import BenchVideo, iou
+from jobs.bench.videos import BenchVideo
 from jobs.extract.config import FaceSettings
 from model.backbone import BackboneConfig, build_backbone
+from pipeline.faces.detect import box_iou
 from pipeline.features import FeatureConfig, extract_maps, use_bf16
 from pipeline.video.decode import DecodeConfig, iter_chunks
 
@@ -44,7 +45,7 @@ def face_scores(
     index = np.asarray(index, np.int64)
     true_face = truth.face[index]
     found = np.asarray(face, bool) & true_face
-    overlaps = iou(np.asarray(boxes, np.float64)[found], truth.boxes[index][found])
+    overlaps = box_iou(np.asarray(boxes, np.float64)[found], truth.boxes[index][found])
     return {
         "median_iou": float(np.median(overlaps)) if overlaps.size else 0.0,
         "found_pct": 100.0 * found.sum() / max(int(true_face.sum()), 1),

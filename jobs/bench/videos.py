@@ -82,13 +82,3 @@ def make_videos(folder: Path, count: int, spec: BenchVideoSpec, prefix: str = "b
         make_video(folder / f"{prefix}-{i}-{spec.width}x{spec.height}.mp4", replace(spec, seed=spec.seed + i))
         for i in range(count)
     ]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of boxes row by row: (n, 4) x (n, 4) -> (n,)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = w * h
-    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area - inter, 1e-9)

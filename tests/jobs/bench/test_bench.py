@@ -7,13 +7,11 @@ import math
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from jobs.bench.e2e import TreeSampler
 from jobs.bench.suite import efficiency
-from jobs.bench.videos import iou
 from jobs.cli import app
 
 SECTIONS = ("setup", "decode", "faces", "align", "backbone", "cache", "temporal", "extract", "efficiency",
@@ -39,12 +37,6 @@ def numbers(tree, path=""):
             yield from numbers(value, f"{path}{key}.")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             yield f"{path}{key}", value
-
-
-def test_iou_of_boxes():
-    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
-    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
-    assert iou(a, b) == pytest.approx([1.0, 0.0, 50 / 150])
 
 
 def test_tree_sampler_sums_descendants():

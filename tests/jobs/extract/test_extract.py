@@ -27,6 +27,7 @@ from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import read_metadata
+from pipeline.faces.detect import box_iou
 from pipeline.features import cosine_per_frame
 from tests.helpers import write_video
 
@@ -58,14 +59,6 @@ def truth(root: Path, video: str, subject: str) -> dict[str, np.ndarray]:
         "face": rows["face"].to_numpy(bool),
         "box": rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32),
     }
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
-    x2, y2 = np.minimum(a[:, 2], b[:, 2]), np.minimum(a[:, 3], b[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
 
 
 def assert_same_cache(got_location: str, want_location: str, subjects: list[str]) -> None:
@@ -122,7 +115,7 @@ def test_extraction_finds_the_true_faces(dataset, reference):
         np.testing.assert_array_equal(got.index, want["index"])
         both = got.face & want["face"]
         assert both.sum() >= 0.98 * want["face"].sum(), subject
-        assert np.median(iou(got.box[both], want["box"][both])) >= 0.85, subject
+        assert np.median(box_iou(got.box[both], want["box"][both])) >= 0.85, subject
         for start, stop in video["no_face_frames"]:
             assert not got.face[start:stop].any(), (subject, start, stop)
             assert set(got.source[start:stop]) == {"none"}

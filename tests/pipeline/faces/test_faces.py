@@ -176,6 +176,12 @@ def test_main_stays_on_its_face_unless_another_is_much_stronger():
     assert (r.box[35:, 0] == 90.0).all()
 
 
+def test_iou_of_boxes():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    b = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10]], float)
+    assert box_iou(a, b) == pytest.approx([1.0, 0.0, 50 / 150])
+
+
 def test_downscale_keeps_the_aspect_ratio_and_the_picture():
     frames = np.stack([astronaut()[:240, :320]] * 2)  # (2, 240, 320, 3)
     small = downscale(frames, 160)
