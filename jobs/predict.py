@@ -85,7 +85,7 @@ def class_columns(task: str) -> tuple[list[str], list[str]]:
     spec = get_task(task)
     if spec.kind == "regression":
         return [], []
-    return [f"p_{name}" for name in spec.header], list(spec.label_columns)
+    return list(spec.probability_columns), list(spec.label_columns)
 
 
 def subject_table(
