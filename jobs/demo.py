@@ -2,12 +2,11 @@
 
 Steps, each one reused when a rerun finds it finished:
 
-1. a synthetic Aff-Wild2-layout data set (`pipeline.synth.common`) in OUT/data;
-2. the feature cache of all its splits (`jobs.extract.driver`) in OUT/cache;
-3. a VA model (`tam_s1`) trained for a few epochs (`jobs.train.trainer`) in OUT/checkpoints/va;
-4. `lwaffect run --task va --split test` (`jobs.run`): OUT/predictions/va.parquet and
-   OUT/submission/va/predictions.txt;
-5. a check of the submission file against the test list and frame counts.
+1. a synthetic Aff-Wild2-layout data set (`pipeline.synth.dataset`) in OUT/data;
+2. `lwaffect run --input OUT/data --task va` with short training settings (through the CLI): the feature
+   cache in OUT/cache, a VA model (`tam_s1`) trained in OUT/checkpoints/va, OUT/predictions/va.parquet,
+   OUT/submission/va/predictions.txt and OUT/run.json;
+3. a check of the submission file against the test list and frame counts.
 
 Run as `python -m jobs.demo --output demo`; exit status 0 when the submission checks.
 """
@@ -15,13 +14,14 @@ Run as `python -m jobs.demo --output demo`; exit status 0 when the submission ch
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.run import RunConfig, RunReport, run
+from jobs.run.report import RUN_FILE
 
 Say = Callable[[str], None]
 
@@ -41,6 +41,13 @@ class DemoConfig:
     lr: float = 2e-3  # peak learning rate
     seed: int = 0  # seed of the data set and of training
 
+    def run_args(self, data: Path) -> list[str]:
+        """`lwaffect run` on the demo data with the demo's short training settings."""
+        return ["run", "--input", str(data), "--task", "va", "--output", str(self.output),
+                "--config", self.config, "--epochs", str(self.epochs), "--seq-len", str(self.seq_len),
+                "--train-stride", str(self.stride), "--batch-size", str(self.batch_size), "--lr", str(self.lr),
+                "--seed", str(self.seed), "--patience", str(self.epochs)]  # fmt: skip
+
 
 def make_data(cfg: DemoConfig, say: Say) -> Path:
     """The synthetic data set in OUT/data (kept when its manifest exists)."""
@@ -49,9 +56,9 @@ def make_data(cfg: DemoConfig, say: Say) -> Path:
 
     root = cfg.output / "data"
     if (root / MANIFEST).is_file():
-        say(f"[1/5] data: reusing {root}")
+        say(f"[1/3] data: reusing {root}")
         return root
-    say(f"[1/5] data: writing {cfg.videos} synthetic videos of {cfg.seconds:g} s to {root}")
+    say(f"[1/3] data: writing {cfg.videos} synthetic videos of {cfg.seconds:g} s to {root}")
     make_dataset(
         SynthConfig(output=root, videos=cfg.videos, seconds=cfg.seconds, seed=cfg.seed),
         say=lambda line: say(f"  {line}"),
@@ -59,76 +66,44 @@ def make_data(cfg: DemoConfig, say: Say) -> Path:
     return root
 
 
-def make_cache(cfg: DemoConfig, data: Path, say: Say) -> str:
-    """The feature cache of every split (complete shards are skipped)."""
-    from jobs.extract.config import ExtractConfig
-    from jobs.extract.driver import extract
-
-    cache = str(cfg.output / "cache")
-    say(f"[2/5] extract: feature cache of all splits in {cache}")
-    report = extract(ExtractConfig(input=data, cache=cache, split="all"), say=lambda line: say(f"  {line}"))
-    if report.failures:
-        say(f"  {len(report.failures)} subjects failed: {', '.join(f.subject for f in report.failures)}")
-    return cache
-
-
-def train_model(cfg: DemoConfig, data: Path, cache: str, say: Say) -> Path:
-    """A briefly trained VA model (resumed, or kept when all its epochs are done)."""
-    from jobs.train.trainer import TrainConfig, train
-
-    output = cfg.output / "checkpoints" / "va"
-    say(f"[3/5] train: VA model {cfg.config}, {cfg.epochs} epochs, in {output}")
-    result = train(
-        TrainConfig(task="va", input=data, cache=cache, output=output, config=cfg.config, epochs=cfg.epochs,
-                    seq_len=cfg.seq_len, stride=cfg.stride, batch_size=cfg.batch_size, lr=cfg.lr,
-                    seed=cfg.seed, patience=cfg.epochs),
-        say=lambda line: say(f"  {line}"),
-    )  # fmt: skip
-    curve = [f"{r['metric']:.3f}" for r in result.history]
-    say(f"  validation mean CCC by epoch: {' '.join(curve)}; best {result.best_metric:.3f} "
-        f"at epoch {result.best_epoch}")  # fmt: skip
-    return result.checkpoint
-
-
-def run_test_split(cfg: DemoConfig, data: Path, cache: str, weights: Path, say: Say) -> RunReport:
-    """`lwaffect run --task va --split test` on the cache."""
-    say("[4/5] run: lwaffect run --task va --split test")
-    run_cfg = RunConfig(input=data, task="va", weights=weights, output=cfg.output, split="test", cache=cache)
-    report = run(run_cfg, say=lambda line: say(f"  {line}"))
-    say(report.summary())
-    return report
-
-
-def check(report: RunReport, data: Path, say: Say) -> bool:
+def check(submission: Path | None, predictions: Path, data: Path, say: Say) -> bool:
     """Check the submission file again, as `lwaffect check-submission` does."""
     from jobs.evaluate import CheckConfig, check_submission_file
 
-    say("[5/5] check-submission")
-    if report.submission is None:
+    say("[3/3] check-submission")
+    if submission is None:
         say("  no submission file was written")
         return False
-    problems = check_submission_file(CheckConfig("va", report.submission, data, report.predictions))
+    problems = check_submission_file(CheckConfig("va", submission, data, predictions))
     for problem in problems:
-        say(f"  {report.submission}: {problem}")
+        say(f"  {submission}: {problem}")
     return not problems
 
 
 def demo(cfg: DemoConfig, say: Say | None = None) -> int:
-    """Run the five steps; the exit status (0 when the submission checks)."""
+    """Run the three steps; the exit status (0 when the submission checks)."""
+    from jobs.cli import app
+
     say = say or (lambda line: print(line, flush=True))
     started = time.perf_counter()
     cfg.output.mkdir(parents=True, exist_ok=True)
     data = make_data(cfg, say)
-    cache = make_cache(cfg, data, say)
-    weights = train_model(cfg, data, cache, say)
-    report = run_test_split(cfg, data, cache, weights, say)
-    valid = check(report, data, say)
+    argv = cfg.run_args(data)
+    say(f"[2/3] run: lwaffect {' '.join(argv)}")
+    code = app(argv, prog_name="lwaffect", standalone_mode=False)  # the exit status, as the command's
+    if code not in (0, 2, None):  # 2: finished, some inputs failed (the submission is still complete)
+        return int(code)
+    record = json.loads((cfg.output / RUN_FILE).read_text())
+    submission = record["submissions"].get("va", {}).get("path")
+    valid = check(Path(submission) if submission else None, Path(record["predictions"]["va"]), data, say)
     say(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
-    lines = sum(1 for _ in report.submission.open()) - 1 if report.submission else 0
+    say(f"checkpoint: {record['checkpoints']['va']['path']} ({record['checkpoints']['va']['source']})")
+    say(f"run record: {cfg.output / RUN_FILE}")
     if valid:
-        say(f"submission: {report.submission} ({lines} frames) - valid")
+        lines = sum(1 for _ in Path(submission).open()) - 1
+        say(f"submission: {submission} ({lines} frames) - valid")
         return 0
-    say(f"submission: {report.submission} - does NOT check (see above)")
+    say(f"submission: {submission} - does NOT check (see above)")
     return 1
 
 

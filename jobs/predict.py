@@ -5,9 +5,14 @@ Loads a checkpoint (which must match the task and the cache's backbone) and the 
 with overlapping windows averaged and activated, decides AU / AH with the checkpoint's thresholds and EXPR
 by the most probable class, fills frames without a face (`pipeline.fill`) and writes
 `OUT/predictions/<task>.parquet` atomically. Schema: `video`, `subject`, `frame` (int32, 1-based), `face`,
-`filled`, then the task's columns of the task table (`model.tasks`): VA `valence`, `arousal`; AU `p_AU*`
-and `AU*`; EXPR `p_<class>` and `expression`; AH `p_ah`, `ah`. EMI (a clip task): `video`, `subject` and
-its six intensities.
+`filled`, `reason` (why a row is filled: "no face", "failed video"; "" where predicted), then the task's
+columns of the task table (`model.tasks`): VA `valence`, `arousal`; AU `p_AU*` and `AU*`; EXPR `p_<class>`
+and `expression`; AH `p_ah`, `ah`. EMI (a clip task): `video`, `subject`, `reason` and its six intensities.
+
+With `complete`, a subject without a complete cache shard (its video failed) still gets its rows: the
+task's neutral value (`model.tasks`) on every frame the organiser example or the container counts
+(`pipeline.submission.frames`), flagged `filled` with reason "failed video", so that a submission stays
+complete.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pipeline.io import atomic_path
 from pipeline.temporal.predictor import Predictor, check_cache_spec
 
 PREDICTIONS_DIR = "predictions"  # OUT/predictions/<task>.parquet
+NO_FACE, FAILED_VIDEO = "no face", "failed video"  # values of the `reason` column of filled rows
 
 
 class PredictError(ValueError):
@@ -51,6 +57,7 @@ class PredictConfig:
     batch_size: int = 8  # windows per forward pass
     device: str = "cpu"  # cpu, cuda or cuda:N
     bf16: bool = False  # bf16 autocast around the model
+    complete: bool = False  # subjects without a complete shard get neutral rows (needs `input` to count them)
 
 
 @dataclass
@@ -66,6 +73,8 @@ class PredictReport:
     filled: int  # frames without a face, filled
     seconds: float  # wall time of the prediction loop (model and cache reads)
     missing: list[str] = field(default_factory=list)  # subjects asked for that have no complete shard
+    neutral: dict[str, int] = field(default_factory=dict)  # of those, subject -> neutral rows written
+    uncounted: dict[str, str] = field(default_factory=dict)  # of those, subject -> why it has no rows
 
     @property
     def frames_per_s(self) -> float:
@@ -103,7 +112,7 @@ def subject_table(
     """
     spec = get_task(task)
     if spec.unit == "clip":
-        data: dict[str, Any] = {"video": [video], "subject": [subject]}
+        data: dict[str, Any] = {"video": [video], "subject": [subject], "reason": [""]}
         data |= {name: pl.Series(name, preds[:1, k], pl.Float32) for k, name in enumerate(spec.header)}
         return pl.DataFrame(data)
     n = len(frame)
@@ -113,6 +122,7 @@ def subject_table(
         "frame": pl.Series("frame", frame, pl.Int32),
         "face": pl.Series("face", face, pl.Boolean),
         "filled": pl.Series("filled", np.zeros(n, bool), pl.Boolean),
+        "reason": pl.Series("reason", [""] * n, pl.String),
     }
     if spec.kind == "regression":
         data |= {c: pl.Series(c, preds[:, k], pl.Float32) for k, c in enumerate(spec.label_columns)}
@@ -125,6 +135,20 @@ def subject_table(
         classes = preds >= thresholds  # (N, K) 0/1 decisions
     data |= {c: pl.Series(c, classes[:, k].astype(np.int8), pl.Int8) for k, c in enumerate(decisions)}
     return pl.DataFrame(data)
+
+
+def neutral_table(task: str, video: str, subject: str, frames: int) -> pl.DataFrame:
+    """Rows of a subject whose video failed: the task's neutral value on frames 1..`frames`, flagged."""
+    spec = get_task(task)
+    neutral = np.asarray(spec.neutral, np.float32)
+    if spec.kind == "multiclass":  # one class -> its probability row (K,)
+        neutral = np.eye(spec.outputs, dtype=np.float32)[int(neutral[0])]
+    preds = np.broadcast_to(neutral, (frames, spec.outputs))  # (N, out)
+    table = subject_table(task, video, subject, np.arange(1, frames + 1), np.zeros(frames, bool), preds,
+                          np.full(spec.outputs, 0.5))  # fmt: skip
+    if spec.unit == "clip":
+        return table.with_columns(reason=pl.lit(FAILED_VIDEO))
+    return table.with_columns(filled=pl.lit(True), reason=pl.lit(FAILED_VIDEO))
 
 
 def empty_table(task: str) -> pl.DataFrame:
@@ -168,8 +192,38 @@ def predict_subjects(
     if get_task(task).unit == "clip":
         return table
     filled = fill_predictions(table, task, FillConfig(method=fill), thresholds)
-    order = {s: k for k, s in enumerate(subjects)}  # keep the requested subject order
-    return filled.sort(pl.col("subject").replace_strict(order, return_dtype=pl.Int64), "frame")
+    reason = pl.when(pl.col("filled")).then(pl.lit(NO_FACE)).otherwise(pl.lit(""))
+    return in_order(filled.with_columns(reason=reason), subjects)
+
+
+def in_order(table: pl.DataFrame, subjects: Sequence[str]) -> pl.DataFrame:
+    """The rows sorted by subject in the requested order, then by frame."""
+    order = {s: k for k, s in enumerate(subjects)}
+    keys = [pl.col("subject").replace_strict(order, return_dtype=pl.Int64)]
+    return table.sort([*keys, "frame"] if "frame" in table.columns else keys)
+
+
+def neutral_rows(
+    cfg: PredictConfig, missing: list[str], report: PredictReport, say: Callable[[str], None]
+) -> list[pl.DataFrame]:
+    """Neutral rows of the subjects without a shard, where a frame count is known (recorded in `report`)."""
+    from pipeline.datasets import load_catalogue
+    from pipeline.submission.frames import FrameCounter
+
+    if cfg.input is None:
+        raise PredictError("complete predictions need --input, the data set folder that counts the frames")
+    catalogue = load_catalogue(cfg.input, strict=False)
+    counter, parts = FrameCounter(cfg.task, catalogue), []
+    for subject in missing:
+        frames, source = counter.count(subject)
+        if frames is None:
+            report.uncounted[subject] = source
+            say(f"  {subject}: no predictions and no frame count ({source}): its lines are missing")
+            continue
+        report.neutral[subject] = frames
+        parts.append(neutral_table(cfg.task, catalogue.subjects[subject].video, subject, frames))
+        say(f"  {subject}: video failed, {frames} neutral rows ({source})")
+    return parts
 
 
 def load_model(weights: Path, task: str, cache: Any, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -232,9 +286,15 @@ def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> Pre
     table = predict_subjects(predictor, cache, subjects, cfg.fill, say)
     seconds = time.perf_counter() - started
     path = output_path(cfg.output, cfg.task)
+    report = PredictReport(cfg.task, path, len(subjects), 0, 0, 0, 0, seconds, missing)
+    if cfg.complete and missing:
+        table = pl.concat([table, *neutral_rows(cfg, missing, report, say)], how="vertical")
+        requested = list(cfg.subjects) if cfg.subjects is not None else [*subjects, *missing]
+        table = in_order(table, requested)
     write_predictions(table, path)
     clip = get_task(cfg.task).unit == "clip"
-    faces = len(table) if clip else int(table["face"].sum())
-    filled = 0 if clip else int(table["filled"].sum())
-    videos = table["video"].n_unique() if len(table) else 0
-    return PredictReport(cfg.task, path, len(subjects), videos, len(table), faces, filled, seconds, missing)
+    report.faces = len(table) - len(report.neutral) if clip else int(table["face"].sum())
+    report.filled = int((table["reason"] != "").sum())
+    report.frames, report.videos = len(table), table["video"].n_unique() if len(table) else 0
+    report.subjects = len(subjects) + len(report.neutral)
+    return report

@@ -36,6 +36,8 @@ class TaskSpec:
     value_range: tuple[float, float]  # valid range of a label value
     invalid: float | None  # marker of an invalid frame label in annotation files, None if there is none
     metric: str  # name of the official metric
+    # what a frame (clip) with nothing to predict from gets, per label column: a failed video's lines
+    neutral: tuple[float, ...]
 
     @property
     def probability_columns(self) -> tuple[str, ...]:
@@ -48,26 +50,31 @@ TASKS: dict[str, TaskSpec] = {
         name="va", dataset="affwild2", unit="frame", outputs=2, activation="tanh", kind="regression",
         label_columns=("valence", "arousal"), header=("valence", "arousal"),
         value_range=(-1.0, 1.0), invalid=-5.0, metric="mean CCC of valence and arousal",
+        neutral=(0.0, 0.0),
     ),
     "au": TaskSpec(
         name="au", dataset="affwild2", unit="frame", outputs=12, activation="sigmoid", kind="multilabel",
         label_columns=AU_NAMES, header=AU_NAMES,
         value_range=(0.0, 1.0), invalid=-1.0, metric="mean F1 over 12 AUs",
+        neutral=(0.0,) * 12,
     ),
     "expr": TaskSpec(
         name="expr", dataset="affwild2", unit="frame", outputs=8, activation="softmax", kind="multiclass",
         label_columns=("expression",), header=EXPR_NAMES,
         value_range=(0.0, 7.0), invalid=-1.0, metric="macro F1 over 8 classes",
+        neutral=(0.0,),
     ),
     "ah": TaskSpec(
         name="ah", dataset="bah", unit="frame", outputs=1, activation="sigmoid", kind="binary",
         label_columns=("ah",), header=("ah",),
         value_range=(0.0, 1.0), invalid=None, metric="F1 (macro over 2 classes by default)",
+        neutral=(0.0,),
     ),
     "emi": TaskSpec(
         name="emi", dataset="hume", unit="clip", outputs=6, activation="sigmoid", kind="regression",
         label_columns=EMI_NAMES, header=EMI_NAMES,
         value_range=(0.0, 1.0), invalid=None, metric="mean Pearson r over 6 intensities",
+        neutral=(0.5,) * 6,
     ),
 }  # fmt: skip
 

@@ -51,7 +51,7 @@ LAST = "last.pt"  # state of the last completed epoch
 LOG = "log.jsonl"  # one JSON line per epoch and per start / resume
 # settings that may change between a run and its resumption
 RESUMABLE_CHANGES = (
-    "epochs", "patience", "device", "log_every", "num_workers", "threads", "allow_missing", "output",
+    "epochs", "patience", "device", "log_every", "num_workers", "threads", "allow_missing", "output", "strict",
 )  # fmt: skip
 
 
@@ -93,6 +93,8 @@ class TrainConfig:
     log_every: int = 50  # steps between progress lines
     num_workers: int = 0  # DataLoader worker processes
     threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
+    strict: bool = False  # stop on any bad input of the data set; False: a note per problem, the rest trains
+    final: bool = False  # also train on the validation subjects and keep the last epoch (a final model)
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,12 @@ class _Data:
 
 def prepare(cfg: TrainConfig, say: Callable[[str], None]) -> _Data:
     """Labelled train and validation subjects of the task that have cache shards, and their labels."""
-    catalogue = load_catalogue(cfg.input)
+    catalogue = load_catalogue(cfg.input, strict=cfg.strict)
+    problems = [p for p in catalogue.errors if p.task in (None, cfg.task)]
+    for problem in problems:
+        say(f"left out: {problem}")
+    if problems:
+        say(f"{len(problems)} problems in {cfg.input}: training on the rest (--strict stops instead)")
     cache = open_cache(cfg.cache)
     train = _labelled(catalogue, cfg.task, "train", cfg.train_subjects)
     val = _labelled(catalogue, cfg.task, "validation", cfg.val_subjects)
@@ -198,6 +205,8 @@ def prepare(cfg: TrainConfig, say: Callable[[str], None]) -> _Data:
         raise TrainError(f"{cfg.input} has no labelled train and validation subjects for {cfg.task}")
     train, val = check_cache(cfg, set(cache.subjects()), train, val, say)
     labels = {s: catalogue.labels[(cfg.task, s)] for s in train + val}
+    if cfg.final:  # a final model learns from the validation subjects too; they are still scored
+        train = train + [s for s in val if s not in train]
     return _Data(cache, dict(cache.spec), labels, train, val)
 
 
@@ -327,7 +336,8 @@ class Trainer:
         with averaged as model:
             predictor = replace(self.predictor, model=model)  # the averaged weights where EMA is on
             val = validate(predictor, self.data.cache, self.data.labels, subjects=self.data.val)
-            improved = val.result.value > self.state.best
+            # a final model keeps its last epoch: its validation subjects were trained on
+            improved = self.cfg.final or val.result.value > self.state.best
             if improved:
                 save_checkpoint(self.best, cast(AffectModel, model), self.meta(epoch, val))
         return val, improved

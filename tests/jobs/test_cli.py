@@ -5,9 +5,8 @@ from typing import get_args
 import pytest
 from typer.testing import CliRunner
 
-from jobs import options
 from jobs.bench.videos import RESOLUTIONS
-from jobs.cli import app
+from jobs.cli import app, options
 from model import __version__
 from model.tasks import SPLITS, TASKS
 from pipeline.fill import FillMethod
@@ -51,7 +50,8 @@ def test_every_command_has_help(command):
 @pytest.mark.parametrize(
     "command, choices",
     [
-        ("run", ["<va|au|expr|ah|emi>", "<train|validation|test|all>", "<linear|nearest>"]),
+        ("run", ["<train|validation|test|all>", "<linear|nearest>"]),
+        ("train", ["<va|au|expr|ah|emi>"]),
         ("extract", ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>"]),
         ("evaluate", ["<macro|binary>"]),
         ("synth", ["<affwild2|emi|ah>"]),

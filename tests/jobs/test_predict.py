@@ -28,7 +28,7 @@ SHAPES = ((2, 2, 2), (3, 1, 1))  # tiny stand-ins for the two boundary maps
 
 # the contract's Parquet schema, written out independently of the code under test
 FRAME_COLUMNS = {"video": pl.String, "subject": pl.String, "frame": pl.Int32, "face": pl.Boolean,
-                 "filled": pl.Boolean}  # fmt: skip
+                 "filled": pl.Boolean, "reason": pl.String}  # fmt: skip
 TASK_COLUMNS = {
     "va": {"valence": pl.Float32, "arousal": pl.Float32},
     "au": {**{f"p_{n}": pl.Float32 for n in AU_NAMES}, **{n: pl.Int8 for n in AU_NAMES}},
@@ -39,7 +39,12 @@ TASK_COLUMNS = {
 
 def expected_schema(task: str) -> dict:
     if task == "emi":
-        return {"video": pl.String, "subject": pl.String, **{n: pl.Float32 for n in EMI_NAMES}}
+        return {
+            "video": pl.String,
+            "subject": pl.String,
+            "reason": pl.String,
+            **{n: pl.Float32 for n in EMI_NAMES},
+        }
     return {**FRAME_COLUMNS, **TASK_COLUMNS[task]}
 
 
@@ -335,3 +340,20 @@ def test_predict_command_writes_predictions_with_a_stride(real_cache, tmp_path):
     table = pl.read_parquet(output_path(tmp_path, "au"))
     assert dict(table.schema) == expected_schema("au")
     assert str(output_path(tmp_path, "au")) in result.output
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_a_failed_video_gets_the_neutral_value_on_every_frame_flagged(task):
+    from jobs.predict import neutral_table
+
+    table = neutral_table(task, "v", "v_left", 5)
+    assert dict(table.schema) == expected_schema(task)
+    spec = TASKS[task]
+    assert set(table["reason"].to_list()) == {"failed video"}
+    if spec.unit == "clip":
+        assert len(table) == 1
+        assert table.select(spec.label_columns).row(0) == pytest.approx(spec.neutral)
+        return
+    assert table["frame"].to_list() == [1, 2, 3, 4, 5]
+    assert table["filled"].all() and not table["face"].any()
+    assert table.select(spec.label_columns).unique().rows() == [pytest.approx(spec.neutral)]

@@ -58,6 +58,7 @@ def fake_catalogue(task="va"):
     return SimpleNamespace(
         labels={(task, s): labels(s) for s in FRAMES},
         subjects_in=lambda t, split: [SimpleNamespace(name=s) for s in splits.get(split, [])],
+        errors=[],
     )
 
 
@@ -65,7 +66,7 @@ def fake_catalogue(task="va"):
 def fakes(monkeypatch):
     cache = MapsCache(FRAMES)
     monkeypatch.setattr(train_job, "open_cache", lambda location: cache)
-    monkeypatch.setattr(train_job, "load_catalogue", lambda root: fake_catalogue(task="va"))
+    monkeypatch.setattr(train_job, "load_catalogue", lambda root, **kw: fake_catalogue(task="va"))
     return cache
 
 
@@ -87,7 +88,7 @@ def straight(tmp_path_factory):
     cache, lines = MapsCache(FRAMES), []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_job, "open_cache", lambda location: cache)
-        mp.setattr(train_job, "load_catalogue", lambda root: fake_catalogue(task="va"))
+        mp.setattr(train_job, "load_catalogue", lambda root, **kw: fake_catalogue(task="va"))
         cfg = config(tmp_path, epochs=2)
         return SimpleNamespace(cfg=cfg, result=train(cfg, say=lines.append), lines=lines, cache=cache)
 
@@ -173,7 +174,7 @@ def test_missing_shards_name_the_extract_command(tmp_path, fakes):
 
 def test_au_run_stores_tuned_thresholds_and_the_averaged_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(train_job, "open_cache", lambda location: MapsCache(FRAMES))
-    monkeypatch.setattr(train_job, "load_catalogue", lambda root: fake_catalogue(task="au"))
+    monkeypatch.setattr(train_job, "load_catalogue", lambda root, **kw: fake_catalogue(task="au"))
     result = train(config(tmp_path, task="au", ema=0.5), say=lambda _: None)
     model, meta = load_checkpoint(result.checkpoint)
     assert len(meta["thresholds"]) == 12 and all(0 <= t <= 1 for t in meta["thresholds"])
@@ -184,7 +185,7 @@ def test_au_run_stores_tuned_thresholds_and_the_averaged_weights(tmp_path, monke
 
 def test_clip_task_trains_on_one_window_per_clip(tmp_path, monkeypatch):
     monkeypatch.setattr(train_job, "open_cache", lambda location: MapsCache(FRAMES))
-    monkeypatch.setattr(train_job, "load_catalogue", lambda root: fake_catalogue(task="emi"))
+    monkeypatch.setattr(train_job, "load_catalogue", lambda root, **kw: fake_catalogue(task="emi"))
     result = train(config(tmp_path, task="emi", seq_len=8, bf16=True), say=lambda _: None)
     assert result.history[0]["frames"] == 2  # the two validation clips
     _, meta = load_checkpoint(result.checkpoint, expect_task="emi")

@@ -18,13 +18,16 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.run import RunConfig, RunError, RunReport, Stage, check_config, submission_path, weights_needed
+from jobs.run.checkpoints import weights_needed
+from jobs.run.config import RunConfig, RunError
+from jobs.run.driver import check_config
+from jobs.run.report import Stage, TaskReport, submission_path
 from model.tasks import EMI_NAMES, TASKS
 from pipeline.video.probe import count_decoded_frames
 from tests.jobs.test_predict import expected_schema
 
 
-def test_run_without_weights_says_which_weights_and_how_to_make_them(tmp_path):
+def test_run_without_weights_or_labels_says_which_weights_and_how_to_make_them(tmp_path):
     result = CliRunner().invoke(
         app, ["run", "--input", str(tmp_path), "--task", "au", "--output", str(tmp_path / "out")]
     )
@@ -37,17 +40,17 @@ def test_run_without_weights_says_which_weights_and_how_to_make_them(tmp_path):
 
 
 def test_weights_message_names_the_cache_and_checkpoint_folder(tmp_path):
-    cfg = RunConfig(input=tmp_path / "data", task="va", output=tmp_path / "o", cache="s3://bucket/c")
-    message = weights_needed(cfg)
+    cfg = RunConfig(input=tmp_path / "data", tasks=("va",), output=tmp_path / "o", cache="s3://bucket/c")
+    message = weights_needed(cfg, "va")
+    assert "va checkpoint" in message
     assert "--cache s3://bucket/c" in message
     assert f"--output {tmp_path / 'o' / 'checkpoints' / 'va'}" in message
-    with pytest.raises(RunError, match="va checkpoint"):
-        check_config(cfg)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--task", "nope", "--weights", "x.ckpt"], "unknown task"),
         (["--task", "va", "--weights", "missing.ckpt"], "no such checkpoint"),
     ],
 )
@@ -60,7 +63,6 @@ def test_usage_errors_exit_1_with_the_reason(tmp_path, args, message):
 @pytest.mark.parametrize(
     ("args", "flag"),
     [
-        (["--task", "nope", "--weights", "x.ckpt"], "--task"),
         (["--task", "va", "--split", "nope", "--weights", "x.ckpt"], "--split"),
     ],
 )
@@ -73,7 +75,7 @@ def test_values_not_among_the_choices_exit_1_naming_them(tmp_path, args, flag):
 
 
 def test_report_exit_code_and_summary(tmp_path):
-    report = RunReport(
+    report = TaskReport(
         task="va", split="test", videos=3, subjects=4, frames=200, filled=10,
         predictions=tmp_path / "predictions" / "va.parquet", failures_path=tmp_path / "failures.parquet",
         stages=[Stage("extract", 2.0, 200), Stage("predict", 0.5, 200), Stage("submit", 0.1, 200, "lines")],
@@ -93,7 +95,9 @@ def test_report_exit_code_and_summary(tmp_path):
 
 
 def test_a_checkpoint_of_another_task_is_refused_before_extraction(tmp_path, random_checkpoint):
-    cfg = RunConfig(input=tmp_path, task="va", weights=random_checkpoint("au"), output=tmp_path / "out")
+    cfg = RunConfig(
+        input=tmp_path, tasks=("va",), weights=(random_checkpoint("au"),), output=tmp_path / "out"
+    )
     with pytest.raises(RunError, match="'au' model, not 'va'"):
         check_config(cfg)
     assert not (tmp_path / "out").exists()
@@ -233,7 +237,7 @@ def test_run_ah_writes_frame_lines_from_zero(ah, random_checkpoint, tmp_path):
 @pytest.mark.timeout(600)
 def test_evaluate_on_run_predictions_equals_the_training_validation_metric(affwild2, tmp_path):
     from jobs.evaluate import EvaluateConfig, evaluate_predictions
-    from jobs.run import run
+    from jobs.run.driver import run
     from jobs.train.trainer import TrainConfig, train
 
     trained = train(
@@ -241,9 +245,10 @@ def test_evaluate_on_run_predictions_equals_the_training_validation_metric(affwi
                     seq_len=16, stride=8, batch_size=8),
         say=quiet,
     )  # fmt: skip
-    report = run(RunConfig(input=affwild2.root, task="va", weights=trained.checkpoint, output=tmp_path / "out",
-                           split="validation", cache=affwild2.cache), say=quiet)  # fmt: skip
-    assert report.exit_code == 0 and report.submission is None
+    ran = run(RunConfig(input=affwild2.root, tasks=("va",), weights=(trained.checkpoint,), output=tmp_path / "out",
+                        split="validation", cache=affwild2.cache), say=quiet)  # fmt: skip
+    report = ran.task("va")
+    assert ran.exit_code == 0 and report.submission is None
     evaluation = evaluate_predictions(EvaluateConfig("va", report.predictions, affwild2.root, "validation"))
     assert evaluation.result.value == pytest.approx(trained.best_metric, abs=1e-5)
     assert evaluation.result.count == trained.history[trained.best_epoch - 1]["frames"]

@@ -1,4 +1,4 @@
-"""Choice values and option types shared by the commands of the `lwaffect` command line (jobs/cli.py).
+"""Choice values and option types shared by the commands of the `lwaffect` command line (jobs/cli/).
 
 A choice is a Literal type: typer lists its values in --help and refuses any other (exit 2, naming the
 choices), and the config a command builds takes the value as it is. Each copies a set of names kept where
@@ -47,3 +47,19 @@ Faces = Annotated[
 Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
 Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi or ah.")]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
+
+# training settings, shared by `train` and `run` (which passes them on when it trains)
+ModelConfig = Annotated[str, typer.Option(help="Model config: tam_s1, tam_s2 or tam_s3.")]
+Epochs = Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")]
+SeqLen = Annotated[int, typer.Option(min=1, help="Frames per window.")]
+LearningRate = Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up + cosine).")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Windows per step.")]
+Seed = Annotated[int, typer.Option(help="Seed of weights, dropout and window order.")]
+Patience = Annotated[int, typer.Option(min=1, help="Epochs without improvement before stopping.")]
+Ema = Annotated[float, typer.Option(help="EMA decay of the weights; 0 disables it.")]
+Bf16 = Annotated[bool, typer.Option(help="bf16 autocast around the model.")]
+Threads = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: one per core).")]
+BackboneWeights = Annotated[
+    Path | None, typer.Option(help="Backbone weights file the cache was made with (if not where it was).")
+]
+Device = Annotated[str, typer.Option(help="Device of the temporal model: cpu, cuda or cuda:N.")]

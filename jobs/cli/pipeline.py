@@ -1,0 +1,229 @@
+"""`lwaffect run`, `extract`, `train`, `predict`: the commands that make caches, models and predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.cli.app import _fails_with_1, _say, app
+from jobs.cli.options import (
+    Address,
+    BackboneWeights,
+    BatchSize,
+    Bf16,
+    Cache,
+    Device,
+    DeviceName,
+    Ema,
+    Epochs,
+    Faces,
+    Fill,
+    Input,
+    LearningRate,
+    ModelConfig,
+    Patience,
+    Seed,
+    SeqLen,
+    Split,
+    SplitName,
+    Subject,
+    Task,
+    Threads,
+)
+
+
+@app.command()
+def run(
+    input: Input,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Task: va, au, expr, ah or emi; several as va,au,expr; or all (every "
+            "task the input has labels for).",
+        ),
+    ],  # fmt: skip
+    weights: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Checkpoint made by `lwaffect train` (repeatable, one per task; each records its "
+            "task). Without it a task's model is trained on the input's labels."
+        ),
+    ] = None,  # fmt: skip
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("out"),
+    split: Split = "test",
+    cache: Annotated[Path | None, typer.Option(help="Feature cache (default: OUTPUT/cache).")] = None,
+    address: Address = None,
+    stride: Annotated[
+        int | None, typer.Option(min=1, help="Frames between prediction windows (default: the checkpoint's).")
+    ] = None,
+    fill: Fill = "linear",
+    device: Device = "cpu",
+    retrain: Annotated[
+        bool, typer.Option(help="Train again where OUT/checkpoints holds another model.")
+    ] = False,
+    final: Annotated[
+        bool, typer.Option(help="Then train on train + validation for the chosen epochs and predict with it.")
+    ] = False,
+    config: ModelConfig = "tam_s1",
+    epochs: Epochs = 20,
+    seq_len: SeqLen = 32,
+    train_stride: Annotated[int, typer.Option(min=1, help="Frames between training windows.")] = 16,
+    lr: LearningRate = 1e-3,
+    batch_size: BatchSize = 16,
+    seed: Seed = 0,
+    patience: Patience = 5,
+    ema: Ema = 0.0,
+    bf16: Bf16 = False,
+    threads: Threads = None,
+    backbone_weights: BackboneWeights = None,
+) -> None:
+    """Extract (reusing the cache), train where no --weights are given, predict, fill, write and check.
+
+    Writes OUT/predictions/T.parquet, OUT/submission/T/ and OUT/run.json for each task. A model trained here
+    lives in OUT/checkpoints/T and is reused by a rerun with the same settings. Exit status 0 when every
+    video succeeded and every submission checks, 2 when some failed (listed in OUT/failures.parquet), 1
+    for a usage or configuration error.
+    """
+    from jobs.run.config import RunConfig
+    from jobs.run.driver import run as run_all
+
+    training = dict(config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
+                    batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
+                    backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
+    cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
+                    weights=tuple(weights or ()), output=output, split=split,
+                    cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
+                    device=device, train_options=tuple(training.items()), retrain=retrain, final=final)  # fmt: skip
+    with _fails_with_1("run", ValueError, OSError):
+        report = run_all(cfg, say=_say)
+    typer.echo(report.summary())
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def extract(
+    input: Input,
+    cache: Annotated[str, typer.Option(help="Cache location: a folder or a pyarrow filesystem URI.")],
+    split: Split = "all",
+    subject: Subject = "auto",
+    faces: Faces = "detect",
+    address: Address = None,
+    rebuild: Annotated[bool, typer.Option(help="Replace a cache made with other settings.")] = False,
+    backbone_weights: Annotated[
+        Path | None, typer.Option(help="Local backbone weights file (.pth, .pth.tar, .safetensors).")
+    ] = None,
+    pretrained: Annotated[
+        bool, typer.Option(help="Load the backbone's hub weights (needs the network).")
+    ] = False,
+    device: Annotated[
+        DeviceName | None, typer.Option(help="cpu or cuda (default: cuda when Ray has a GPU).")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Only this subject (repeatable; default: the whole split)."),
+    ] = None,
+) -> None:
+    """Precompute the feature cache (one Parquet shard per subject); resumable.
+
+    Exit status 0 when every video was cached, 2 when some failed (listed in CACHE/failures.parquet),
+    1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
+    """
+    from jobs.extract.config import ExtractConfig, FaceSettings
+    from jobs.extract.driver import extract as run_extract
+    from model.backbone import BackboneConfig
+
+    weights = None if backbone_weights is None else str(backbone_weights)
+    if weights is None and not pretrained:
+        typer.echo(
+            "note: randomly initialised backbone (pass --backbone-weights FILE or --pretrained)", err=True
+        )
+    cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=FaceSettings(mode=faces),
+                        backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
+                        address=address, rebuild=rebuild,
+                        subjects=tuple(only) if only else None)  # fmt: skip
+    with _fails_with_1("extract", ValueError, OSError, RuntimeError):
+        report = run_extract(cfg, say=_say)
+    for failure in report.failures:
+        typer.echo(f"failed: {failure.subject} ({failure.stage}): {failure.reason}")
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def train(
+    task: Task,
+    input: Input,
+    cache: Cache,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder.")],
+    config: ModelConfig = "tam_s1",
+    epochs: Epochs = 20,
+    seq_len: SeqLen = 32,
+    stride: Annotated[int, typer.Option(min=1, help="Frames between training windows.")] = 16,
+    lr: LearningRate = 1e-3,
+    batch_size: BatchSize = 16,
+    device: Device = "cpu",
+    seed: Seed = 0,
+    patience: Patience = 5,
+    ema: Ema = 0.0,
+    bf16: Bf16 = False,
+    allow_missing: Annotated[
+        bool, typer.Option(help="Train on the cached subjects only when some shards are missing.")
+    ] = False,
+    backbone_weights: BackboneWeights = None,
+    threads: Threads = None,
+    strict: Annotated[
+        bool,
+        typer.Option(help="Stop on any bad input of the data set (default: a note each, the rest trains)."),
+    ] = False,
+) -> None:
+    """Train the temporal model on cached features; keeps the best checkpoint by the official metric."""
+    from jobs.train.trainer import TrainConfig, TrainError
+    from jobs.train.trainer import train as run_training
+
+    cfg = TrainConfig(task=task, input=input, cache=cache, output=output, config=config, epochs=epochs,
+                      seq_len=seq_len, stride=stride, lr=lr, batch_size=batch_size, device=device, seed=seed,
+                      patience=patience, ema=ema, bf16=bf16, allow_missing=allow_missing, threads=threads,
+                      backbone_weights=None if backbone_weights is None else str(backbone_weights),
+                      strict=strict)  # fmt: skip
+    with _fails_with_1("train", TrainError, ValueError, OSError):
+        result = run_training(cfg, say=_say)
+    typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "
+               f"{result.checkpoint} ({result.wall_time_s:.0f}s)")  # fmt: skip
+
+
+@app.command()
+def predict(
+    task: Task,
+    cache: Cache,
+    weights: Annotated[Path, typer.Option(help="Checkpoint made by `lwaffect train`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
+    stride: Annotated[
+        int | None, typer.Option(min=1, help="Frames between windows (default: the checkpoint's).")
+    ] = None,
+    fill: Fill = "linear",
+    split: Annotated[
+        SplitName | None, typer.Option("--split", "-s", help="Only this split's subjects (needs --input).")
+    ] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Data set folder that lists the split.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """Per-frame predictions from a cache: OUT/predictions/T.parquet (frames without a face filled)."""
+    from jobs.predict import PredictConfig
+    from jobs.predict import predict as run_predict
+
+    cfg = PredictConfig(task=task, cache=cache, weights=weights, output=output, stride=stride,
+                        fill=fill, split=split, input=input, device=device)  # fmt: skip
+    with _fails_with_1("predict", ValueError, OSError):
+        report = run_predict(cfg, say=_say)
+    typer.echo(f"{report.frames} {'clips' if task == 'emi' else 'frames'} of {report.subjects} subjects "
+               f"({report.filled} filled, {report.frames_per_s:.0f}/s): {report.path}")  # fmt: skip
+    if report.missing:
+        typer.echo(
+            f"{len(report.missing)} subjects without a cache shard: {', '.join(report.missing)}", err=True
+        )
+        raise typer.Exit(2)

@@ -1,0 +1,113 @@
+"""`lwaffect synth`, `bench`, `info`: synthetic data, throughput measurements and model facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.cli.app import _fails_with_1, _say, app
+from jobs.cli.options import (
+    DeviceName,
+    Layout,
+    Resolution,
+    TaskName,
+)
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the data set into.")],
+    layout: Layout = "affwild2",
+    videos: Annotated[
+        int | None, typer.Option(help="Number of videos (default: 8 affwild2, 9 emi, 8 ah).")
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="Seconds per video (default: 3 affwild2, 2 emi and ah).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed makes the same data set.")] = 0,
+) -> None:
+    """Make a synthetic data set of real H.264 videos of a real face, with labels and true face boxes."""
+    import json
+    import time
+
+    from pipeline.synth.common import SynthConfig
+    from pipeline.synth.dataset import make_dataset
+
+    cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed)
+    with _fails_with_1("synth", ValueError):
+        cfg.check()
+    start = time.perf_counter()
+    manifest_path = make_dataset(cfg, say=lambda line: typer.echo(f"  {line}"))
+    manifest = json.loads(manifest_path.read_text())
+    frames = sum(v["frames"] for v in manifest["videos"])
+    typer.echo(
+        f"wrote {len(manifest['videos'])} videos, {frames:,} frames, {len(manifest['subjects'])} subjects "
+        f"({layout} layout) to {output} in {time.perf_counter() - start:.1f} s"
+    )
+    typer.echo(f"manifest: {manifest_path}; true face boxes: {output / manifest['truth']}/")
+    try:  # the catalogue as the data set adapters read it
+        from pipeline.datasets import load_catalogue
+        from pipeline.datasets.summary import format_summary
+    except ImportError:
+        return
+    try:
+        typer.echo("\n" + format_summary(load_catalogue(output, layout)))
+    except ValueError as e:
+        typer.echo(f"lwaffect synth: the catalogue of {output} could not be read: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def bench(
+    videos: Annotated[int, typer.Option(min=1, help="Synthetic videos to make and measure.")] = 2,
+    resolution: Resolution = "720p",
+    seconds: Annotated[float, typer.Option(min=0.1, help="Length of each video in seconds.")] = 10.0,
+    device: Annotated[DeviceName, typer.Option(help="Where the models run: cpu or cuda.")] = "cpu",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for bench.json and bench.md.")
+    ] = Path("bench-out"),
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Runs of each short stage (the median is reported).")
+    ] = 3,
+    memory_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Short video of the memory test (the long one is 10x); 0 skips it.")
+    ] = 6.0,
+    naive_frames: Annotated[int, typer.Option(min=1, help="Frames per video through the naive loop.")] = 20,
+) -> None:
+    """Per-stage and end-to-end throughput, memory and cache size against a naive per-frame loop.
+
+    Makes its own synthetic videos; writes OUTPUT/bench.json and OUTPUT/bench.md and prints the table.
+    """
+    from jobs.bench.report import markdown
+    from jobs.bench.suite import BenchConfig, run_bench
+
+    with _fails_with_1("bench", ValueError):
+        cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,
+                          repeats=repeats, memory_seconds=memory_seconds, naive_frames=naive_frames)  # fmt: skip
+    figures = run_bench(cfg, say=_say)
+    typer.echo(markdown(figures))
+    typer.echo(f"\nwritten: {output / 'bench.json'}, {output / 'bench.md'}", err=True)
+
+
+@app.command()
+def info(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model config to describe, e.g. tam_s1.")
+    ] = None,
+    task: Annotated[
+        TaskName | None, typer.Option("--task", "-t", help="Task of the described model.")
+    ] = None,
+) -> None:
+    """Registered model configs and tasks; parameters, GFLOPs and cached bytes per frame of one."""
+    from jobs.info import facts_text, registry_text
+
+    if model is None and task is None:
+        typer.echo(registry_text())
+        return
+    if model is None or task is None:
+        typer.echo("lwaffect info: give both --model NAME and --task T (or neither to list them)", err=True)
+        raise typer.Exit(1)
+    with _fails_with_1("info", ValueError):
+        typer.echo(facts_text(model, task))
