@@ -168,10 +168,9 @@ def task_stage(
     ]
     if cfg.split in ("test", "all") and catalogue.splits.get(task, {}).get("test"):
         say(f"[{task}] submit -> {submission_path(cfg.output, task)}")
-        stage, report.submission, report.problems, report.notes = submit_stage(
-            cfg, task, catalogue, predicted.path
-        )
+        stage, report.submission, report.problems, notes = submit_stage(cfg, task, catalogue, predicted.path)
         report.stages.append(stage)
+        report.notes += notes
     else:
         say(f"[{task}] submit: skipped (submission files are for the test split, not {cfg.split})")
     if cfg.split != "test":
