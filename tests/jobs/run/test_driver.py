@@ -257,7 +257,7 @@ def test_evaluate_on_run_predictions_equals_the_training_validation_metric(affwi
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_broken_test_video_is_listed_and_exits_2(affwild2, random_checkpoint, tmp_path):
+def test_a_broken_test_video_is_listed_exits_2_and_keeps_its_lines(affwild2, random_checkpoint, tmp_path):
     from pipeline.cache.layout import encode_subject
 
     root, cache = tmp_path / "data", tmp_path / "cache"
@@ -275,5 +275,8 @@ def test_a_broken_test_video_is_listed_and_exits_2(affwild2, random_checkpoint, 
     assert broken.name in failures["subject"].to_list()
     assert broken.video in result.output
     table = pl.read_parquet(output / "predictions" / "va.parquet")
-    others = [s.name for s in affwild2.catalogue.subjects_in("va", "test") if s.name != broken.name]
-    assert table["subject"].unique(maintain_order=True).to_list() == others
+    test = [s.name for s in affwild2.catalogue.subjects_in("va", "test")]
+    assert table["subject"].unique(maintain_order=True).to_list() == test  # the broken one too, in order
+    failed = table.filter(pl.col("subject") == broken.name)
+    assert failed["reason"].unique().to_list() == ["failed video"] and failed["filled"].all()
+    assert table.filter(pl.col("subject") != broken.name)["reason"].is_in(["", "no face"]).all()
