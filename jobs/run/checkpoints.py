@@ -125,12 +125,9 @@ def _model(task: str, path: Path, source: str) -> TaskModel:
                      sha256=file_hash(path, length=64))  # fmt: skip
 
 
-def model_for(
-    cfg: RunConfig, task: str, labelled: bool, cache_spec: dict, say: Callable[[str], None]
-) -> TaskModel:
-    """The checkpoint to predict `task` with: trained (or reused) in OUT/checkpoints/<task>."""
-    if not labelled:
-        raise RunError(weights_needed(cfg, task, f" (the input has no {task} labels to train one on)"))
+def model_for(cfg: RunConfig, task: str, cache_spec: dict, say: Callable[[str], None]) -> TaskModel:
+    """The checkpoint to predict `task` with: trained (or reused) in OUT/checkpoints/<task>; the input must
+    have labelled train and validation subjects of the task (`jobs.run.driver.labelled`)."""
     tcfg = train_config(cfg, task)
     model = trained(tcfg, cache_spec, cfg.retrain, say)
     if not cfg.final:

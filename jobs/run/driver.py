@@ -227,18 +227,16 @@ def run(cfg: RunConfig, say: Say | None = None) -> RunReport:
         report.failures += [{**row, "task": t} for t in tagged]
 
     for task in tasks:
-        started = time.perf_counter()
+        started, stages = time.perf_counter(), []
         if task in given:
             model = given_model(task, given[task])
         else:
             say(f"[{task}] train -> {cfg.checkpoint_dir(task)}")
-            model = model_for(cfg, task, True, spec, say)
-        trained = Stage(
-            "train", time.perf_counter() - started, 0, "frames", f"{model.source}: {model.path}", task=task
-        )
+            model = model_for(cfg, task, spec, say)
+            note = f"{model.source}: {model.path}"
+            stages.append(Stage("train", time.perf_counter() - started, 0, "frames", note, task=task))
         result = task_stage(cfg, task, model, catalogue, report.failures, say)
-        if model.source != "given":
-            result.stages.insert(0, trained)
+        result.stages[:0] = stages
         report.tasks.append(result)
     _write_failures(report)
     report.write(write_text)

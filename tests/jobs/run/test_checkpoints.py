@@ -44,49 +44,44 @@ def cfg_for(tmp_path, **kw) -> RunConfig:
 
 def test_a_finished_model_with_the_same_settings_is_reused(monkeypatch, tmp_path):
     calls = fake_training(monkeypatch, tmp_path)
-    first = checkpoints.model_for(cfg_for(tmp_path), "va", True, {"a": 1}, say=lambda line: None)
+    first = checkpoints.model_for(cfg_for(tmp_path), "va", {"a": 1}, say=lambda line: None)
     assert first.source == "trained" and len(calls) == 1
     said = []
-    again = checkpoints.model_for(cfg_for(tmp_path), "va", True, {"a": 1}, say=said.append)
+    again = checkpoints.model_for(cfg_for(tmp_path), "va", {"a": 1}, say=said.append)
     assert again.source == "reused" and len(calls) == 1  # not trained again
     assert any("reusing" in line for line in said)
 
 
 def test_an_unfinished_run_is_resumed_by_training(monkeypatch, tmp_path):
     calls = fake_training(monkeypatch, tmp_path)
-    checkpoints.model_for(cfg_for(tmp_path), "va", True, {"a": 1}, say=lambda line: None)
+    checkpoints.model_for(cfg_for(tmp_path), "va", {"a": 1}, say=lambda line: None)
     out = cfg_for(tmp_path).checkpoint_dir("va")
     torch.save({"state": {"epoch": 1, "stopped": False}}, out / LAST)  # cut short after epoch 1
-    checkpoints.model_for(cfg_for(tmp_path), "va", True, {"a": 1}, say=lambda line: None)
+    checkpoints.model_for(cfg_for(tmp_path), "va", {"a": 1}, say=lambda line: None)
     assert len(calls) == 2 and calls[1].output == out  # train() goes on from last.pt
 
 
 def test_other_settings_or_another_cache_are_refused_unless_retrain(monkeypatch, tmp_path):
     calls = fake_training(monkeypatch, tmp_path)
-    checkpoints.model_for(cfg_for(tmp_path), "va", True, {"a": 1}, say=lambda line: None)
+    checkpoints.model_for(cfg_for(tmp_path), "va", {"a": 1}, say=lambda line: None)
     other = RunConfig(input=tmp_path / "in", tasks=("va",), output=tmp_path / "out",
                       train_options=(("epochs", 3), ("seq_len", 16), ("lr", 1e-3)))  # fmt: skip
     with pytest.raises(RunError, match=r"seq_len: 8 \(saved\) vs 16 \(now\).*--retrain"):
-        checkpoints.model_for(other, "va", True, {"a": 1}, say=lambda line: None)
+        checkpoints.model_for(other, "va", {"a": 1}, say=lambda line: None)
     with pytest.raises(RunError, match=r"cache a: 1 -> 2"):
-        checkpoints.model_for(cfg_for(tmp_path), "va", True, {"a": 2}, say=lambda line: None)
+        checkpoints.model_for(cfg_for(tmp_path), "va", {"a": 2}, say=lambda line: None)
     retrained = checkpoints.model_for(
-        RunConfig(**{**other.__dict__, "retrain": True}), "va", True, {"a": 1}, say=lambda line: None
+        RunConfig(**{**other.__dict__, "retrain": True}), "va", {"a": 1}, say=lambda line: None
     )
     assert retrained.source == "trained" and len(calls) == 2 and calls[1].seq_len == 16
 
 
 def test_final_trains_on_train_and_validation_for_the_chosen_epochs(monkeypatch, tmp_path):
     calls = fake_training(monkeypatch, tmp_path)
-    model = checkpoints.model_for(cfg_for(tmp_path, final=True), "va", True, {"a": 1}, say=lambda line: None)
+    model = checkpoints.model_for(cfg_for(tmp_path, final=True), "va", {"a": 1}, say=lambda line: None)
     assert [c.final for c in calls] == [False, True]
     assert calls[1].epochs == 2 and calls[1].output == cfg_for(tmp_path).checkpoint_dir("va") / "final"
     assert model.path == calls[1].output / BEST
-
-
-def test_no_labels_and_no_weights_says_what_to_pass(tmp_path):
-    with pytest.raises(RunError, match="needs a au checkpoint.*no au labels.*--weights"):
-        checkpoints.model_for(cfg_for(tmp_path), "au", False, {}, say=lambda line: None)
 
 
 def test_the_cli_passes_task_lists_and_training_flags_on(monkeypatch, tmp_path):
