@@ -21,17 +21,8 @@ import numpy as np
 
 from model.tasks import TASKS
 from pipeline.datasets import load_catalogue
-
-TASK_FOLDERS = {
-    "va": "VA_Estimation_Challenge",
-    "au": "AU_Detection_Challenge",
-    "expr": "EXPR_Recognition_Challenge",
-}
-RELEASE = {
-    "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
-    "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
-    "expr": "Expression_Recognition_Challenge_test_set_release.txt",
-}
+from pipeline.synth.affwild2 import RELEASE_LISTS as RELEASE
+from pipeline.synth.affwild2 import TASK_FOLDERS
 
 
 def _line_pool(task: str, rng: np.random.Generator, size: int = 4096) -> np.ndarray:

@@ -182,6 +182,21 @@ def test_cli_evaluate_table_and_json(tmp_path, cli_catalogue):
     assert data["value"] == pytest.approx(VA_EXPECTED) and data["split"] == "validation"
 
 
+def submit_args(predictions: Path, root: Path, out: Path) -> list[str]:
+    """`lwaffect submit` of VA predictions of the data set at `root` into `out`."""
+    return [
+        "submit",
+        "--task",
+        "va",
+        "--predictions",
+        str(predictions),
+        "--input",
+        str(root),
+        "--output",
+        str(out),
+    ]
+
+
 def test_cli_evaluate_missing_exits_1(tmp_path, cli_catalogue):
     path = _parquet(tmp_path / "p.parquet", "va", {"a": VA_PRED["a"]})
     args = ["evaluate", "--task", "va", "--predictions", str(path), "--input", str(tmp_path)]
@@ -194,20 +209,7 @@ def test_cli_evaluate_missing_exits_1(tmp_path, cli_catalogue):
 def test_cli_submit_and_check_submission(tmp_path, cli_catalogue):
     preds = _parquet(tmp_path / "p.parquet", "va", VA_PRED)
     out = tmp_path / "predictions.txt"
-    result = CliRunner().invoke(
-        app,
-        [
-            "submit",
-            "--task",
-            "va",
-            "--predictions",
-            str(preds),
-            "--input",
-            str(tmp_path),
-            "--output",
-            str(out),
-        ],
-    )
+    result = CliRunner().invoke(app, submit_args(preds, tmp_path, out))
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("image_location,valence,arousal\na/00001.jpg,0.1,0\n")
     check = ["check-submission", "--task", "va", str(out), "--input", str(tmp_path)]
@@ -223,16 +225,5 @@ def test_cli_submit_and_check_submission(tmp_path, cli_catalogue):
 def test_cli_submit_missing_predictions_exits_1(tmp_path, cli_catalogue):
     preds = _parquet(tmp_path / "p.parquet", "va", {"a": VA_PRED["a"]})
     out = tmp_path / "predictions.txt"
-    args = [
-        "submit",
-        "--task",
-        "va",
-        "--predictions",
-        str(preds),
-        "--input",
-        str(tmp_path),
-        "--output",
-        str(out),
-    ]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, submit_args(preds, tmp_path, out))
     assert result.exit_code == 1 and "b: no predictions" in result.output and not out.exists()
