@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from jobs.progress import current_display, progress_display
 from model.tasks import get_task
 from pipeline.fill import FillConfig, FillMethod, fill_predictions
 from pipeline.io import atomic_path
@@ -180,14 +181,17 @@ def predict_subjects(
     task, thresholds = predictor.task, predictor.decision_thresholds
     reader = predictor.reader(cache)
     parts = []
-    started = time.perf_counter()
-    done = 0
+    display = current_display(say)  # a bar over the frames of every subject; else a line per subject
+    bar = display.bar(
+        f"predict {task} 0/{len(subjects)}", sum(cache.num_frames(s) for s in subjects), "frames"
+    )
     for i, subject in enumerate(subjects, 1):
         preds, index, face = predictor.predict(reader, subject)  # (N, out) values / probabilities
         parts.append(subject_table(task, cache.video(subject), subject, index + 1, face, preds, thresholds))
-        done += len(index)
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        say(f"  predict {i}/{len(subjects)} {subject}: {len(index)} frames ({rate:.0f} frames/s)")
+        bar.advance(len(index), label=f"predict {task} {i}/{len(subjects)}")
+        if display.live is None:
+            say(f"  predict {i}/{len(subjects)} {subject}: {len(index)} frames ({bar.rate:.0f} frames/s)")
+    bar.close()
     table = pl.concat(parts) if parts else empty_table(task)
     if get_task(task).unit == "clip":
         return table
@@ -283,7 +287,8 @@ def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> Pre
         f"{predictor.stride}"
     )
     started = time.perf_counter()
-    table = predict_subjects(predictor, cache, subjects, cfg.fill, say)
+    with progress_display(say):
+        table = predict_subjects(predictor, cache, subjects, cfg.fill, say)
     seconds = time.perf_counter() - started
     path = output_path(cfg.output, cfg.task)
     report = PredictReport(cfg.task, path, len(subjects), 0, 0, 0, 0, seconds, missing)

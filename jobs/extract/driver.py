@@ -41,6 +41,7 @@ from jobs.extract.runtime import StagePlan, plan_stages, ray_session
 from jobs.extract.stages.backbone import BackboneStage
 from jobs.extract.stages.face import FaceStage
 from jobs.extract.stages.write import WriteStage
+from jobs.progress import Bar, ProgressDisplay, progress_display
 from model.backbone import build_backbone
 from model.tasks import SPLITS
 from pipeline.cache.spec import make_spec
@@ -129,10 +130,22 @@ def cache_spec(cfg: ExtractConfig) -> dict:
 
 
 class Progress:
-    """Driver-side state: coverage per subject, assembly, stage times, per-video and overall progress."""
+    """Driver-side state: coverage per subject, assembly, stage times, per-video and overall progress.
 
-    def __init__(self, writer: CacheWriter, run_id: str, items: list[dict], report: ExtractReport, say: Say):
+    Progress shows on `display` (`jobs.progress`): a bar per video in flight (its frames out of the
+    container's count) and one overall (frames of every video, the videos done in its label); without a
+    terminal, a plain line every 15 s and one per finished video.
+    """
+
+    def __init__(self, writer: CacheWriter, run_id: str, items: list[dict], report: ExtractReport, say: Say,
+                 display: ProgressDisplay | None = None):  # fmt: skip
         self.writer, self.run_id, self.report, self.say = writer, run_id, report, say
+        self.display = display or ProgressDisplay(say, bars=False)
+        self.expected = {item["video"]: item.get("frames") for item in items}  # container frame counts
+        counts = list(self.expected.values())
+        total = sum(int(c) for c in counts if c is not None) if counts and None not in counts else None
+        self.overall = self.display.bar(self._label(0), total, "frames", every_s=15.0, keep=True)
+        self.bars: dict[str, Bar] = {}  # video -> its bar while in flight
         self.video_of = {s: item["video"] for item in items for s, _ in json.loads(item["subjects"])}
         self.pending = {item["video"]: {s for s, _ in json.loads(item["subjects"])} for item in items}
         self.spans: dict[str, dict[int, int]] = {s: {} for s in self.video_of}
@@ -141,7 +154,19 @@ class Progress:
         self.futures: dict[str, Future] = {}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble")
         self.lock = threading.RLock()  # the assembly thread and the driver loop share the state below
-        self.videos_done, self.started, self.last_note = 0, time.perf_counter(), time.perf_counter()
+        self.videos_done, self.started = 0, time.perf_counter()
+
+    def _label(self, done: int) -> str:
+        return f"extract {done}/{len(self.expected)} videos"
+
+    def _advance(self, video: str, frames: float) -> None:
+        self.overall.advance(frames)
+        if self.display.live is None:  # per-video bars only on a terminal; lines come per finished video
+            return
+        bar = self.bars.get(video)
+        if bar is None:
+            bar = self.bars[video] = self.display.bar(f"  {video}", self.expected.get(video), "frames")
+        bar.advance(frames)
 
     def update(self, batch: dict[str, np.ndarray]) -> None:
         with self.lock:
@@ -155,6 +180,7 @@ class Progress:
                 self.spans[summary.subject][summary.start] = summary.stop
                 w, n_face = summary.times["w_video"], summary.times["n_face"]
                 self.report.frames += w
+                self._advance(self.video_of[summary.subject], w)
                 for name, frames in (("decode", w), ("detect", w), ("align", n_face), ("backbone", n_face)):
                     stages[name].frames += frames
                     stages[name].seconds += summary.times[f"t_{name}"]
@@ -167,13 +193,6 @@ class Progress:
                     Failure(self.video_of[summary.subject], summary.subject, summary.stage, summary.reason)
                 )
             self._maybe_assemble(summary.subject)
-        if time.perf_counter() - self.last_note > 15:
-            self.last_note = time.perf_counter()
-            elapsed = self.last_note - self.started
-            self.say(
-                f"[{self.videos_done}/{len(self.pending)} videos] {self.report.frames:,.0f} frames in {elapsed:.0f} s "
-                f"({self.report.frames / max(elapsed, 1e-9):.1f} frames/s)"
-            )
 
     def _fail(self, failure: Failure) -> None:
         with self.lock:
@@ -216,6 +235,9 @@ class Progress:
         left.discard(subject)
         if not left:
             self.videos_done += 1
+            self.overall.advance(0, label=self._label(self.videos_done))
+            if video in self.bars:
+                self.bars.pop(video).close()
             elapsed = time.perf_counter() - self.started
             self.say(
                 f"[{self.videos_done}/{len(self.pending)} videos] {video} done; "
@@ -230,6 +252,14 @@ class Progress:
                 self._fail(
                     Failure(video, subject, "pipeline", "no result: a worker stopped (see the Ray logs)")
                 )
+        self.close()
+
+    def close(self) -> None:
+        """Take the bars off the display."""
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+        self.overall.close()
 
 
 def _build_dataset(
@@ -302,7 +332,36 @@ def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
     items = [{"video": v, "path": str(paths[v]), "subjects": json.dumps(todo[v])} for v in order]
     runtime = cfg.runtime if cfg.address is None else replace(cfg.runtime, address=cfg.address)
     run_id = writer.new_run()
-    progress = Progress(writer, run_id, items, report, say)
+    with progress_display(say) as display:
+        frames = {v: _frame_count(catalogue, v) for v in order}
+        progress = Progress(writer, run_id, [{**i, "frames": frames[i["video"]]} for i in items], report, say,
+                            display)  # fmt: skip
+        _run(cfg, runtime, items, writer, run_id, report, progress, began, say)
+    say(report.table())
+    say(f"nodes: {', '.join(sorted(report.nodes))}")
+    say(
+        f"cached {len(report.cached)} subjects ({report.rows:,} rows), skipped {len(report.skipped)}, "
+        f"failed {len(report.failures)}; {report.frames:,.0f} frames in {report.wall_s:.1f} s "
+        f"({report.fps:.1f} frames/s end to end; {report.steady_fps:.1f} frames/s after the first "
+        f"{report.startup_s:.1f} s of starting Ray and models)"
+    )
+    return report
+
+
+def _frame_count(catalogue: Catalogue, video: str) -> int | None:
+    """The container's frame count of `video` (for the progress bars); None where it cannot be read."""
+    from pipeline.video.probe import VideoError
+
+    try:
+        return catalogue.video_info(video).frame_count or None
+    except (VideoError, OSError):
+        return None
+
+
+def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWriter, run_id: str,
+         report: ExtractReport, progress: Progress, began: float, say: Say) -> None:  # fmt: skip
+    """The Ray part of `extract`: stream every item through the stages into `progress`."""
+    todo = [s for item in items for s, _ in json.loads(item["subjects"])]
     try:
         with ray_session(runtime) as resources:
             plan = plan_stages(runtime, resources.get("CPU", 1.0), resources.get("GPU", 0.0), cfg.device)
@@ -316,14 +375,6 @@ def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
         report.wall_s = time.perf_counter() - began
     finally:
         progress.pool.shutdown(wait=True)
-        writer.write_failures(report.failures, [s for subs in todo.values() for s, _ in subs])
+        progress.close()
+        writer.write_failures(report.failures, todo)
         writer.finish()
-    say(report.table())
-    say(f"nodes: {', '.join(sorted(report.nodes))}")
-    say(
-        f"cached {len(report.cached)} subjects ({report.rows:,} rows), skipped {len(report.skipped)}, "
-        f"failed {len(report.failures)}; {report.frames:,.0f} frames in {report.wall_s:.1f} s "
-        f"({report.fps:.1f} frames/s end to end; {report.steady_fps:.1f} frames/s after the first "
-        f"{report.startup_s:.1f} s of starting Ray and models)"
-    )
-    return report

@@ -23,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from jobs.progress import current_display, progress_display
 from jobs.train.state import (
     RunState,
     append_log,
@@ -244,7 +245,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> TrainRe
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda asked for, but torch sees no CUDA device")
     data = prepare(cfg, say)
-    with torch_settings(cfg):
+    with torch_settings(cfg), progress_display(say):
         trainer = Trainer(cfg, data, device, say)
         trainer.resume()
         return trainer.run(started)
@@ -313,21 +314,25 @@ class Trainer:
                                    "train_windows": len(self.dataset)})  # fmt: skip
 
     def train_epoch(self, epoch: int) -> list[float]:
-        """One pass over this epoch's windows; the loss of every step."""
-        cfg, t0, losses = self.cfg, time.perf_counter(), []
+        """One pass over this epoch's windows; the loss of every step.
+
+        Its progress (steps, loss, learning rate) is a bar on the open display (`jobs.progress`); without a
+        terminal, a line every `log_every` steps.
+        """
+        cfg, losses = self.cfg, []
+        bar = current_display(self.say).bar(f"epoch {epoch}", self.steps_per_epoch, "steps",
+                                            every=cfg.log_every or None)  # fmt: skip
         self.dataset.set_epoch(epoch)
-        for step, batch in enumerate(self.loader, 1):
+        for batch in self.loader:
             loss = train_step(self.model, batch, self.loss_fn, self.optimizer, self.scheduler, cfg.grad_clip,
                               cfg.bf16, self.device)  # fmt: skip
             if loss is not None:
                 losses.append(loss)
             if self.ema is not None:
                 self.ema.update(self.model)
-            if cfg.log_every and step % cfg.log_every == 0:
-                rate = step * cfg.batch_size / (time.perf_counter() - t0)
-                self.say(f"  epoch {epoch} step {step}/{self.steps_per_epoch} loss "
-                         f"{np.mean(losses[-cfg.log_every :]):.4f} lr {self.scheduler.get_last_lr()[0]:.2e} "
-                         f"{rate:.1f} windows/s")  # fmt: skip
+            recent = np.mean(losses[-(cfg.log_every or 50) :]) if losses else float("nan")
+            bar.advance(1, note=f"loss {recent:.4f} lr {self.scheduler.get_last_lr()[0]:.2e}")
+        bar.close()
         return losses
 
     def validate(self, epoch: int) -> tuple[Any, bool]:
@@ -362,6 +367,8 @@ class Trainer:
         self.say(f"{cfg.task}: {len(self.data.train)} train subjects ({len(self.dataset)} windows, "
                  f"{self.steps_per_epoch} steps an epoch), {len(self.data.val)} validation subjects, model "
                  f"{cfg.config} on {self.device}")  # fmt: skip
+        overall = current_display(self.say).bar(f"train {cfg.task}", cfg.epochs, "epochs", keep=True)
+        overall.advance(state.epoch)
         while state.epoch < cfg.epochs and not state.stopped:
             epoch, t0 = state.epoch + 1, time.perf_counter()
             losses = self.train_epoch(epoch)
@@ -384,8 +391,10 @@ class Trainer:
             self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f} (best "
                      f"{state.best:.4f} @ {state.best_epoch}){' *' if improved else ''} "
                      f"{record['epoch_s']:.1f}s")  # fmt: skip
+            overall.advance(1, note=f"best {state.best:.4f} @ {state.best_epoch}")
             if state.stopped:
                 self.say(f"stopping early: no improvement for {cfg.patience} epochs")
+        overall.close()
         return TrainResult(best_metric=state.best, checkpoint=self.best, epochs_run=state.epoch,
                            wall_time_s=time.perf_counter() - started, best_epoch=state.best_epoch,
                            resumed_from=self.resumed_from, stopped_early=state.stopped,

@@ -106,7 +106,7 @@ def test_a_run_writes_the_best_checkpoint_log_and_state(straight):
     assert meta["seq_len"] == 4 and meta["metric"]["value"] == pytest.approx(result.best_metric)
     assert meta["epoch"] == result.best_epoch
     assert any("epoch 2/2" in line for line in straight.lines)
-    assert any("step 1/" in line for line in straight.lines)
+    assert any(line.startswith("[epoch 1] 1/") and "steps" in line for line in straight.lines)
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, fakes, monkeypatch, straight):
