@@ -3,10 +3,13 @@
 Steps, each one reused when a rerun finds it finished:
 
 1. a synthetic Aff-Wild2-layout data set (`pipeline.synth.dataset`) in OUT/data;
-2. `lwaffect run --input OUT/data --task va` with short training settings (through the CLI): the feature
+2. `lwaffect run --input OUT/data --task va --split all` with short training settings (through the CLI),
+   so that the report shows labels beside the predictions (the test subjects have none): the feature
    cache in OUT/cache, a VA model (`tam_s1`) trained in OUT/checkpoints/va, OUT/predictions/va.parquet,
-   OUT/submission/va/predictions.txt and OUT/run.json;
+   OUT/submission/va/predictions.txt, OUT/run.json and the HTML report OUT/report.html;
 3. a check of the submission file against the test list and frame counts.
+
+It ends by printing the report's path.
 
 Run as `python -m jobs.demo --output demo`; exit status 0 when the submission checks.
 """
@@ -43,7 +46,7 @@ class DemoConfig:
 
     def run_args(self, data: Path) -> list[str]:
         """`lwaffect run` on the demo data with the demo's short training settings."""
-        return ["run", "--input", str(data), "--task", "va", "--output", str(self.output),
+        return ["run", "--input", str(data), "--task", "va", "--split", "all", "--output", str(self.output),
                 "--config", self.config, "--epochs", str(self.epochs), "--seq-len", str(self.seq_len),
                 "--train-stride", str(self.stride), "--batch-size", str(self.batch_size), "--lr", str(self.lr),
                 "--seed", str(self.seed), "--patience", str(self.epochs)]  # fmt: skip
@@ -102,9 +105,15 @@ def demo(cfg: DemoConfig, say: Say | None = None) -> int:
     if valid:
         lines = sum(1 for _ in Path(submission).open()) - 1
         say(f"submission: {submission} ({lines} frames) - valid")
-        return 0
-    say(f"submission: {submission} - does NOT check (see above)")
-    return 1
+    else:
+        say(f"submission: {submission} - does NOT check (see above)")
+    report = record.get("report")
+    say(
+        f"report: {report} (open it in a browser)"
+        if report
+        else f"report: not written ({record.get('report_error')})"
+    )
+    return 0 if valid and report else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ class RunConfig:
         False  # train again even where OUT/checkpoints/<task> holds a model made with other settings
     )
     final: bool = False  # after the validation run, train on train + validation for the epochs it chose
+    report: bool = True  # write OUT/report.html at the end (`jobs.report`)
 
     @property
     def cache_location(self) -> str:

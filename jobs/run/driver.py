@@ -6,7 +6,8 @@ on the labelled train and validation subjects (`jobs.run.checkpoints`); predict 
 overlapping windows averaged and fill frames without a face (`jobs.predict`); write the challenge
 submission of the test split (`pipeline.submission.write`) and check it (`pipeline.submission.check`).
 Bad inputs do not stop the run: each one is listed in OUT/failures.parquet and OUT/run.json and makes the
-exit status 2. The run ends with a summary per task and OUT/run.json.
+exit status 2. The run ends with a summary per task, OUT/run.json and the HTML report OUT/report.html
+(`jobs.report`), whose path run.json records.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.predict import PredictConfig, PredictReport, predict
+from jobs.progress import progress_display
 from jobs.run.checkpoints import given_weights, model_for, weights_needed
 from jobs.run.config import ALL_TASKS, RunConfig, RunError
 from jobs.run.report import FAILURES_FILE, RunReport, Stage, TaskModel, TaskReport, submission_path
@@ -81,7 +83,8 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say) -> Stage:
         say=say,
     )  # fmt: skip
     note = f"{len(report.cached)} subjects extracted, {len(report.skipped)} reused from the cache"
-    return Stage("extract", time.perf_counter() - started, int(report.frames), "frames", note)
+    parts = {name: {"items": t.frames, "seconds": t.seconds} for name, t in report.stages.items() if t.frames}
+    return Stage("extract", time.perf_counter() - started, int(report.frames), "frames", note, parts=parts)
 
 
 def cache_failures(location: str) -> list[dict[str, str]]:
@@ -216,31 +219,82 @@ def run(cfg: RunConfig, say: Say | None = None) -> RunReport:
     videos = len({catalogue.subjects[s].video for s in subjects})
     say(f"{', '.join(tasks)}, {cfg.split} split: {len(subjects)} subjects in {videos} videos of {cfg.input}")
 
-    say(f"[extract] -> {cfg.cache_location}")
-    try:
-        report.stages.append(extract_stage(cfg, subjects, say))
-        spec = dict(open_cache(cfg.cache_location).spec)
-    except CacheError as e:  # e.g. a cache made with other settings: the message says what to do
-        raise RunError(str(e)) from None
-    for row in cache_failures(cfg.cache_location):
-        tagged = [t for t in tasks if row["subject"] in wanted[t]]
-        report.failures += [{**row, "task": t} for t in tagged]
-
-    for task in tasks:
-        started, stages = time.perf_counter(), []
-        if task in given:
-            model = given_model(task, given[task])
-        else:
-            say(f"[{task}] train -> {cfg.checkpoint_dir(task)}")
-            model = model_for(cfg, task, spec, say)
-            note = f"{model.source}: {model.path}"
-            stages.append(Stage("train", time.perf_counter() - started, 0, "frames", note, task=task))
-        result = task_stage(cfg, task, model, catalogue, report.failures, say)
-        result.stages[:0] = stages
-        report.tasks.append(result)
-    _write_failures(report)
-    report.write(write_text)
+    with progress_display(say) as display:  # one bar over the stages; extract, train, predict add theirs
+        steps = 1 + sum(2 if t in given else 3 for t in tasks) + (1 if cfg.report else 0)
+        bar = display.bar("run: extract", steps, "stages", keep=True)
+        say(f"[extract] -> {cfg.cache_location}")
+        try:
+            report.stages.append(extract_stage(cfg, subjects, say))
+            spec = dict(open_cache(cfg.cache_location).spec)
+        except CacheError as e:  # e.g. a cache made with other settings: the message says what to do
+            raise RunError(str(e)) from None
+        for row in cache_failures(cfg.cache_location):
+            tagged = [t for t in tasks if row["subject"] in wanted[t]]
+            report.failures += [{**row, "task": t} for t in tagged]
+        for task in tasks:
+            bar.advance(1, label=f"run: {task}")
+            report.tasks.append(run_task(cfg, task, given, spec, catalogue, report.failures, say))
+            bar.advance(1 if task in given else 2)
+        report.videos = video_record(
+            catalogue, [s for t in tasks for s in catalogue.subjects_in(t, cfg.split)]
+        )
+        _write_failures(report)
+        report.write(write_text)
+        if cfg.report:
+            bar.advance(0, label="run: report")
+            write_html_report(report, say)
+            bar.advance(1)
+        bar.close()
     return report
+
+
+def run_task(cfg: RunConfig, task: str, given: dict[str, Path], spec: dict, catalogue: Any,
+             failures: list[dict[str, str]], say: Say) -> TaskReport:  # fmt: skip
+    """One task of the run: its model (given, reused or trained here), then predict, submit and score."""
+    started, stages = time.perf_counter(), []
+    if task in given:
+        model = given_model(task, given[task])
+    else:
+        say(f"[{task}] train -> {cfg.checkpoint_dir(task)}")
+        model = model_for(cfg, task, spec, say)
+        note = f"{model.source}: {model.path}"
+        stages.append(Stage("train", time.perf_counter() - started, 0, "frames", note, task=task))
+    result = task_stage(cfg, task, model, catalogue, failures, say)
+    result.stages[:0] = stages
+    return result
+
+
+def video_record(catalogue: Any, subjects: list[Any]) -> dict[str, dict[str, Any]]:
+    """Path, frame rate and frame count of the videos of `subjects` (None where the probe fails)."""
+    from pipeline.video.probe import VideoError
+
+    videos: dict[str, dict[str, Any]] = {}
+    for video in dict.fromkeys(s.video for s in subjects):
+        entry: dict[str, Any] = {"path": str(catalogue.videos[video].path), "fps": None, "frames": None}
+        try:
+            info = catalogue.video_info(video)
+            entry |= {"fps": info.fps or None, "frames": info.frame_count or None}
+        except (VideoError, OSError) as e:
+            entry["error"] = str(e)
+        videos[video] = entry
+    return videos
+
+
+def write_html_report(report: RunReport, say: Say) -> None:
+    """OUT/report.html from OUT/run.json; a report that cannot be written is said, not a failed run."""
+    from jobs.report import ReportConfig, ReportError, write_report
+
+    started = time.perf_counter()
+    try:
+        written = write_report(ReportConfig(run=Path(report.output)), say=say)
+    except (ReportError, OSError, ValueError) as e:
+        report.report_error = str(e)
+        say(f"[report] not written: {e}")
+    else:
+        report.report = written.path
+        report.stages.append(Stage("report", time.perf_counter() - started, written.videos, "videos",
+                                   f"{written.bytes / 2**20:.1f} MiB"))  # fmt: skip
+    report.write(write_text)
 
 
 def _write_failures(report: RunReport) -> None:

@@ -1,8 +1,10 @@
 """What a run did: per-stage times, per-task results, failures; the end-of-run summary and OUT/run.json.
 
 `OUT/run.json` records the input, cache, tasks, split, the checkpoint of each task (with its hash, where it
-came from and its training settings), every stage's time, the files written and every failure with its
-task. `lwaffect report` and a later rerun read it; it is rewritten atomically at the end of each run.
+came from and its training settings), every stage's time (the extraction's with its parts), the files
+written (the HTML report among them), every failure with its task, and the path, frame rate and frame
+count of every video predicted. `lwaffect report` and a later rerun read it; it is rewritten atomically
+at the end of each run.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Stage:
     unit: str = "frames"  # what `items` counts
     note: str = ""  # e.g. how many shards were reused
     task: str = ""  # the task the stage worked for; "" for stages shared by every task (extract)
+    # the stage's own parts: name -> {"items", "seconds"} (extract: decode, detect, align, backbone, write)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -130,6 +134,10 @@ class RunReport:
     stages: list[Stage] = field(default_factory=list)  # stages shared by every task (extract)
     failures: list[dict[str, str]] = field(default_factory=list)  # every failure, with its task ("" = all)
     started: float = field(default_factory=time.time)  # Unix time the run started
+    # video -> {"path", "fps", "frames"} of every video predicted (what the HTML report draws time from)
+    videos: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: Path | None = None  # OUT/report.html once written
+    report_error: str = ""  # why the HTML report could not be written, if it could not
 
     @property
     def exit_code(self) -> int:
@@ -148,6 +156,10 @@ class RunReport:
         for t in self.tasks:
             lines.append(t.summary())
         lines.append(f"  run record   {self.run_file}")
+        if self.report is not None:
+            lines.append(f"  report       {self.report} (open it in a browser)")
+        elif self.report_error:
+            lines.append(f"  report       not written: {self.report_error}")
         return "\n".join(lines)
 
     def record(self) -> dict[str, Any]:
@@ -177,6 +189,9 @@ class RunReport:
             },  # fmt: skip
             "failures": self.failures,
             "failures_file": str(Path(self.output) / FAILURES_FILE),
+            "videos": self.videos,
+            "report": None if self.report is None else str(self.report),
+            "report_error": self.report_error or None,
         }
 
     def write(self, write_text: Any) -> Path:
