@@ -3,7 +3,10 @@ one torch thread.
 
 `synth_affwild2`, `synth_emi` and `synth_ah` return the root folder (a Path) of the default data set of
 that layout (seed 0); its `synth_manifest.json` says what is in it and `synth_truth/` holds the true face
-boxes. Treat them as read-only: every test of the session shares them. `one_thread` runs a test on one
+boxes. `affwild2_cache` is the feature cache of every subject of `synth_affwild2` (one extraction through
+the real decoder, MTCNN, backbone and a local Ray, shared by the run and report tests), and
+`random_checkpoint(task)` a randomly initialised checkpoint of a task. Treat them as read-only: every test
+of the session shares them. `one_thread` runs a test on one
 torch thread (a module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`).
 """
 
@@ -50,3 +53,37 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def affwild2_cache(synth_affwild2, tmp_path_factory) -> str:
+    """The feature cache of every subject of `synth_affwild2` (random-init backbone)."""
+    from jobs.extract.config import ExtractConfig
+    from jobs.extract.driver import extract
+
+    cache = tmp_path_factory.mktemp("affwild2_cache") / "cache"
+    report = extract(
+        ExtractConfig(input=synth_affwild2, cache=str(cache), split="all"), say=lambda line: None
+    )
+    assert not report.failures, report.failures
+    return str(cache)
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory):
+    """Factory of randomly initialised `tam_s1` checkpoints per task (one backbone built for all)."""
+    from jobs.train.state import save_checkpoint
+    from model.backbone import BackboneConfig, build_backbone
+    from model.configs import build_model
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    backbone = build_backbone(BackboneConfig(pretrained=False))
+    made: dict[str, Path] = {}
+
+    def make(task: str) -> Path:
+        if task not in made:
+            model = build_model("tam_s1", task, backbone=backbone, num_frames=16)
+            made[task] = save_checkpoint(root / f"{task}.ckpt", model, {"seq_len": 16, "stride": 16})
+        return made[task]
+
+    return make

@@ -103,26 +103,6 @@ def test_a_checkpoint_of_another_task_is_refused_before_extraction(tmp_path, ran
     assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    """Factory of randomly initialised checkpoints per task (one backbone built for all)."""
-    from jobs.train.state import save_checkpoint
-    from model.backbone import BackboneConfig, build_backbone
-    from model.configs import build_model
-
-    root = tmp_path_factory.mktemp("checkpoints")
-    backbone = build_backbone(BackboneConfig(pretrained=False))
-    made: dict[str, Path] = {}
-
-    def make(task: str) -> Path:
-        if task not in made:
-            model = build_model("tam_s1", task, backbone=backbone, num_frames=16)
-            made[task] = save_checkpoint(root / f"{task}.ckpt", model, {"seq_len": 16, "stride": 16})
-        return made[task]
-
-    return make
-
-
 # ----------------------------------------------------------------------------- end to end, synthetic data
 
 
@@ -142,8 +122,12 @@ def extracted(root: Path, cache: Path, split: str) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def affwild2(synth_affwild2, tmp_path_factory):
-    data = extracted(synth_affwild2, tmp_path_factory.mktemp("affwild2") / "cache", "all")
+def affwild2(synth_affwild2, affwild2_cache):
+    from pipeline.datasets import load_catalogue
+
+    data = SimpleNamespace(
+        root=synth_affwild2, cache=affwild2_cache, catalogue=load_catalogue(synth_affwild2)
+    )
     data.two_subject = next(v for v in data.catalogue.videos if v + "_left" in data.catalogue.subjects)
     return data
 
