@@ -182,9 +182,8 @@ def predict_subjects(
     reader = predictor.reader(cache)
     parts = []
     display = current_display(say)  # a bar over the frames of every subject; else a line per subject
-    bar = display.bar(
-        f"predict {task} 0/{len(subjects)}", sum(cache.num_frames(s) for s in subjects), "frames"
-    )
+    total = sum(cache.num_frames(s) for s in subjects)
+    bar = display.bar(f"predict {task} 0/{len(subjects)}", total, "frames", keep=True)
     for i, subject in enumerate(subjects, 1):
         preds, index, face = predictor.predict(reader, subject)  # (N, out) values / probabilities
         parts.append(subject_table(task, cache.video(subject), subject, index + 1, face, preds, thresholds))
