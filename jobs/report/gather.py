@@ -222,7 +222,9 @@ def gather(record: RunRecord, say: Say = lambda line: None) -> ReportData:
     empty = {task: t.clear() for task, t in tables.items()}
     for subject, video in order.items():
         position = (
-            catalogue.subjects[subject].position if catalogue and subject in catalogue.subjects else "main"
+            catalogue.subjects[subject].position
+            if catalogue and subject in catalogue.subjects
+            else next((p for p in ("left", "right") if subject.endswith(f"_{p}")), "main")
         )
         mine = {task: parts[task].get(subject, empty[task]) for task in tables}
         frames = max(
