@@ -60,6 +60,10 @@ def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
+def _value(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
 def overview(data: ReportData) -> str:
     record = data.record
     rows = []
@@ -83,7 +87,7 @@ def overview(data: ReportData) -> str:
                            f"{pr / ps:,.1f}/s" if ps > 0 else "-", "worker seconds, summed over workers"])  # fmt: skip
     parts.append("<h3>Stages</h3>" + table(["stage", "task", "seconds", "items", "throughput", "note"], stages,
                                             numeric=(2, 3, 4)))  # fmt: skip
-    models = [[t, m.get("source"), m.get("epoch"), (m.get("metric") or {}).get("value"), m.get("path")]
+    models = [[t, m.get("source"), m.get("epoch"), _value((m.get("metric") or {}).get("value")), m.get("path")]
               for t, m in record.checkpoints.items()]  # fmt: skip
     if models:
         parts.append(
