@@ -2,8 +2,9 @@
 
 Reads the catalogue (labels, splits) and the feature cache, trains with AdamW, warm-up + cosine schedule,
 gradient clipping and optional EMA, validates each epoch with the official metric over all valid frames
-of the validation subjects pooled, keeps the best checkpoint (with AU / AH thresholds tuned on validation)
-and stops early after `patience` epochs without improvement. Every epoch is appended to `log.jsonl` and
+of the validation subjects pooled, keeps the best checkpoint (with AU / AH thresholds tuned on all
+validation frames; the epoch is chosen by the two-fold figure of `pipeline.temporal.validate`, and both
+figures are logged and kept) and stops early after `patience` epochs without improvement. Every epoch is appended to `log.jsonl` and
 its state to `last.pt`, so a run started again with the same settings goes on after its last epoch.
 """
 
@@ -41,10 +42,11 @@ from pipeline.cache.read import open_cache
 from pipeline.cache.spec import cache_differences
 from pipeline.datasets import load_catalogue
 from pipeline.io import atomic_path
+from pipeline.metrics import Average
 from pipeline.temporal.optim import EMA, make_scheduler, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
 from pipeline.temporal.validate import validate
-from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
+from pipeline.temporal.windows import NoFace, WindowConfig, WindowDataset, window_loader
 
 BEST = "best.safetensors"  # best checkpoint in the output folder
 LAST = "last.pt"  # state of the last completed epoch
@@ -85,6 +87,8 @@ class TrainConfig:
     patience: int = 5  # epochs without improvement before stopping
     balanced: bool | None = None  # balanced window draws; None: on for au, expr, ah
     include_no_face: bool = False  # also train on frames without a detected face
+    no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
+    average: Average = "macro"  # AH F1 averaging (macro over both classes, or binary); thresholds follow it
     loss_options: tuple[tuple[str, Any], ...] = ()  # keyword options of model.losses.loss_for
     backbone_weights: str | None = None  # weights file the cache was made with; None: as the cache records
     allow_missing: bool = False  # train on the shards that exist instead of stopping when some are missing
@@ -263,7 +267,9 @@ class Trainer:
         balanced = (
             cfg.balanced if cfg.balanced is not None else kind in ("multilabel", "multiclass", "binary")
         )
-        wcfg = WindowConfig(cfg.seq_len, cfg.stride, cfg.include_no_face, balanced, seed=cfg.seed)
+        wcfg = WindowConfig(
+            cfg.seq_len, cfg.stride, cfg.include_no_face, cfg.no_face, balanced, seed=cfg.seed
+        )
         self.dataset = WindowDataset(data.cache, {s: data.labels[s] for s in data.train}, cfg.task, wcfg)
         if len(self.dataset) == 0:
             raise TrainError(f"no training window has a valid {cfg.task} label")
@@ -276,7 +282,8 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         eval_stride = cfg.eval_stride or default_stride(cfg.seq_len)
         self.predictor = Predictor(self.model, cfg.task, cfg.seq_len, eval_stride, batch_size=cfg.batch_size,
-                                   device=device, bf16=cfg.bf16)  # fmt: skip
+                                   device=device, bf16=cfg.bf16, no_face=cfg.no_face,
+                                   include_no_face=cfg.include_no_face)  # fmt: skip
         cfg.output.mkdir(parents=True, exist_ok=True)
         self.last, self.log, self.best = cfg.output / LAST, cfg.output / LOG, cfg.output / BEST
         self.fingerprint = _fingerprint(cfg, data)
@@ -335,7 +342,7 @@ class Trainer:
         averaged = self.ema.applied(self.model) if self.ema is not None else nullcontext(self.model)
         with averaged as model:
             predictor = replace(self.predictor, model=model)  # the averaged weights where EMA is on
-            val = validate(predictor, self.data.cache, self.data.labels, subjects=self.data.val)
+            val = validate(predictor, self.data.cache, self.data.labels, self.data.val, self.cfg.average)
             # a final model keeps its last epoch: its validation subjects were trained on
             improved = self.cfg.final or val.result.value > self.state.best
             if improved:
@@ -345,8 +352,9 @@ class Trainer:
     def meta(self, epoch: int, val: Any) -> dict:
         """What the checkpoint records besides the model: what `lwaffect predict` needs, and provenance."""
         predictor = replace(self.predictor, thresholds=val.thresholds)  # task, seq_len, stride, thresholds
-        return {**predictor.checkpoint_meta(), "metric": val.result.to_dict(), "epoch": epoch,
-                "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
+        tuned = val.tuned.to_dict() if val.tuned is not None else None
+        return {**predictor.checkpoint_meta(), "metric": val.result.to_dict(), "metric_tuned": tuned,
+                "epoch": epoch, "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
 
     def save_last(self) -> None:
         """The state after the last completed epoch, written atomically."""
@@ -375,13 +383,16 @@ class Trainer:
             loss = float(np.mean(losses)) if losses else float("nan")
             record = {"epoch": epoch, "train_loss": loss if losses else None, "metric": val.result.value,
                       "metric_name": val.result.metric, "parts": val.result.parts, "frames": val.frames,
-                      "thresholds": val.thresholds, "lr": self.scheduler.get_last_lr()[0], "best": state.best,
+                      "thresholds": val.thresholds, "tuned": val.tuned.value if val.tuned else None,
+                      "tuned_parts": val.tuned.parts if val.tuned else None,
+                      "lr": self.scheduler.get_last_lr()[0], "best": state.best,
                       "improved": improved, "train_s": round(train_s, 2),
                       "epoch_s": round(time.perf_counter() - t0, 2),
                       "resumed": self.resumed_from > 0 and epoch == self.resumed_from + 1}  # fmt: skip
             append_log(self.log, record)
             self.save_last()
-            self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f} (best "
+            tuned = f" (tuned on all {val.tuned.value:.4f})" if val.tuned else ""
+            self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f}{tuned} (best "
                      f"{state.best:.4f} @ {state.best_epoch}){' *' if improved else ''} "
                      f"{record['epoch_s']:.1f}s")  # fmt: skip
             if state.stopped:

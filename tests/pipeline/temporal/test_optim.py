@@ -51,7 +51,7 @@ def make_regression_problem(n=96, seed=0):
     cache = FakeCache({"a": n}, shapes=shapes)
     feats = rng.normal(size=(n, 7)).astype(np.float16)
 
-    def read(subject, start=0, stop=None):
+    def read(subject, start=0, stop=None, maps=True):
         stop = n if stop is None else stop
         f = feats[start:stop]
         maps = (
