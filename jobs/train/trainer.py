@@ -43,7 +43,7 @@ from pipeline.cache.spec import cache_differences
 from pipeline.datasets import load_catalogue
 from pipeline.io import atomic_path
 from pipeline.metrics import Average
-from pipeline.temporal.optim import EMA, make_scheduler, train_step
+from pipeline.temporal.optim import EMA, Schedule, make_scheduler, param_groups, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
 from pipeline.temporal.validate import validate
 from pipeline.temporal.windows import NoFace, WindowConfig, WindowDataset, window_loader
@@ -69,6 +69,7 @@ class TrainConfig:
     input: Path  # data set folder (labels and splits)
     cache: str  # feature cache made by `lwaffect extract`
     output: Path  # folder for best.safetensors, last.pt, log.jsonl
+    recipe: str = "default"  # the recipe the settings came from (jobs.train.recipes); a record only
     config: str = "tam_s1"  # model config (model.configs.MODEL_CONFIGS)
     epochs: int = 20  # maximum number of epochs
     seq_len: int = 32  # frames per window (T)
@@ -76,9 +77,11 @@ class TrainConfig:
     eval_stride: int | None = None  # frames between validation windows; None: seq_len // 2
     batch_size: int = 16  # windows per step
     lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.05  # AdamW weight decay
+    weight_decay: float = 0.05  # AdamW weight decay of weights (norms and biases never decay)
     warmup: float = 0.05  # share of all steps spent warming up
-    min_lr_ratio: float = 0.01  # final learning rate / peak
+    min_lr_ratio: float = 0.01  # lowest learning rate / peak
+    schedule: Schedule = "cosine"  # one cosine decay over the run, or "restarts" every restart_steps
+    restart_steps: int = 2000  # steps of one cosine period of the "restarts" schedule
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     ema: float = 0.0  # EMA decay of the weights (validated and saved); 0 disables it
     bf16: bool = False  # bf16 autocast around the model
@@ -276,9 +279,9 @@ class Trainer:
         self.loader = window_loader(self.dataset, cfg.batch_size, cfg.num_workers)
         self.steps_per_epoch = math.ceil(len(self.dataset) / cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = make_scheduler(self.optimizer, total, int(cfg.warmup * total), cfg.min_lr_ratio)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        self.scheduler = make_scheduler(self.optimizer, total, int(cfg.warmup * total), cfg.min_lr_ratio,
+                                        cfg.schedule, cfg.restart_steps)  # fmt: skip
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         eval_stride = cfg.eval_stride or default_stride(cfg.seq_len)
         self.predictor = Predictor(self.model, cfg.task, cfg.seq_len, eval_stride, batch_size=cfg.batch_size,
