@@ -5,7 +5,10 @@ ranges (`FeatureCache.read`) through a small LRU of row blocks, so a data set ne
 A window never mixes subjects. Frame tasks give windows of `seq_len` frames every `stride` frames, the
 last one padded (mask False); the clip task (EMI) gives one window per clip, sampled or padded to
 `seq_len`. Shuffling keeps locality: windows are drawn, grouped by the row block they start in, and the
-blocks are visited in random order with the windows of a few blocks mixed together.
+blocks are visited in random order with the windows of a few blocks mixed together. Balanced draws weigh
+a window by 1 / the frequency of its rarest positive class, capped at `max_weight_ratio` times the median
+weight, and draw by systematic resampling (each window floor or ceil of its expected count, not a lottery
+that leaves a third of the windows out of an epoch).
 
 Frames without a face have all-zero cached maps. Unless `no_face="zeros"`, a window's faceless frames carry
 the maps of its nearest frame with a face (`hold_faces`), so that zeros reach neither the tail's BatchNorm
@@ -41,6 +44,7 @@ class WindowConfig:
     include_no_face: bool = False  # also count frames without a detected face as valid
     no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
     balanced: bool = False  # draw windows with weights by their rarest positive class (au, expr, ah)
+    max_weight_ratio: float = 10.0  # balanced draws: no window weighs more than this times the median one
     shuffle: bool = True  # random window order (a new one per epoch); False: subject and frame order
     seed: int = 0  # seed of the window order; the epoch number is mixed in
     block_rows: int = 128  # rows per cache read
@@ -113,6 +117,23 @@ def class_frequencies(task: str, values: np.ndarray, valid: np.ndarray) -> np.nd
         return np.bincount(v[:, 0].astype(np.int64), minlength=get_task(task).outputs) / len(v)
     positive = float((v[:, 0] >= 0.5).mean())
     return np.array([1.0 - positive, positive])
+
+
+def capped_weights(weights: np.ndarray, max_ratio: float) -> np.ndarray:
+    """Weights (n,) with none above `max_ratio` times their median: a window of a class seen in a handful
+    of frames would otherwise be drawn hundreds of times an epoch."""
+    if len(weights) == 0:
+        return weights
+    return np.minimum(weights, max_ratio * float(np.median(weights)))
+
+
+def systematic_draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """len(weights) indices drawn in proportion to `weights` by systematic resampling: window i comes
+    floor or ceil of n * w_i / sum(w) times, so equal weights give every window exactly once."""
+    n = len(weights)
+    cumulative = np.cumsum(weights) / weights.sum()
+    cumulative[-1] = 1.0
+    return np.searchsorted(cumulative, (rng.random() + np.arange(n)) / n, side="right")
 
 
 def window_weight(presence: np.ndarray | None, freq: np.ndarray | None, floor: float = 1e-3) -> float:
@@ -272,7 +293,8 @@ class WindowDataset(IterableDataset):
                 weights.append(
                     window_weight(class_presence(self.task, v, ok), freq) if freq is not None else 1.0
                 )
-        self.windows, self.weights = windows, np.asarray(weights, np.float64)
+        self.windows = windows
+        self.weights = capped_weights(np.asarray(weights, np.float64), self.cfg.max_weight_ratio)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the window order of `epoch` (the order depends only on the seed and the epoch)."""
@@ -288,7 +310,7 @@ class WindowDataset(IterableDataset):
             return list(range(n))
         rng = np.random.default_rng((self.cfg.seed, self.epoch))
         if self.cfg.balanced:
-            drawn = rng.choice(n, size=n, replace=True, p=self.weights / self.weights.sum())
+            drawn = systematic_draw(self.weights, rng)
         else:
             drawn = rng.permutation(n)
         groups: dict[tuple[str, int], list[int]] = {}

@@ -10,11 +10,13 @@ from pipeline.temporal.windows import (
     ShardReader,
     WindowConfig,
     WindowDataset,
+    capped_weights,
     class_frequencies,
     clip_rows,
     hold_faces,
     nearest_face,
     plan_windows,
+    systematic_draw,
     window_loader,
 )
 from tests.helpers import SHAPES, FakeCache, labels_for
@@ -214,3 +216,15 @@ def test_training_windows_hold_face_maps_over_faceless_frames_and_skip_windows_w
         cache, labels, "va", WindowConfig(seq_len=8, stride=4, shuffle=False, no_face="zeros")
     )
     assert zeros.window(zeros.windows[2])[0][0][2:, 0, 0, 0].abs().sum() == 0
+
+
+def test_balanced_draws_cover_every_window_in_proportion_and_cap_the_rarest():
+    rng = np.random.default_rng(0)
+    equal = systematic_draw(np.ones(50), rng)
+    assert sorted(equal.tolist()) == list(range(50))  # equal weights: every window once, none left out
+    weights = np.array([1.0, 1.0, 4.0, 2.0])
+    counts = np.bincount(systematic_draw(weights, rng), minlength=4)
+    expected = 4 * weights / weights.sum()
+    assert (np.abs(counts - expected) < 1).all()  # floor or ceil of the expected count
+    capped = capped_weights(np.array([1.0, 1.0, 1.0, 1000.0]), 10.0)
+    assert capped.tolist() == [1.0, 1.0, 1.0, 10.0]  # a class seen in a few frames: at most 10x the median
