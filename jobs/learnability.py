@@ -1,15 +1,24 @@
-"""Learnability of the synthetic data set: train VA, AU and EXPR on `lwaffect synth` data, report figures.
+"""Learnability of the synthetic data sets: train every task on `lwaffect synth` data, report figures.
 
-`python -m jobs.learnability --output DIR` makes the synthetic Aff-Wild2-layout data set (unless DIR/data
-has one), extracts the train and validation subjects into DIR/cache (randomly initialised backbone, as in
-the tests), trains each task from scratch and reports, on the held-out validation subjects, the official
-metric next to two baselines a model that learned nothing would reach:
+`python -m jobs.learnability --output DIR` makes three synthetic data sets under DIR/data (unless they are
+there): the Aff-Wild2 layout (VA, AU, EXPR), the BAH layout (AH) and the HUME-Vidmimic2 layout (EMI), with
+the learnability settings of `pipeline.synth.common.SynthConfig`: several identities made from the one
+photo (one of them only in validation and test), label cues that overlap (tints of random strength and
+hue) and faceless stretches in half of the Aff-Wild2 videos. It extracts the train and validation subjects
+into DIR/cache/<layout> (randomly initialised backbone, as in the tests), trains each task from scratch
+with a recipe (`jobs.train.recipes`) and reports, on the held-out validation subjects, the official metric
+next to what a model that learned nothing would reach:
 
-- `trivial`: the best constant prediction (VA CCC 0; AU all positive; EXPR the most frequent class);
-- `shuffled`: the same training with every train subject's labels shifted in time by half its length
-  (labels keep their statistics and smoothness but no longer match the faces), with `--shuffled TASKS`.
+- `trivial`: the best constant prediction (VA CCC 0; AU all present; EXPR the most frequent class; AH all
+  absent or all present, whichever scores higher; EMI the same intensities for every clip, Pearson r 0);
+- `shuffled` (`--shuffled TASKS`): the same training with every train subject's labels shifted in time by
+  half its length (EMI: each clip gets another clip's intensities).
 
-Writes DIR/learnability.json and prints a table with the wall time of each part.
+AU and AH report the two-fold figure that picks the epoch (`metric`) beside the one with thresholds tuned
+on all validation frames (`tuned`); AU also per AU beside the all-present baseline. Frame tasks also
+report the metric on the face frames within `NEAR` frames of a faceless stretch (`near_no_face`), the
+frames that faceless maps would disturb. Writes DIR/learnability.json and prints a table with the wall
+time of each part.
 """
 
 from __future__ import annotations
@@ -20,23 +29,34 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 
+from jobs.train.recipes import RECIPES, recipe_config
 from jobs.train.trainer import TrainConfig, Trainer, prepare, torch_settings
-from model.tasks import AFFWILD2_TASKS
+from model.checkpoint import load_checkpoint
+from model.tasks import get_task
+from pipeline.fill import fill_values
 from pipeline.metrics import compute_metric
+from pipeline.temporal.predictor import Predictor
 from pipeline.temporal.windows import label_rows
 
+NEAR = 16  # frames on either side of a faceless stretch counted as its neighbours
+LAYOUT_OF = {"va": "affwild2", "au": "affwild2", "expr": "affwild2", "ah": "ah", "emi": "emi"}
 
-def make_data(root: Path, videos: int | None, seconds: float | None, say) -> None:
-    """The synthetic data set at `root`, made once."""
+
+def make_data(root: Path, videos: int | None, seconds: float | None, say, layout: str = "affwild2",
+              **settings: Any) -> None:  # fmt: skip
+    """The synthetic data set of `layout` at `root` with `settings` (SynthConfig fields), made once."""
     from pipeline.synth.common import MANIFEST, SynthConfig
     from pipeline.synth.dataset import make_dataset
 
     if not (root / MANIFEST).exists():
-        make_dataset(SynthConfig(output=root, videos=videos, seconds=seconds), say=say)
+        make_dataset(
+            SynthConfig(output=root, layout=layout, videos=videos, seconds=seconds, **settings), say=say
+        )
 
 
 def make_cache(root: Path, cache: Path, say) -> float:
@@ -50,22 +70,42 @@ def make_cache(root: Path, cache: Path, say) -> float:
     return time.perf_counter() - t0
 
 
-def trivial_baseline(task: str, data) -> float:
-    """The official metric of the best constant prediction on the validation frames."""
+def _pooled_labels(data) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (N, K) and validity (N,) of the validation subjects' annotation rows pooled."""
     labels = [label_rows(data.labels[s].values, data.labels[s].valid, np.arange(len(data.labels[s].values)))
               for s in data.val]  # fmt: skip
-    y = np.concatenate([v for v, _ in labels])
-    mask = np.concatenate([ok for _, ok in labels])
-    if task == "va":
-        return compute_metric("va", np.zeros_like(y), y, mask).value
+    return np.concatenate([v for v, _ in labels]), np.concatenate([ok for _, ok in labels])
+
+
+def trivial_baseline(task: str, data) -> float:
+    """The official metric of the best constant prediction on the validation frames (clips for EMI)."""
+    y, mask = _pooled_labels(data)
+    if task in ("va", "emi"):  # a constant has no covariance with the labels: CCC and Pearson r 0
+        return compute_metric(task, np.zeros_like(y), y, mask).value
     if task == "au":
         return compute_metric("au", np.ones_like(y), y, mask).value
+    if task == "ah":
+        return max(compute_metric("ah", np.full(len(y), c), y[:, 0], mask).value for c in (0, 1))
     majority = np.bincount(y[mask, 0].astype(np.int64)).argmax()
     return compute_metric("expr", np.full(len(y), majority), y[:, 0], mask).value
 
 
+def per_class_trivial(task: str, data) -> dict[str, float] | None:
+    """AU: each AU's F1 when predicted present on every frame (the all-present baseline, per AU)."""
+    if task != "au":
+        return None
+    y, mask = _pooled_labels(data)
+    return compute_metric("au", np.ones_like(y), y, mask).parts
+
+
 def shift_labels(data, subjects: list[str]) -> None:
-    """Shift each subject's labels by half its length (in place): they no longer match the frames."""
+    """Labels that no longer match the frames (in place): each subject's shifted by half its length, a
+    clip task's passed on to the next clip."""
+    if len(subjects) > 1 and all(len(data.labels[s].values) == 1 for s in subjects):  # one row per clip
+        rows = [data.labels[s] for s in subjects]
+        for s, lab in zip(subjects, rows[1:] + rows[:1], strict=True):
+            data.labels[s] = lab
+        return
     for s in subjects:
         lab = data.labels[s]
         half = len(lab.values) // 2
@@ -74,8 +114,38 @@ def shift_labels(data, subjects: list[str]) -> None:
         )
 
 
+def near_no_face(checkpoint: Path, data) -> dict[str, Any] | None:
+    """The metric of the best model on the validation face frames within NEAR frames of a faceless one
+    (with the checkpoint's thresholds); None for EMI or when no validation subject has such frames."""
+    model, meta = load_checkpoint(checkpoint)
+    predictor = Predictor.from_checkpoint(model, meta, batch_size=8)
+    if predictor.spec.unit == "clip":
+        return None
+    reader = predictor.reader(data.cache)
+    preds, target, keep = [], [], []
+    for subject in data.val:
+        out, index, face = predictor.predict(reader, subject)
+        if face.all():
+            continue
+        distance = np.abs(np.arange(len(face))[:, None] - np.flatnonzero(~face)[None]).min(axis=1)
+        values, ok = label_rows(data.labels[subject].values, data.labels[subject].valid, index)
+        preds.append(fill_values(out, face)[0])
+        target.append(values)
+        keep.append(ok & face & (distance <= NEAR))
+    if not keep or not np.concatenate(keep).any():
+        return None
+    p, y, m = np.concatenate(preds), np.concatenate(target), np.concatenate(keep)
+    kind = predictor.spec.kind
+    if kind in ("multilabel", "binary"):
+        p = (p >= predictor.decision_thresholds).astype(np.int8)
+        p = p[:, 0] if kind == "binary" else p
+    elif kind == "multiclass":
+        p, y = p.argmax(axis=1), y[:, 0]
+    return {"metric": compute_metric(predictor.task, p, y, m).value, "frames": int(m.sum())}
+
+
 def train_task(cfg: TrainConfig, shuffled: bool, say) -> dict:
-    """One training run (optionally on shifted labels); its best validation figure and time."""
+    """One training run (optionally on shifted labels); its best validation figures and time."""
     data = prepare(cfg, say)
     if shuffled:
         shift_labels(data, data.train)
@@ -83,49 +153,70 @@ def train_task(cfg: TrainConfig, shuffled: bool, say) -> dict:
         trainer = Trainer(cfg, data, torch.device(cfg.device), say)
         trainer.resume()
         result = trainer.run(time.perf_counter())
-    return {"metric": result.best_metric, "epoch": result.best_epoch, "epochs": result.epochs_run,
-            "seconds": round(result.wall_time_s, 1), "trivial": trivial_baseline(cfg.task, data)}  # fmt: skip
+    best = next(r for r in result.history if r["epoch"] == result.best_epoch)
+    return {"metric": result.best_metric, "tuned": best.get("tuned"), "epoch": result.best_epoch,
+            "epochs": result.epochs_run, "seconds": round(result.wall_time_s, 1),
+            "trivial": trivial_baseline(cfg.task, data), "parts": best["parts"],
+            "trivial_parts": per_class_trivial(cfg.task, data),
+            "near_no_face": None if shuffled else near_no_face(result.checkpoint, data)}  # fmt: skip
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add = parser.add_argument
+    add("--output", type=Path, default=Path("learnability-out"), help="work and report folder")
+    add("--tasks", default="va,au,expr,ah,emi", help="comma-separated tasks (va, au, expr, ah, emi)")
+    add("--recipe", default="default", choices=list(RECIPES), help="training recipe (jobs.train.recipes)")
+    add("--config", default=None, help="model config (default: the recipe's)")
+    add("--epochs", type=int, default=12, help="maximum epochs per task")
+    add("--batch-size", type=int, default=4, help="windows per step (the recipe's with 0)")
+    add("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    add("--seq-len", type=int, default=None, help="frames per window (default: the recipe's)")
+    add("--stride", type=int, default=8, help="frames between training windows (the recipe's with 0)")
+    add("--no-face", default="hold", choices=["hold", "zeros"], help="maps of faceless frames")
+    add("--threads", type=int, default=None, help="torch threads (default: one per core)")
+    add("--videos", type=int, default=24, help="synthetic Aff-Wild2 videos")
+    add("--seconds", type=float, default=4.0, help="length of an Aff-Wild2 video in seconds")
+    add("--ah-videos", type=int, default=16, help="synthetic AH videos (two per participant)")
+    add("--emi-clips", type=int, default=48, help="synthetic EMI clips")
+    add("--identities", type=int, default=5, help="people made from the one photo (1: the photo only)")
+    add("--overlap", type=float, default=1.0, help="overlap of the label cues, 0..1")
+    add("--no-face-share", type=float, default=0.5, help="share of Aff-Wild2 videos with a faceless stretch")
+    add("--shuffled", default="", help="tasks also trained on time-shifted labels, e.g. va")
+    add("--device", default="cpu", help="cpu or cuda")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--output", type=Path, default=Path("learnability-out"), help="work and report folder"
-    )
-    parser.add_argument(
-        "--tasks", default=",".join(AFFWILD2_TASKS), help="comma-separated tasks (va, au, expr)"
-    )
-    parser.add_argument("--config", default="tam_s1", help="model config")
-    parser.add_argument("--epochs", type=int, default=12, help="maximum epochs per task")
-    parser.add_argument("--batch-size", type=int, default=4, help="windows per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--seq-len", type=int, default=32, help="frames per window")
-    parser.add_argument("--stride", type=int, default=8, help="frames between training windows")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: one per core)")
-    parser.add_argument("--videos", type=int, default=24, help="synthetic videos")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of a video in seconds")
-    parser.add_argument("--shuffled", default="", help="tasks also trained on time-shifted labels, e.g. va")
-    parser.add_argument("--cache", type=Path, default=None, help="feature cache (default: OUTPUT/cache)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args(argv)
+    args = parse(argv)
 
     def say(line: str) -> None:
         print(line, flush=True)
 
     out: Path = args.output
-    root, cache = out / "data", args.cache or out / "cache"
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for task in tasks:
+        get_task(task)
+    settings = dict(identities=args.identities, overlap=args.overlap)
     t0 = time.perf_counter()
-    make_data(root, args.videos, args.seconds, say)
-    synth_s = time.perf_counter() - t0
-    extract_s = make_cache(root, cache, say)
-    report: dict = {"config": args.config, "threads": args.threads or torch.get_num_threads(),
-                    "synth_s": round(synth_s, 1), "extract_s": round(extract_s, 1), "tasks": {}}  # fmt: skip
-    for task in args.tasks.split(","):
-        cfg = TrainConfig(
-            task=task, input=root, cache=str(cache), output=out / "runs" / task, config=args.config,
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seq_len=args.seq_len,
-            stride=args.stride, patience=args.epochs, threads=args.threads, device=args.device, log_every=0,
-        )  # fmt: skip
+    report: dict = {"recipe": args.recipe, "threads": args.threads or torch.get_num_threads(), "settings":
+                    {**settings, "no_face_share": args.no_face_share}, "synth_s": {}, "extract_s": {},
+                    "tasks": {}}  # fmt: skip
+    for layout in dict.fromkeys(LAYOUT_OF[t] for t in tasks):
+        t1 = time.perf_counter()
+        videos, seconds, extra = {"affwild2": (args.videos, args.seconds, {"no_face_share": args.no_face_share}),
+                                  "ah": (args.ah_videos, args.seconds, {}),
+                                  "emi": (args.emi_clips, None, {})}[layout]  # fmt: skip
+        make_data(out / "data" / layout, videos, seconds, say, layout=layout, **settings, **extra)
+        report["synth_s"][layout] = round(time.perf_counter() - t1, 1)
+        report["extract_s"][layout] = round(make_cache(out / "data" / layout, out / "cache" / layout, say), 1)
+    for task in tasks:
+        layout = LAYOUT_OF[task]
+        given = dict(config=args.config, epochs=args.epochs, lr=args.lr, seq_len=args.seq_len,
+                     batch_size=args.batch_size or None, stride=args.stride or None, patience=args.epochs,
+                     threads=args.threads, device=args.device, log_every=0, no_face=args.no_face)  # fmt: skip
+        cfg = recipe_config(args.recipe, task=task, input=out / "data" / layout, cache=str(out / "cache" / layout),
+                            output=out / "runs" / task, **given)  # fmt: skip
         figures = train_task(cfg, shuffled=False, say=say)
         if task in args.shuffled.split(","):
             shifted = train_task(
@@ -135,13 +226,28 @@ def main(argv: list[str] | None = None) -> dict:
         report["tasks"][task] = figures
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "learnability.json").write_text(json.dumps(report, indent=2))
-    say(f"\nlearnability ({args.config}, {report['threads']} threads): validation figures")
-    say(f"{'task':6}{'metric':>9}{'trivial':>9}{'shuffled':>10}{'epoch':>7}{'train s':>9}")
-    for task, f in report["tasks"].items():
-        shuffled = f"{f['shuffled']:.3f}" if "shuffled" in f else "-"
-        say(f"{task:6}{f['metric']:9.3f}{f['trivial']:9.3f}{shuffled:>10}{f['epoch']:7d}{f['seconds']:9.0f}")
-    say(f"synth {report['synth_s']:.0f}s, extract {report['extract_s']:.0f}s, total {report['wall_s']:.0f}s")
+    for line in table(report):
+        say(line)
     return report
+
+
+def table(report: dict) -> list[str]:
+    """The report as printed lines."""
+    lines = [f"\nlearnability (recipe {report['recipe']}, {report['threads']} threads): validation figures",
+             f"{'task':6}{'metric':>9}{'tuned':>8}{'trivial':>9}{'shuffled':>10}{'near':>8}{'epoch':>7}"
+             f"{'train s':>9}"]  # fmt: skip
+    for task, f in report["tasks"].items():
+        tuned = f"{f['tuned']:.3f}" if f.get("tuned") is not None else "-"
+        shuffled = f"{f['shuffled']:.3f}" if "shuffled" in f else "-"
+        near = f"{f['near_no_face']['metric']:.3f}" if f.get("near_no_face") else "-"
+        lines.append(f"{task:6}{f['metric']:9.3f}{tuned:>8}{f['trivial']:9.3f}{shuffled:>10}{near:>8}"
+                     f"{f['epoch']:7d}{f['seconds']:9.0f}")  # fmt: skip
+        if f.get("trivial_parts"):
+            lines.append("  per AU (F1 / all present): " + ", ".join(
+                f"{k} {f['parts'][k]:.2f}/{v:.2f}" for k, v in f["trivial_parts"].items()))  # fmt: skip
+    lines.append(f"synth {sum(report['synth_s'].values()):.0f}s, extract {sum(report['extract_s'].values()):.0f}s, "
+                 f"total {report['wall_s']:.0f}s")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

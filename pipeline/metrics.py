@@ -169,33 +169,50 @@ def compute_metric(
 
 
 def tune_thresholds(
-    probs: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None, default: float = 0.5
+    probs: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray | None = None,
+    default: float = 0.5,
+    average: Average = "binary",
 ) -> np.ndarray:
-    """(K,) per-class thresholds that maximise the binary F1 of `probs >= t` on validation data.
+    """(K,) per-class thresholds that maximise the F1 of `probs >= t` on validation data.
 
-    probs, labels (N, K) (or (N,) for one class); rows where `mask` is False are ignored. The search is
-    exact over every distinct probability: the threshold returned lies halfway between the lowest probability
-    predicted positive and the next lower one (the lowest itself when all are positive). Ties keep the
-    higher threshold. A class without a positive label gets `default`.
+    probs, labels (N, K) (or (N,) for one class); rows where `mask` is False are ignored. `average` is the
+    F1 in force: "binary" the positive class's F1 (each AU), "macro" the mean of the F1 of both classes (AH's
+    default), for which deciding every frame negative is a candidate too. The search is exact over every
+    distinct probability: the threshold returned lies halfway between the lowest probability predicted
+    positive and the next lower one (the lowest itself when all are positive; just above the highest when
+    none is). Ties keep the higher threshold. A class without a positive label gets `default`.
     """
+    if average not in ("binary", "macro"):
+        raise MetricError(f"unknown F1 averaging {average!r}; use 'macro' or 'binary'")
     probs2 = np.asarray(probs, dtype=np.float64)
     probs2 = probs2[:, None] if probs2.ndim == 1 else probs2
     probs2, labels2 = _select(probs2, labels, mask, width=probs2.shape[1])
     thresholds = np.full(probs2.shape[1], default, dtype=np.float64)
     for k in range(probs2.shape[1]):
-        thresholds[k] = _best_threshold(probs2[:, k], labels2[:, k] > 0.5, default)
+        thresholds[k] = _best_threshold(probs2[:, k], labels2[:, k] > 0.5, default, average)
     return thresholds
 
 
-def _best_threshold(p: np.ndarray, y: np.ndarray, default: float) -> float:
-    positives = int(y.sum())
+def _best_threshold(p: np.ndarray, y: np.ndarray, default: float, average: Average) -> float:
+    positives, n = int(y.sum()), len(y)
     if positives == 0:
         return default
     order = np.argsort(-p, kind="stable")
     p_sorted, tp = p[order], np.cumsum(y[order])
     # the last position of each run of equal probabilities: everything up to it is predicted positive
     ends = np.flatnonzero(np.r_[p_sorted[1:] != p_sorted[:-1], True])
-    f1 = 2.0 * tp[ends] / (ends + 1 + positives)  # 2TP / (2TP + FP + FN) = 2TP / (predicted + actual)
+    predicted, tp = ends + 1, tp[ends]
+    f1 = 2.0 * tp / (predicted + positives)  # 2TP / (2TP + FP + FN) = 2TP / (predicted + actual)
+    if average == "macro":  # the negative class: TN = n - predicted - FN, its F1 likewise
+        tn, negatives = n - predicted - (positives - tp), n - positives
+        denominator = (n - predicted) + negatives
+        f1_neg = np.divide(2.0 * tn, denominator, out=np.zeros(len(tn)), where=denominator > 0)
+        f1 = (f1 + f1_neg) / 2
+        none = negatives / (n + negatives) if negatives else 0.0  # every frame negative: F1 pos 0, neg 2TN/..
+        if none > f1.max():
+            return float(np.nextafter(p_sorted[0], np.inf))
     best = int(np.argmax(f1))
     lowest = p_sorted[ends[best]]
     if best + 1 < len(ends):

@@ -40,13 +40,17 @@ class FakeCache:
     def num_frames(self, subject: str) -> int:
         return self.frames[subject]
 
-    def read(self, subject: str, start: int = 0, stop: int | None = None):
+    def read(self, subject: str, start: int = 0, stop: int | None = None, maps: bool = True):
         stop = self.frames[subject] if stop is None else stop
         rows = np.arange(start, stop)
+        face = self.faces.get(subject, np.ones(self.frames[subject], bool))[start:stop]
+        if not maps:  # the face column only, as FeatureCache.read(maps=False)
+            return SimpleNamespace(
+                subject=subject, video=subject, index=rows.astype(np.int32), face=face, maps=()
+            )
         self.read_rows += len(rows)
         code = (self.ids[subject] * 1000 + rows).astype(np.float16)
         maps = tuple(np.broadcast_to(code[:, None, None, None], (len(rows), *s)).copy() for s in self.shapes)
-        face = self.faces.get(subject, np.ones(self.frames[subject], bool))[start:stop]
         return SimpleNamespace(
             subject=subject, video=subject, index=rows.astype(np.int32), face=face, maps=maps
         )

@@ -24,6 +24,7 @@ FaceModeName = Literal["detect", "cropped-aligned"]  # jobs.extract.stages.FaceM
 DeviceName = Literal["cpu", "cuda"]  # where extract and bench run their models
 LayoutName = Literal["affwild2", "emi", "ah"]  # pipeline.synth.common.LAYOUTS
 ResolutionName = Literal["360p", "480p", "720p", "1080p"]  # jobs.bench.videos.RESOLUTIONS
+RecipeName = Literal["default", "seed"]  # jobs.train.recipes.RECIPES
 
 Task = Annotated[TaskName, typer.Option("--task", "-t", help="Task: va, au, expr, ah or emi.")]
 Input = Annotated[
@@ -48,16 +49,28 @@ Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 cl
 Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi or ah.")]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
 
-# training settings, shared by `train` and `run` (which passes them on when it trains)
-ModelConfig = Annotated[str, typer.Option(help="Model config: tam_s1, tam_s2 or tam_s3.")]
+# training settings, shared by `train` and `run` (which passes them on when it trains); those a recipe
+# sets are None unless given, and then the recipe's
+Recipe = Annotated[
+    RecipeName,
+    typer.Option(help="Training recipe: default or seed (the seed paper's settings); flags given win."),
+]
+ModelConfig = Annotated[
+    str | None, typer.Option(help="Model config: tam_s1, tam_s2 or tam_s3 (default: the recipe's).")
+]
 Epochs = Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")]
-SeqLen = Annotated[int, typer.Option(min=1, help="Frames per window.")]
-LearningRate = Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up + cosine).")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Windows per step.")]
+SeqLen = Annotated[int | None, typer.Option(min=1, help="Frames per window (default: the recipe's).")]
+TrainStride = Annotated[
+    int | None, typer.Option(min=1, help="Frames between training windows (default: the recipe's).")
+]
+LearningRate = Annotated[
+    float | None, typer.Option(help="Peak learning rate, AdamW (default: the recipe's).")
+]
+BatchSize = Annotated[int | None, typer.Option(min=1, help="Windows per step (default: the recipe's).")]
 Seed = Annotated[int, typer.Option(help="Seed of weights, dropout and window order.")]
 Patience = Annotated[int, typer.Option(min=1, help="Epochs without improvement before stopping.")]
 Ema = Annotated[float, typer.Option(help="EMA decay of the weights; 0 disables it.")]
-Bf16 = Annotated[bool, typer.Option(help="bf16 autocast around the model.")]
+Bf16 = Annotated[bool | None, typer.Option(help="bf16 autocast around the model (default: the recipe's).")]
 Threads = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: one per core).")]
 BackboneWeights = Annotated[
     Path | None, typer.Option(help="Backbone weights file the cache was made with (if not where it was).")

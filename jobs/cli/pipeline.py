@@ -24,6 +24,7 @@ from jobs.cli.options import (
     LearningRate,
     ModelConfig,
     Patience,
+    Recipe,
     Seed,
     SeqLen,
     Split,
@@ -31,6 +32,7 @@ from jobs.cli.options import (
     Subject,
     Task,
     Threads,
+    TrainStride,
 )
 
 
@@ -68,16 +70,17 @@ def run(
     final: Annotated[
         bool, typer.Option(help="Then train on train + validation for the chosen epochs and predict with it.")
     ] = False,
-    config: ModelConfig = "tam_s1",
+    recipe: Recipe = "default",
+    config: ModelConfig = None,
     epochs: Epochs = 20,
-    seq_len: SeqLen = 32,
-    train_stride: Annotated[int, typer.Option(min=1, help="Frames between training windows.")] = 16,
-    lr: LearningRate = 1e-3,
-    batch_size: BatchSize = 16,
+    seq_len: SeqLen = None,
+    train_stride: TrainStride = None,
+    lr: LearningRate = None,
+    batch_size: BatchSize = None,
     seed: Seed = 0,
     patience: Patience = 5,
     ema: Ema = 0.0,
-    bf16: Bf16 = False,
+    bf16: Bf16 = None,
     threads: Threads = None,
     backbone_weights: BackboneWeights = None,
 ) -> None:
@@ -91,9 +94,10 @@ def run(
     from jobs.run.config import RunConfig
     from jobs.run.driver import run as run_all
 
-    training = dict(config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
+    training = dict(recipe=recipe, config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
                     batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
                     backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
+    training = {k: v for k, v in training.items() if v is not None}  # flags not given: the recipe's
     cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                     weights=tuple(weights or ()), output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
@@ -158,17 +162,18 @@ def train(
     input: Input,
     cache: Cache,
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder.")],
-    config: ModelConfig = "tam_s1",
+    recipe: Recipe = "default",
+    config: ModelConfig = None,
     epochs: Epochs = 20,
-    seq_len: SeqLen = 32,
-    stride: Annotated[int, typer.Option(min=1, help="Frames between training windows.")] = 16,
-    lr: LearningRate = 1e-3,
-    batch_size: BatchSize = 16,
+    seq_len: SeqLen = None,
+    stride: TrainStride = None,
+    lr: LearningRate = None,
+    batch_size: BatchSize = None,
     device: Device = "cpu",
     seed: Seed = 0,
     patience: Patience = 5,
     ema: Ema = 0.0,
-    bf16: Bf16 = False,
+    bf16: Bf16 = None,
     allow_missing: Annotated[
         bool, typer.Option(help="Train on the cached subjects only when some shards are missing.")
     ] = False,
@@ -179,15 +184,21 @@ def train(
         typer.Option(help="Stop on any bad input of the data set (default: a note each, the rest trains)."),
     ] = False,
 ) -> None:
-    """Train the temporal model on cached features; keeps the best checkpoint by the official metric."""
-    from jobs.train.trainer import TrainConfig, TrainError
+    """Train the temporal model on cached features; keeps the best checkpoint by the official metric.
+
+    --recipe sets the model config, window, batch, optimiser, schedule, precision and losses (default, or
+    seed: the seed paper's released settings); the flags given win over the recipe's values.
+    """
+    from jobs.train.recipes import recipe_config
+    from jobs.train.trainer import TrainError
     from jobs.train.trainer import train as run_training
 
-    cfg = TrainConfig(task=task, input=input, cache=cache, output=output, config=config, epochs=epochs,
-                      seq_len=seq_len, stride=stride, lr=lr, batch_size=batch_size, device=device, seed=seed,
-                      patience=patience, ema=ema, bf16=bf16, allow_missing=allow_missing, threads=threads,
-                      backbone_weights=None if backbone_weights is None else str(backbone_weights),
-                      strict=strict)  # fmt: skip
+    cfg = recipe_config(recipe, task=task, input=input, cache=cache, output=output, config=config,
+                        epochs=epochs, seq_len=seq_len, stride=stride, lr=lr, batch_size=batch_size,
+                        device=device, seed=seed, patience=patience, ema=ema, bf16=bf16,
+                        allow_missing=allow_missing, threads=threads,
+                        backbone_weights=None if backbone_weights is None else str(backbone_weights),
+                        strict=strict)  # fmt: skip
     with _fails_with_1("train", TrainError, ValueError, OSError):
         result = run_training(cfg, say=_say)
     typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "

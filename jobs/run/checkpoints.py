@@ -18,6 +18,7 @@ import torch
 
 from jobs.run.config import RunConfig, RunError
 from jobs.run.report import TaskModel
+from jobs.train.recipes import recipe_config
 from jobs.train.state import config_dict
 from jobs.train.trainer import BEST, LAST, LOG, RESUMABLE_CHANGES, TrainConfig, train
 from model.checkpoint import read_checkpoint_meta
@@ -59,11 +60,13 @@ def weights_needed(cfg: RunConfig, task: str, why: str = "") -> str:
 
 
 def train_config(cfg: RunConfig, task: str) -> TrainConfig:
-    """The training run of `task`: train's defaults, the run's training flags, the run's cache and folder."""
+    """The training run of `task`: the recipe's settings (`recipe` in the run's training flags, else the
+    default recipe), the run's other training flags over them, the run's cache and folder."""
     options = dict(cfg.train_options)
     options.setdefault("device", cfg.device)
-    return TrainConfig(task=task, input=Path(cfg.input), cache=cfg.cache_location,
-                       output=cfg.checkpoint_dir(task), **options)  # fmt: skip
+    recipe = options.pop("recipe", "default")
+    return recipe_config(recipe, task=task, input=Path(cfg.input), cache=cfg.cache_location,
+                         output=cfg.checkpoint_dir(task), **options)  # fmt: skip
 
 
 def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -31,8 +31,8 @@ class RunConfig:
     stride: int | None = None  # frames between prediction windows; None: the checkpoint's
     fill: FillMethod = "linear"  # frames without a face: "linear" or "nearest"
     device: str = "cpu"  # device of the temporal model: cpu, cuda or cuda:N
-    # `lwaffect train` settings (TrainConfig field -> value) for tasks trained here; unset ones keep train's
-    # defaults
+    # `lwaffect train` settings (TrainConfig field -> value, and "recipe": a jobs.train.recipes name) for
+    # tasks trained here; unset ones are the recipe's (the default recipe where none is named)
     train_options: tuple[tuple[str, Any], ...] = ()
     retrain: bool = (
         False  # train again even where OUT/checkpoints/<task> holds a model made with other settings

@@ -2,8 +2,9 @@
 
 Reads the catalogue (labels, splits) and the feature cache, trains with AdamW, warm-up + cosine schedule,
 gradient clipping and optional EMA, validates each epoch with the official metric over all valid frames
-of the validation subjects pooled, keeps the best checkpoint (with AU / AH thresholds tuned on validation)
-and stops early after `patience` epochs without improvement. Every epoch is appended to `log.jsonl` and
+of the validation subjects pooled, keeps the best checkpoint (with AU / AH thresholds tuned on all
+validation frames; the epoch is chosen by the two-fold figure of `pipeline.temporal.validate`, and both
+figures are logged and kept) and stops early after `patience` epochs without improvement. Every epoch is appended to `log.jsonl` and
 its state to `last.pt`, so a run started again with the same settings goes on after its last epoch.
 """
 
@@ -42,10 +43,11 @@ from pipeline.cache.read import open_cache
 from pipeline.cache.spec import cache_differences
 from pipeline.datasets import load_catalogue
 from pipeline.io import atomic_path
-from pipeline.temporal.optim import EMA, make_scheduler, train_step
+from pipeline.metrics import Average
+from pipeline.temporal.optim import EMA, Schedule, make_scheduler, param_groups, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
 from pipeline.temporal.validate import validate
-from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
+from pipeline.temporal.windows import NoFace, WindowConfig, WindowDataset, window_loader
 
 BEST = "best.safetensors"  # best checkpoint in the output folder
 LAST = "last.pt"  # state of the last completed epoch
@@ -68,6 +70,7 @@ class TrainConfig:
     input: Path  # data set folder (labels and splits)
     cache: str  # feature cache made by `lwaffect extract`
     output: Path  # folder for best.safetensors, last.pt, log.jsonl
+    recipe: str = "default"  # the recipe the settings came from (jobs.train.recipes); a record only
     config: str = "tam_s1"  # model config (model.configs.MODEL_CONFIGS)
     epochs: int = 20  # maximum number of epochs
     seq_len: int = 32  # frames per window (T)
@@ -75,9 +78,11 @@ class TrainConfig:
     eval_stride: int | None = None  # frames between validation windows; None: seq_len // 2
     batch_size: int = 16  # windows per step
     lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.05  # AdamW weight decay
+    weight_decay: float = 0.05  # AdamW weight decay of weights (norms and biases never decay)
     warmup: float = 0.05  # share of all steps spent warming up
-    min_lr_ratio: float = 0.01  # final learning rate / peak
+    min_lr_ratio: float = 0.01  # lowest learning rate / peak
+    schedule: Schedule = "cosine"  # one cosine decay over the run, or "restarts" every restart_steps
+    restart_steps: int = 2000  # steps of one cosine period of the "restarts" schedule
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     ema: float = 0.0  # EMA decay of the weights (validated and saved); 0 disables it
     bf16: bool = False  # bf16 autocast around the model
@@ -86,6 +91,8 @@ class TrainConfig:
     patience: int = 5  # epochs without improvement before stopping
     balanced: bool | None = None  # balanced window draws; None: on for au, expr, ah
     include_no_face: bool = False  # also train on frames without a detected face
+    no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
+    average: Average = "macro"  # AH F1 averaging (macro over both classes, or binary); thresholds follow it
     loss_options: tuple[tuple[str, Any], ...] = ()  # keyword options of model.losses.loss_for
     backbone_weights: str | None = None  # weights file the cache was made with; None: as the cache records
     allow_missing: bool = False  # train on the shards that exist instead of stopping when some are missing
@@ -264,20 +271,23 @@ class Trainer:
         balanced = (
             cfg.balanced if cfg.balanced is not None else kind in ("multilabel", "multiclass", "binary")
         )
-        wcfg = WindowConfig(cfg.seq_len, cfg.stride, cfg.include_no_face, balanced, seed=cfg.seed)
+        wcfg = WindowConfig(
+            cfg.seq_len, cfg.stride, cfg.include_no_face, cfg.no_face, balanced, seed=cfg.seed
+        )
         self.dataset = WindowDataset(data.cache, {s: data.labels[s] for s in data.train}, cfg.task, wcfg)
         if len(self.dataset) == 0:
             raise TrainError(f"no training window has a valid {cfg.task} label")
         self.loader = window_loader(self.dataset, cfg.batch_size, cfg.num_workers)
         self.steps_per_epoch = math.ceil(len(self.dataset) / cfg.batch_size)
         total = self.steps_per_epoch * cfg.epochs
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = make_scheduler(self.optimizer, total, int(cfg.warmup * total), cfg.min_lr_ratio)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        self.scheduler = make_scheduler(self.optimizer, total, int(cfg.warmup * total), cfg.min_lr_ratio,
+                                        cfg.schedule, cfg.restart_steps)  # fmt: skip
         self.ema = EMA(self.model, cfg.ema) if cfg.ema > 0 else None
         eval_stride = cfg.eval_stride or default_stride(cfg.seq_len)
         self.predictor = Predictor(self.model, cfg.task, cfg.seq_len, eval_stride, batch_size=cfg.batch_size,
-                                   device=device, bf16=cfg.bf16)  # fmt: skip
+                                   device=device, bf16=cfg.bf16, no_face=cfg.no_face,
+                                   include_no_face=cfg.include_no_face)  # fmt: skip
         cfg.output.mkdir(parents=True, exist_ok=True)
         self.last, self.log, self.best = cfg.output / LAST, cfg.output / LOG, cfg.output / BEST
         self.fingerprint = _fingerprint(cfg, data)
@@ -340,7 +350,7 @@ class Trainer:
         averaged = self.ema.applied(self.model) if self.ema is not None else nullcontext(self.model)
         with averaged as model:
             predictor = replace(self.predictor, model=model)  # the averaged weights where EMA is on
-            val = validate(predictor, self.data.cache, self.data.labels, subjects=self.data.val)
+            val = validate(predictor, self.data.cache, self.data.labels, self.data.val, self.cfg.average)
             # a final model keeps its last epoch: its validation subjects were trained on
             improved = self.cfg.final or val.result.value > self.state.best
             if improved:
@@ -350,8 +360,9 @@ class Trainer:
     def meta(self, epoch: int, val: Any) -> dict:
         """What the checkpoint records besides the model: what `lwaffect predict` needs, and provenance."""
         predictor = replace(self.predictor, thresholds=val.thresholds)  # task, seq_len, stride, thresholds
-        return {**predictor.checkpoint_meta(), "metric": val.result.to_dict(), "epoch": epoch,
-                "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
+        tuned = val.tuned.to_dict() if val.tuned is not None else None
+        return {**predictor.checkpoint_meta(), "metric": val.result.to_dict(), "metric_tuned": tuned,
+                "epoch": epoch, "cache_spec": self.data.spec, "train_config": config_dict(self.cfg)}  # fmt: skip
 
     def save_last(self) -> None:
         """The state after the last completed epoch, written atomically."""
@@ -382,13 +393,16 @@ class Trainer:
             loss = float(np.mean(losses)) if losses else float("nan")
             record = {"epoch": epoch, "train_loss": loss if losses else None, "metric": val.result.value,
                       "metric_name": val.result.metric, "parts": val.result.parts, "frames": val.frames,
-                      "thresholds": val.thresholds, "lr": self.scheduler.get_last_lr()[0], "best": state.best,
+                      "thresholds": val.thresholds, "tuned": val.tuned.value if val.tuned else None,
+                      "tuned_parts": val.tuned.parts if val.tuned else None,
+                      "lr": self.scheduler.get_last_lr()[0], "best": state.best,
                       "improved": improved, "train_s": round(train_s, 2),
                       "epoch_s": round(time.perf_counter() - t0, 2),
                       "resumed": self.resumed_from > 0 and epoch == self.resumed_from + 1}  # fmt: skip
             append_log(self.log, record)
             self.save_last()
-            self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f} (best "
+            tuned = f" (tuned on all {val.tuned.value:.4f})" if val.tuned else ""
+            self.say(f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} {cfg.task} {val.result.value:.4f}{tuned} (best "
                      f"{state.best:.4f} @ {state.best_epoch}){' *' if improved else ''} "
                      f"{record['epoch_s']:.1f}s")  # fmt: skip
             overall.advance(1, note=f"best {state.best:.4f} @ {state.best_epoch}")

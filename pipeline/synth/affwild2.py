@@ -27,7 +27,7 @@ from pipeline.synth.common import (
     tint_plan,
     va_labels,
 )
-from pipeline.synth.video import Track, make_track, segment_count, write_video
+from pipeline.synth.video import Track, make_track, overlap_cues, segment_count, write_video
 
 # (fps, width, height) of videos 1, 2, 3, ... in turn
 SPECS: tuple[tuple[int, int, int], ...] = (
@@ -91,11 +91,30 @@ def plan_videos(cfg: SynthConfig) -> list[VideoPlan]:
         seconds = cfg.duration * (2 / 3 if height >= 1080 else 1)  # the largest videos are kept short
         frames = max(8, round(seconds * fps))
         split = "train" if index <= n_train else "validation" if index <= n_train + n_val else "test"
-        no_face = ((round(0.4 * frames), round(0.6 * frames)),) if index == min(NO_FACE_VIDEO, n) else ()
+        no_face: tuple[tuple[int, int], ...] = ()
+        if index == min(NO_FACE_VIDEO, n):
+            no_face = ((round(0.4 * frames), round(0.6 * frames)),)
+        if cfg.no_face_share > 0 and not no_face:
+            no_face = extra_stretch(frames, fps, cfg.no_face_share, rng_for(cfg, 4000, index))
         positions = ("left", "right") if index == TWO_SUBJECT_VIDEO else ("main",)
         batch = "batch1" if index <= math.ceil(n / 2) else "batch2"
         plans.append(VideoPlan(index, fps, width, height, frames, split, positions, no_face, batch))
     return plans
+
+
+def extra_stretch(
+    frames: int, fps: int, share: float, rng: np.random.Generator
+) -> tuple[tuple[int, int], ...]:
+    """With probability `share`, one faceless [start, stop) stretch of 0.3-0.8 s (at most 30 % of the video)
+    inside 15-85 % of the video."""
+    if rng.random() >= share:
+        return ()
+    length = max(2, min(round(rng.uniform(0.3, 0.8) * fps), round(0.3 * frames)))
+    lo, hi = round(0.15 * frames), round(0.85 * frames) - length
+    if hi <= lo:
+        return ()
+    start = int(rng.integers(lo, hi))
+    return ((start, start + length),)
 
 
 def invalid_mask(frames: int, no_face: tuple[tuple[int, int], ...], rng: np.random.Generator) -> np.ndarray:
@@ -148,10 +167,15 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
         for k, pos in enumerate(plan.positions):
             half = plan.width // 2
             region = {"main": (0, plan.width), "left": (0, half), "right": (half, plan.width)}[pos]
-            tracks[plan.subject(pos)] = make_track(
+            track = make_track(
                 plan.frames, plan.fps, (plan.width, plan.height), region, tints[plan.index, pos],
                 rng_for(cfg, plan.index, k), absent=plan.no_face,
+                identity=cfg.identity_of(plan.index - 1 + k, plan.split),
             )  # fmt: skip
+            if cfg.overlap > 0:
+                track.strength, track.hue_shift = overlap_cues(track.tint, cfg.overlap,
+                                                               rng_for(cfg, 5000, plan.index, k))  # fmt: skip
+            tracks[plan.subject(pos)] = track
         truth = write_video(
             root / plan.path, plan.fps, (plan.width, plan.height), tracks, rng_for(cfg, plan.index, 99),
             textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset,

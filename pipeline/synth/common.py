@@ -36,6 +36,12 @@ Aff-Wild2 frames without a face and a few random short runs per subject and task
 -1 for AU and EXPR). Attributes vary smoothly (brightness, contrast, position, size) or piecewise over
 about half a second (tint, marks); the default set shows every AU both on and off and every EXPR class in
 both train and validation. Everything is a deterministic function of the seed.
+
+Harder settings, off by default (the learnability study, `jobs.learnability`, turns them on):
+`identities` people made from the one photo (`pipeline.synth.faces.identity`; with three or more, the last
+one appears only in validation and test), `overlap` of the label cues (each tint stretch with its own
+strength and hue shift, `pipeline.synth.video.overlap_cues`) and `no_face_share`, the share of Aff-Wild2
+videos with a faceless stretch of 0.3-0.8 s of their own.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ class SynthConfig:
     seed: int = 0  # every random choice derives from it: same seed, same data set
     crf: int = 18  # libx264 constant rate factor (lower is better quality)
     preset: str = "veryfast"  # libx264 speed preset
+    identities: int = 1  # people made from the one photo; 1: the photo as it is in every video
+    overlap: float = 0.0  # 0..1: how much tints vary in strength and hue, so that classes look alike
+    no_face_share: float = 0.0  # 0..1: share of Aff-Wild2 videos with a faceless stretch of their own
 
     @property
     def num_videos(self) -> int:
@@ -83,6 +92,17 @@ class SynthConfig:
             raise ValueError(f"videos must be at least 1, not {self.num_videos}")
         if not 0.5 <= self.duration <= 600:
             raise ValueError(f"seconds must be between 0.5 and 600, not {self.duration}")
+        if self.identities < 1:
+            raise ValueError(f"identities must be at least 1, not {self.identities}")
+        for name in ("overlap", "no_face_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {getattr(self, name)}")
+
+    def identity_of(self, number: int, split: str) -> int:
+        """The person of subject `number` (0-based): the identities in turn; with three or more, train
+        subjects never get the last one, a person seen only in validation and test."""
+        n = self.identities
+        return number % (n - 1) if n >= 3 and split == "train" else number % n
 
 
 # --- label functions (see the module docstring) ---------------------------------------------------------

@@ -1,13 +1,16 @@
 """Rendering of the synthetic data set's face: a real face with visible, label-carrying attributes.
 
 The face is cut from scikit-image's `skimage.data.astronaut()` (a public-domain NASA portrait that ships
-with the scikit-image wheel), feathered with an elliptical mask and composited onto a background. Each
-rendered face has five visible attributes (see `pipeline.synth.common` for how labels are derived from them):
+with the scikit-image wheel), feathered with an elliptical mask and composited onto a background. Other
+identities are made from that one photo (`identity`, `load_sprite(k)`): mirrored or not, a narrower or
+wider face, another skin tone and hair colour; identity 0 is the photo as it is. Each rendered face has
+five visible attributes (see `pipeline.synth.common` for how labels are derived from them):
 
 - brightness in [0, 1]: the mean luminance of the face region, 0.3 + 0.4 * brightness;
 - contrast in [0, 1]: the luminance gain around that mean, 0.6 + 0.8 * contrast;
 - tint 0..7: a chroma change that keeps luminance: 0 none, 1 red, 2 orange, 3 yellow, 4 blue, 5 violet,
-  6 pink, 7 grey (fully desaturated);
+  6 pink, 7 grey (fully desaturated); `strength` scales how much chroma it replaces and `hue_shift` turns
+  its hue (1 and 0 by default: every tint as in `TINT_HUES`, `TINT_STRENGTH`);
 - marks (12 bools): a small yellow dot at each of 12 fixed places on the face (`MARK_POSITIONS`, in
   face-box coordinates, radius `MARK_RADIUS` of the box width), drawn after the photometric change;
 - scale and position: where the face box sits in the frame and how tall it is (not a label).
@@ -65,6 +68,36 @@ class FaceState:
     contrast: float  # 0..1, sets the luminance gain around that mean
     tint: int  # 0..7, index into TINT_COLOURS
     marks: tuple[bool, ...]  # 12 flags, one per MARK_POSITIONS entry
+    identity: int = 0  # which face (`identity`); 0: the photo as it is
+    strength: float = 1.0  # factor of the tint's strength (TINT_STRENGTH)
+    hue_shift: float = 0.0  # degrees added to the tint's hue (TINT_HUES)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How one synthetic person differs from the photo."""
+
+    mirror: bool  # flipped left to right
+    width: float  # face width factor (the height stays)
+    chin: float  # height factor of the face below the nose
+    skin: tuple[float, float, float]  # RGB gains of the face
+    hair: tuple[float, float, float]  # RGB gains of the top of the head (hair)
+    beard: float  # 0..1: how dark a stubble over the chin and upper lip
+
+
+def identity(k: int) -> Identity:
+    """Identity `k`: 0 is the photo; the others a fixed draw of their own (the same in every data set)."""
+    if k == 0:
+        return Identity(False, 1.0, 1.0, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), 0.0)
+    rng = np.random.default_rng([7919, k])
+    tone = rng.uniform(0.65, 1.1)  # darker or lighter skin, then warmer or cooler
+    skin = tone * np.array([1.0, rng.uniform(0.85, 1.05), rng.uniform(0.75, 1.1)])
+    hair = rng.uniform(0.35, 1.4) * np.array([1.0, *rng.uniform(0.7, 1.1, 2)])
+    width, chin = rng.uniform(0.88, 1.12), rng.uniform(0.88, 1.15)
+    beard = rng.uniform(0.3, 0.6) if k % 3 == 2 else 0.0
+    return Identity(bool(k % 2), round(float(width), 3), round(float(chin), 3),
+                    tuple(skin.round(3).tolist()), tuple(hair.round(3).tolist()),  # type: ignore[arg-type]
+                    round(float(beard), 3))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,8 +129,10 @@ def astronaut() -> np.ndarray:
 
 
 @cache
-def load_sprite() -> Sprite:
-    """The face sprite cut from `astronaut()`."""
+def load_sprite(k: int = 0) -> Sprite:
+    """The face sprite of identity `k` (0: cut from `astronaut()` as it is)."""
+    if k:
+        return _other(load_sprite(0), identity(k))
     x1, y1, x2, y2 = SOURCE_CROP
     rgb = np.ascontiguousarray(astronaut()[y1:y2, x1:x2])
     h, w = rgb.shape[:2]
@@ -113,6 +148,57 @@ def load_sprite() -> Sprite:
     return Sprite(rgb=rgb, alpha=alpha, box=box, landmarks=landmarks, mean_luma=mean_luma)
 
 
+def _other(base: Sprite, who: Identity) -> Sprite:
+    """The sprite of another identity: stretched (wider or narrower, a longer or shorter lower face),
+    recoloured (skin, hair over the top of the head, a stubble), mirrored; its face box and landmarks follow
+    (eyes and mouth corners swap sides when mirrored)."""
+    h, w = base.rgb.shape[:2]
+    nose = int(base.landmarks[2, 1])  # rows below the nose are stretched by `chin`
+    nw, nh = max(round(w * who.width), 1), nose + max(round((h - nose) * who.chin), 1)
+
+    def stretch(image: np.ndarray) -> np.ndarray:
+        img = Image.fromarray(image)
+        upper = img.crop((0, 0, w, nose)).resize((nw, nose), Image.Resampling.BILINEAR)
+        lower = img.crop((0, nose, w, h)).resize((nw, nh - nose), Image.Resampling.BILINEAR)
+        return np.concatenate([np.asarray(upper), np.asarray(lower)], axis=0)
+
+    def y_of(y: np.ndarray) -> np.ndarray:
+        return np.where(y > nose, nose + (y - nose) * who.chin, y)
+
+    rgb, alpha = stretch(base.rgb).astype(np.float32) / 255, stretch(base.alpha)
+    box = np.array([base.box[0] * nw / w, base.box[1], base.box[2] * nw / w, y_of(base.box[3])])
+    landmarks = np.column_stack([base.landmarks[:, 0] * nw / w, y_of(base.landmarks[:, 1])])
+    bh = box[3] - box[1]
+    yy = np.arange(nh, dtype=np.float32)[:, None, None]
+    hair = np.clip((box[1] + 0.12 * bh - yy) / (0.1 * bh) + 0.5, 0.0, 1.0)  # (h, 1, 1): 1 over the hair
+    gain = hair * np.asarray(who.hair, np.float32) + (1 - hair) * np.asarray(who.skin, np.float32)
+    rgb = rgb * gain
+    if who.beard:  # darker, grainy skin around the mouth and over the chin, feathered
+        xx = np.arange(nw, dtype=np.float32)[None, :, None]
+        cx, lip = (box[0] + box[2]) / 2, (landmarks[3, 1] + landmarks[4, 1]) / 2
+        r = np.sqrt(((xx - cx) / (0.36 * (box[2] - box[0]))) ** 2 + ((yy - lip) / (0.3 * bh)) ** 2)
+        top = np.clip((yy - lip + 0.12 * bh) / (0.08 * bh), 0.0, 1.0)  # fades in above the mouth
+        cover = np.clip((1.0 - r) / 0.35, 0.0, 1.0) * top  # (h, w, 1)
+        grain = np.random.default_rng([7919, 0]).uniform(0.5, 1.0, (nh, nw, 1)).astype(np.float32)
+        rgb = rgb * (1 - who.beard * grain * cover)
+    rgb = (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    if who.mirror:
+        rgb, alpha = rgb[:, ::-1].copy(), alpha[:, ::-1].copy()
+        box = np.array([nw - box[2], box[1], nw - box[0], box[3]])  # x1 < x2 again
+        landmarks = np.column_stack([nw - landmarks[:, 0], landmarks[:, 1]])[[1, 0, 2, 4, 3]]
+    bx1, by1, bx2, by2 = box.round().astype(int)
+    mean_luma = float((rgb[by1:by2, bx1:bx2].astype(np.float32) / 255 @ LUMA).mean())
+    return Sprite(rgb=rgb, alpha=alpha, box=box, landmarks=landmarks, mean_luma=mean_luma)
+
+
+def tint_colour(tint: int, hue_shift: float = 0.0) -> np.ndarray:
+    """(3,) RGB colour of a tint with its hue turned by `hue_shift` degrees (white for no hue)."""
+    hue = TINT_HUES[tint]
+    if hue is None or hue_shift == 0.0:
+        return np.array(TINT_COLOURS[tint], dtype=np.float64)
+    return np.array(colorsys.hsv_to_rgb(((hue + hue_shift) % 360) / 360, 0.85, 1.0), dtype=np.float64)
+
+
 def colour_transform(state: FaceState, mean_luma: float) -> tuple[np.ndarray, np.ndarray]:
     """Brightness, contrast and tint as one affine map of RGB in [0, 1]: rgb -> rgb @ A.T + b.
 
@@ -121,17 +207,17 @@ def colour_transform(state: FaceState, mean_luma: float) -> tuple[np.ndarray, np
     """
     target = 0.3 + 0.4 * state.brightness
     gain = 0.6 + 0.8 * state.contrast
-    strength = TINT_STRENGTH[state.tint]
-    colour = np.array(TINT_COLOURS[state.tint], dtype=np.float64)
+    strength = min(TINT_STRENGTH[state.tint] * state.strength, 1.0)
+    colour = tint_colour(state.tint, state.hue_shift)
     colour /= colour @ LUMA
     tint = (1 - strength) * np.eye(3) + strength * np.outer(colour, LUMA)  # (3, 3)
     return (gain * tint).astype(np.float32), (tint @ np.full(3, target - gain * mean_luma)).astype(np.float32)
 
 
 @lru_cache(maxsize=256)
-def _resized(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """The sprite resized to width x height: RGB (h, w, 3) and alpha (h, w, 1), float32 in [0, 1]."""
-    sprite = load_sprite()
+def _resized(width: int, height: int, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Identity k's sprite resized to width x height: RGB (h, w, 3), alpha (h, w, 1), float32 in [0, 1]."""
+    sprite = load_sprite(k)
     rgb = np.asarray(
         Image.fromarray(sprite.rgb).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32
     )
@@ -163,7 +249,7 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
 
     The whole sprite must fit inside the frame (the caller keeps faces inside).
     """
-    sprite = load_sprite()
+    sprite = load_sprite(state.identity)
     sh, sw = sprite.rgb.shape[:2]
     k = state.height / (sprite.box[3] - sprite.box[1])
     nw, nh = max(round(sw * k), 1), max(round(sh * k), 1)
@@ -174,7 +260,7 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
     fh, fw = frame.shape[:2]
     if ox < 0 or oy < 0 or ox + nw > fw or oy + nh > fh:
         raise ValueError(f"face sprite at ({ox}, {oy}) size {nw}x{nh} does not fit a {fw}x{fh} frame")
-    rgb, a = _resized(nw, nh)  # (nh, nw, 3), (nh, nw, 1)
+    rgb, a = _resized(nw, nh, state.identity)  # (nh, nw, 3), (nh, nw, 1)
     box = sprite.box * [kx, ky, kx, ky]  # in resized sprite pixels
     matrix, offset = colour_transform(state, sprite.mean_luma)
     face = np.clip(rgb @ matrix.T + offset, 0, 1)  # (nh, nw, 3)
@@ -186,9 +272,10 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
     return box + [ox, oy, ox, oy], landmarks
 
 
-def sprite_size(height: float) -> tuple[float, float, float, float]:
-    """Extent of the sprite around the face box centre for a face box `height` px tall: left, top, right, bottom."""
-    sprite = load_sprite()
+def sprite_size(height: float, k: int = 0) -> tuple[float, float, float, float]:
+    """Extent of identity k's sprite around the face box centre for a face box `height` px tall: left, top,
+    right, bottom."""
+    sprite = load_sprite(k)
     k = height / (sprite.box[3] - sprite.box[1])
     sh, sw = sprite.rgb.shape[:2]
     bcx, bcy = (sprite.box[0] + sprite.box[2]) / 2, (sprite.box[1] + sprite.box[3]) / 2

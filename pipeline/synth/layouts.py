@@ -32,7 +32,7 @@ from pipeline.synth.common import (
     rng_for,
     tint_plan,
 )
-from pipeline.synth.video import Track, make_track, segment_count, write_video
+from pipeline.synth.video import Track, make_track, overlap_cues, segment_count, write_video
 
 EMI_SPECS: tuple[tuple[int, int, int], ...] = ((25, 640, 360), (30, 854, 480), (25, 640, 480))
 AH_SPEC = (30, 640, 360)  # fps, width, height of every AH video
@@ -71,7 +71,10 @@ def write_emi(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     for i, (fps, width, height) in specs.items():
         name = f"{i:05d}"
         rng = rng_for(cfg, i, 0)
-        track = make_track(frames[i], fps, (width, height), (0, width), tints[i], rng)
+        person = cfg.identity_of(i - 1, split_of[i])
+        track = make_track(frames[i], fps, (width, height), (0, width), tints[i], rng, identity=person)
+        if cfg.overlap > 0:
+            track.strength, track.hue_shift = overlap_cues(track.tint, cfg.overlap, rng_for(cfg, 5000, i))
         # a level of its own for each clip, so that clip means differ: (n,) -> (n,)
         track.brightness = 0.4 * track.brightness + 0.6 * rng.uniform()
         track.contrast = 0.4 * track.contrast + 0.6 * rng.uniform()
@@ -123,7 +126,10 @@ def write_ah(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
         name = f"{pid}_Question_{q}_{date}_Video"
         subject = f"{pid}/Visite_1/{name}.mp4"
         rng = rng_for(cfg, i, 0)
-        track = make_track(frames, fps, (width, height), (0, width), ah_tints(frames, fps, rng), rng)
+        track = make_track(frames, fps, (width, height), (0, width), ah_tints(frames, fps, rng), rng,
+                           identity=cfg.identity_of(p - 1, split))  # fmt: skip
+        if cfg.overlap > 0:
+            track.strength, track.hue_shift = overlap_cues(track.tint, cfg.overlap, rng_for(cfg, 5000, i))
         videos.append(_write(cfg, name, f"videos/{subject}", fps, (width, height), subject, track, i))
         subjects.append({"name": subject, "video": name, "position": "main", "split": {"ah": split}})
         labels = ah_labels(track.tint)

@@ -2,7 +2,9 @@
 
 A `Track` holds what one face looks like in every frame (`pipeline.synth.faces.FaceState` fields plus
 whether it is visible). Continuous attributes (position, size, brightness, contrast) follow smooth curves
-through random knots; tint and marks are piecewise constant over segments of about half a second.
+through random knots; tint and marks are piecewise constant over segments of about half a second. With
+`overlap` > 0 each tint segment also gets its own strength and hue shift (`overlap_cues`), so that
+neighbouring tints, weak tints and no tint look alike more often.
 `write_video` renders every frame (a static background plus one or two faces), encodes it with PyAV
 (libx264, yuv420p, an exact integer frame rate) under a temporary name, checks the frame count, renames the
 file into place and returns the truth rows of every frame and subject.
@@ -57,6 +59,9 @@ class Track:
     contrast: np.ndarray  # (n,) float in [0, 1]
     tint: np.ndarray  # (n,) int 0..7
     marks: np.ndarray  # (n, 12) bool
+    identity: int = 0  # the person (pipeline.synth.faces.identity)
+    strength: np.ndarray | None = None  # (n,) factor of the tint's strength; None: 1 everywhere
+    hue_shift: np.ndarray | None = None  # (n,) degrees added to the tint's hue; None: 0 everywhere
 
     @property
     def frames(self) -> int:
@@ -71,6 +76,9 @@ class Track:
             contrast=float(self.contrast[i]),
             tint=int(self.tint[i]),
             marks=tuple(bool(m) for m in self.marks[i]),
+            identity=self.identity,
+            strength=1.0 if self.strength is None else float(self.strength[i]),
+            hue_shift=0.0 if self.hue_shift is None else float(self.hue_shift[i]),
         )
 
 
@@ -117,6 +125,16 @@ def make_marks(frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
     return marks
 
 
+def overlap_cues(tint: np.ndarray, overlap: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame (n,) strength factor and hue shift of the tint, constant over each run of one tint: the
+    strength drawn from [1 - 0.6 overlap, 1], the hue shift from +-25 overlap degrees."""
+    starts = np.flatnonzero(np.r_[True, tint[1:] != tint[:-1]])
+    runs = np.diff(np.r_[starts, len(tint)])
+    strength = rng.uniform(1 - 0.6 * overlap, 1.0, len(starts))
+    shift = rng.uniform(-25 * overlap, 25 * overlap, len(starts))
+    return np.repeat(strength, runs), np.repeat(shift, runs)
+
+
 def make_track(
     frames: int,
     fps: float,
@@ -125,8 +143,9 @@ def make_track(
     tints: Sequence[int],
     rng: np.random.Generator,
     absent: Sequence[tuple[int, int]] = (),
+    identity: int = 0,
 ) -> Track:
-    """A face inside columns [region[0], region[1]) of a `size` = (width, height) frame.
+    """A face of person `identity` inside columns [region[0], region[1]) of a `size` = (width, height) frame.
 
     `tints` holds the tint of each segment (the tint changes len(tints) - 1 times); `absent` lists [start,
     stop) frame ranges without the face.
@@ -137,7 +156,7 @@ def make_track(
         face[start:stop] = False
     scale = smooth_curve(frames, fps, rng, knot_s=1.5)
     box_h = height * (FACE_HEIGHT[0] + (FACE_HEIGHT[1] - FACE_HEIGHT[0]) * scale)
-    extent = np.array([sprite_size(h) for h in box_h])  # (n, 4): left, top, right, bottom
+    extent = np.array([sprite_size(h, identity) for h in box_h])  # (n, 4): left, top, right, bottom
     x_lo, x_hi = region[0] + extent[:, 0] + 2, region[1] - extent[:, 2] - 2
     y_lo, y_hi = extent[:, 1] + 2, height - extent[:, 3] - 2
     if (x_hi < x_lo).any() or (y_hi < y_lo).any():
@@ -152,6 +171,7 @@ def make_track(
         contrast=smooth_curve(frames, fps, rng, knot_s=0.9),
         tint=piecewise(frames, tints, rng).astype(np.int64),
         marks=make_marks(frames, fps, rng),
+        identity=identity,
     )
 
 

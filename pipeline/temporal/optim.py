@@ -1,8 +1,10 @@
 """Optimisation of the temporal model on cached maps: one training step and what paces it.
 
 One optimiser step over a batch of windows (`train_step`: bf16 autocast optional, gradient clipping), the
-warm-up + cosine learning-rate schedule (`lr_factor`, `make_scheduler`) and an exponential moving average
-of the weights (`EMA`). `autocast` is shared with prediction (`pipeline.temporal.predictor`).
+AdamW parameter groups (`param_groups`: no weight decay on norms and biases), the learning-rate schedules
+(`lr_factor`: warm-up + one cosine decay over the run; `restart_factor`: warm-up + cosine decays restarted
+every `period` steps, as torch's CosineAnnealingWarmRestarts; `make_scheduler`) and an exponential moving
+average of the weights (`EMA`). `autocast` is shared with prediction (`pipeline.temporal.predictor`).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]  # maps, targets, mask
+Schedule = Literal["cosine", "restarts"]  # one cosine decay over the run, or restarted every period
+SCHEDULES: tuple[Schedule, ...] = ("cosine", "restarts")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.01) -> float:
@@ -27,13 +31,47 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float =
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def restart_factor(step: int, period: int, warmup_steps: int, min_ratio: float = 0.01) -> float:
+    """Learning-rate multiplier at `step`: linear warm-up to 1, then a cosine decay to `min_ratio` over
+    `period` steps that starts again at 1 every `period` steps."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = ((step - warmup_steps) % period) / period
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float = 0.01
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_steps: int,
+    min_ratio: float = 0.01,
+    schedule: Schedule = "cosine",
+    period: int = 2000,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up + cosine schedule, stepped once per optimiser step."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, min_ratio)
-    )
+    """The schedule `schedule` ("cosine": `lr_factor`; "restarts": `restart_factor` every `period` steps),
+    stepped once per optimiser step."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, min_ratio)
+        )
+    if schedule == "restarts":
+        if period < 1:
+            raise ValueError(f"a restart period must be at least one step, got {period}")
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: restart_factor(step, period, warmup_steps, min_ratio)
+        )
+    raise ValueError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups of the trainable parameters: weights of linear and convolution layers decay, norms'
+    scales and shifts and every bias (parameters of one dimension) do not."""
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else plain).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
 class EMA:

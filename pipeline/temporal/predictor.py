@@ -1,7 +1,8 @@
 """The one `Predictor`: per-frame outputs of a temporal model over a subject's cached maps.
 
 A `Predictor` holds what a prediction needs besides the maps: the model, its task, the window length and
-stride, the AU / AH decision thresholds, the batch size and the device. `lwaffect predict` builds it from
+stride, the AU / AH decision thresholds, how frames without a face are read and pooled (as in training:
+`pipeline.temporal.windows.ShardReader.window` and `frame_mask`), the batch size and the device. `lwaffect predict` builds it from
 a loaded checkpoint (`Predictor.from_checkpoint`, the one reader of the checkpoint's `seq_len`, `stride`
 and `thresholds`; `checkpoint_meta` writes them), validation during training
 (`pipeline.temporal.validate`) and the benchmark build it from their settings.
@@ -9,7 +10,7 @@ and `thresholds`; `checkpoint_meta` writes them), validation during training
 A frame task's subject is covered by windows of `seq_len` frames every `stride` frames, the last one
 ending at the last frame (a subject shorter than `seq_len` is padded); each frame's output is the mean
 over the windows that hold it. A clip task (EMI) sees one window sampled across the clip and gives one
-output row. `raw` returns the averaged head outputs (pre-activation), `predict` the predictions (the task
+output row, pooled over the frames with a face as in training. `raw` returns the averaged head outputs (pre-activation), `predict` the predictions (the task
 table's activation, `model.heads.activate`).
 """
 
@@ -28,7 +29,7 @@ from model.heads import activate
 from model.tasks import TaskSpec, get_task
 from pipeline.cache.spec import cache_differences
 from pipeline.temporal.optim import autocast
-from pipeline.temporal.windows import ShardReader, clip_rows, pad_rows
+from pipeline.temporal.windows import NO_FACE, NoFace, ShardReader, clip_rows, frame_mask
 
 
 class Frames(NamedTuple):
@@ -87,9 +88,13 @@ class Predictor:
     batch_size: int = 8  # windows per forward pass
     device: torch.device | str = "cpu"  # where the model runs
     bf16: bool = False  # bf16 autocast around the model
+    no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
+    include_no_face: bool = False  # a clip pools over its faceless frames too (as the model was trained)
 
     def __post_init__(self) -> None:
         get_task(self.task)
+        if self.no_face not in NO_FACE:
+            raise ValueError(f"unknown no-face treatment {self.no_face!r}; use one of {', '.join(NO_FACE)}")
         if self.seq_len < 1:
             raise ValueError(f"seq_len must be at least 1, got {self.seq_len}")
         if self.stride < 1:
@@ -105,18 +110,21 @@ class Predictor:
         device: torch.device | str = "cpu",
         bf16: bool = False,
     ) -> Predictor:
-        """The predictor of a loaded checkpoint: its task, window, stride (unless `stride` overrides it)
-        and thresholds; a ValueError says what in the metadata does not fit."""
+        """The predictor of a loaded checkpoint: its task, window, stride (unless `stride` overrides it),
+        thresholds and no-face reading (zeros for a checkpoint that records none: it was trained on them);
+        a ValueError says what in the metadata does not fit."""
         task = str(meta["task"])
         seq_len = int(meta.get("seq_len") or getattr(model, "num_frames", None) or 32)
         stride = int(stride or meta.get("stride") or default_stride(seq_len))
         thresholds = tuple(float(t) for t in thresholds_of(task, meta))
-        return cls(model, task, seq_len, stride, thresholds, batch_size, device, bf16)
+        no_face, include = meta.get("no_face", "zeros"), bool(meta.get("include_no_face", False))
+        return cls(model, task, seq_len, stride, thresholds, batch_size, device, bf16, no_face, include)
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        """What a checkpoint records for `from_checkpoint`: task, window, stride and thresholds."""
+        """What a checkpoint records for `from_checkpoint`: task, window, stride, thresholds, no-face reading."""
         thresholds = list(self.thresholds) if self.thresholds is not None else None
-        return {"task": self.task, "seq_len": self.seq_len, "stride": self.stride, "thresholds": thresholds}
+        return {"task": self.task, "seq_len": self.seq_len, "stride": self.stride, "thresholds": thresholds,
+                "no_face": self.no_face, "include_no_face": self.include_no_face}  # fmt: skip
 
     @property
     def spec(self) -> TaskSpec:
@@ -155,14 +163,15 @@ class Predictor:
             model.train(was_training)
 
     def _clip(self, reader: ShardReader, subject: str, n: int) -> Frames:
-        """One window sampled across the clip: outputs (1, out)."""
+        """One window sampled across the clip, pooled over its frames with a face: outputs (1, out)."""
         seq_len, device = self.seq_len, self.device
         index, face = np.zeros(n, np.int64), np.zeros(n, bool)
         rows = clip_rows(n, seq_len)
-        idx, fc, maps = reader.rows(subject, pad_rows(rows, seq_len))  # (T, C, H, W) each
+        idx, fc, maps = reader.window(subject, rows, seq_len, self.no_face)  # (T, C, H, W) each
         index[rows], face[rows] = idx[: len(rows)], fc[: len(rows)]
         batch = tuple(torch.from_numpy(m)[None].to(device) for m in maps)  # (1, T, C, H, W)
-        valid = torch.from_numpy(np.arange(seq_len) < len(rows))[None].to(device)  # (1, T)
+        mask = frame_mask(len(rows), fc, self.include_no_face)  # (T,) as in training
+        valid = torch.from_numpy(mask)[None].to(device)  # (1, T)
         with autocast(device, self.bf16):
             out = self.model(batch, valid)  # (1, out)
         return Frames(out.float().cpu().numpy(), index, face)
@@ -178,7 +187,7 @@ class Predictor:
             chunk, spans = [], []
             for start in starts[b : b + self.batch_size]:
                 rows = np.arange(start, min(start + seq_len, n))
-                idx, fc, maps = reader.rows(subject, pad_rows(rows, seq_len))
+                idx, fc, maps = reader.window(subject, rows, seq_len, self.no_face)
                 index[rows], face[rows] = idx[: len(rows)], fc[: len(rows)]
                 chunk.append(maps)
                 spans.append(rows)

@@ -5,7 +5,16 @@ ranges (`FeatureCache.read`) through a small LRU of row blocks, so a data set ne
 A window never mixes subjects. Frame tasks give windows of `seq_len` frames every `stride` frames, the
 last one padded (mask False); the clip task (EMI) gives one window per clip, sampled or padded to
 `seq_len`. Shuffling keeps locality: windows are drawn, grouped by the row block they start in, and the
-blocks are visited in random order with the windows of a few blocks mixed together.
+blocks are visited in random order with the windows of a few blocks mixed together. Balanced draws weigh
+a window by 1 / the frequency of its rarest positive class, capped at `max_weight_ratio` times the median
+weight, and draw by systematic resampling (each window floor or ceil of its expected count, not a lottery
+that leaves a third of the windows out of an epoch).
+
+Frames without a face have all-zero cached maps. Unless `no_face="zeros"`, a window's faceless frames carry
+the maps of its nearest frame with a face (`hold_faces`), so that zeros reach neither the tail's BatchNorm
+statistics nor, through token mixing, the outputs of their neighbours; training leaves out windows without
+a labelled face frame. The same reading (`ShardReader.window`) and frame mask (`frame_mask`) serve training
+here and prediction in `pipeline.temporal.predictor`.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,6 +31,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from model.tasks import get_task
 
 Item = tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]  # (maps, targets, mask)
+NoFace = Literal["hold", "zeros"]  # maps of frames without a face: the nearest face frame's, or the zeros
+NO_FACE: tuple[NoFace, ...] = ("hold", "zeros")
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,9 @@ class WindowConfig:
     seq_len: int = 32  # frames per window (T)
     stride: int = 16  # frames between the starts of two windows of one subject
     include_no_face: bool = False  # also count frames without a detected face as valid
+    no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
     balanced: bool = False  # draw windows with weights by their rarest positive class (au, expr, ah)
+    max_weight_ratio: float = 10.0  # balanced draws: no window weighs more than this times the median one
     shuffle: bool = True  # random window order (a new one per epoch); False: subject and frame order
     seed: int = 0  # seed of the window order; the epoch number is mixed in
     block_rows: int = 128  # rows per cache read
@@ -106,6 +119,23 @@ def class_frequencies(task: str, values: np.ndarray, valid: np.ndarray) -> np.nd
     return np.array([1.0 - positive, positive])
 
 
+def capped_weights(weights: np.ndarray, max_ratio: float) -> np.ndarray:
+    """Weights (n,) with none above `max_ratio` times their median: a window of a class seen in a handful
+    of frames would otherwise be drawn hundreds of times an epoch."""
+    if len(weights) == 0:
+        return weights
+    return np.minimum(weights, max_ratio * float(np.median(weights)))
+
+
+def systematic_draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """len(weights) indices drawn in proportion to `weights` by systematic resampling: window i comes
+    floor or ceil of n * w_i / sum(w) times, so equal weights give every window exactly once."""
+    n = len(weights)
+    cumulative = np.cumsum(weights) / weights.sum()
+    cumulative[-1] = 1.0
+    return np.searchsorted(cumulative, (rng.random() + np.arange(n)) / n, side="right")
+
+
 def window_weight(presence: np.ndarray | None, freq: np.ndarray | None, floor: float = 1e-3) -> float:
     """Sampling weight of a window: 1 / frequency of the rarest class present in it (1 when none is)."""
     if presence is None or freq is None or not presence.any():
@@ -162,12 +192,55 @@ class ShardReader:
         assert maps is not None, "no rows requested"
         return index, face, tuple(maps)
 
+    def window(
+        self, subject: str, rows: np.ndarray, seq_len: int, no_face: NoFace = "hold"
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+        """Decode index (T,), face (T,) and maps ((T, C, H, W), ...) of `rows` padded to T = `seq_len`;
+        with `no_face="hold"` faceless frames carry their nearest face frame's maps (`hold_faces`)."""
+        if no_face not in NO_FACE:
+            raise ValueError(f"unknown no-face treatment {no_face!r}; use one of {', '.join(NO_FACE)}")
+        index, face, maps = self.rows(subject, pad_rows(rows, seq_len))
+        return index, face, hold_faces(maps, face) if no_face == "hold" else maps
+
+    def faces(self, subject: str) -> np.ndarray:
+        """(N,) bool: which rows of `subject` have a face (read without the maps)."""
+        n = self.num_frames(subject)
+        return np.asarray(self.cache.read(subject, 0, n, maps=False).face, bool) if n else np.zeros(0, bool)
+
 
 def pad_rows(rows: np.ndarray, seq_len: int) -> np.ndarray:
     """Rows padded to `seq_len` by repeating the last one (the padding is masked out)."""
     if len(rows) >= seq_len:
         return rows[:seq_len]
     return np.concatenate([rows, np.full(seq_len - len(rows), rows[-1], rows.dtype)])
+
+
+def nearest_face(face: np.ndarray) -> np.ndarray:
+    """(n,) row of the nearest frame with a face for every row of a window (itself where it has one; the
+    earlier one on a tie); `face` (n,) bool must hold at least one True."""
+    known = np.flatnonzero(face)
+    pos = np.arange(len(face))
+    after = np.searchsorted(known, pos)  # first face row at or after each row
+    before = known[np.clip(after - 1, 0, len(known) - 1)]
+    after = known[np.clip(after, 0, len(known) - 1)]
+    return np.where(np.abs(pos - before) <= np.abs(after - pos), before, after)
+
+
+def hold_faces(maps: tuple[np.ndarray, ...], face: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Maps ((n, C, H, W), ...) of a window with each faceless frame's maps replaced by those of its nearest
+    face frame; unchanged when every frame, or none, has a face."""
+    face = np.asarray(face, bool)
+    if face.all() or not face.any():
+        return maps
+    source = nearest_face(face)
+    return tuple(m[source] for m in maps)
+
+
+def frame_mask(count: int, face: np.ndarray, include_no_face: bool) -> np.ndarray:
+    """(T,) bool of a window padded to T = len(face): its `count` real rows, those with a face only unless
+    `include_no_face`. A clip's frames are pooled over it, a frame task's loss counts it."""
+    mask = np.arange(len(face)) < count
+    return mask if include_no_face else mask & np.asarray(face, bool)
 
 
 class WindowDataset(IterableDataset):
@@ -202,8 +275,10 @@ class WindowDataset(IterableDataset):
         windows, weights = [], []
         for subject, (values, valid) in self.labels.items():
             n = reader.num_frames(subject)
+            # a window needs a frame with a face (unless faceless ones count): others would train on nothing
+            face = np.ones(n, bool) if self.cfg.include_no_face else reader.faces(subject)
             if self.clip:
-                if n > 0 and valid.any():
+                if n > 0 and valid.any() and face.any():
                     rows = clip_rows(n, self.cfg.seq_len)
                     windows.append(
                         Window(subject, int(rows[0]), int(rows[-1]) + 1, tuple(int(r) for r in rows))
@@ -212,13 +287,14 @@ class WindowDataset(IterableDataset):
                 continue
             for start, stop in plan_windows(n, self.cfg.seq_len, self.cfg.stride):
                 v, ok = label_rows(values, valid, np.arange(start, stop))
-                if not ok.any():
+                if not (ok & face[start:stop]).any():
                     continue
                 windows.append(Window(subject, start, stop))
                 weights.append(
                     window_weight(class_presence(self.task, v, ok), freq) if freq is not None else 1.0
                 )
-        self.windows, self.weights = windows, np.asarray(weights, np.float64)
+        self.windows = windows
+        self.weights = capped_weights(np.asarray(weights, np.float64), self.cfg.max_weight_ratio)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the window order of `epoch` (the order depends only on the seed and the epoch)."""
@@ -234,7 +310,7 @@ class WindowDataset(IterableDataset):
             return list(range(n))
         rng = np.random.default_rng((self.cfg.seed, self.epoch))
         if self.cfg.balanced:
-            drawn = rng.choice(n, size=n, replace=True, p=self.weights / self.weights.sum())
+            drawn = systematic_draw(self.weights, rng)
         else:
             drawn = rng.permutation(n)
         groups: dict[tuple[str, int], list[int]] = {}
@@ -254,13 +330,10 @@ class WindowDataset(IterableDataset):
         if self._reader is None:
             self._reader = ShardReader(self.cache, self.cfg.block_rows, self.cfg.cached_blocks)
         rows = np.asarray(w.rows) if w.rows is not None else np.arange(w.start, w.stop)
-        T = self.cfg.seq_len
-        index, face, maps = self._reader.rows(w.subject, pad_rows(rows, T))  # (T, C, H, W) each
+        index, face, maps = self._reader.window(w.subject, rows, self.cfg.seq_len, self.cfg.no_face)
         values, valid = self.labels[w.subject]
         target, ok = label_rows(values, valid, index)  # (T, K), (T,)
-        mask = np.arange(T) < len(rows)
-        if not self.cfg.include_no_face:
-            mask &= face
+        mask = frame_mask(len(rows), face, self.cfg.include_no_face)  # (T,)
         if self.clip:
             return (
                 tuple(torch.from_numpy(m) for m in maps),

@@ -23,6 +23,7 @@ from jobs.predict import PredictConfig, PredictError, empty_table, output_path, 
 from model.tasks import AU_NAMES, EMI_NAMES, EXPR_NAMES, TASKS
 from pipeline.temporal.predictor import Predictor
 from pipeline.temporal.validate import pooled_frames, validate
+from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
 
 SHAPES = ((2, 2, 2), (3, 1, 1))  # tiny stand-ins for the two boundary maps
 
@@ -64,7 +65,7 @@ class FakeCache:
     def video(self, subject):
         return subject.removesuffix("_left").removesuffix("_right")
 
-    def read(self, subject, start=0, stop=None):
+    def read(self, subject, start=0, stop=None, maps=True):  # maps=False reads the same (they are tiny)
         v = self.values[subject][start:stop]
         maps = tuple(np.broadcast_to(v[:, None, None, None], (len(v), *s)).astype(np.float16) for s in SHAPES)
         face = self.faces.get(subject, np.ones(len(self.values[subject]), bool))[start:stop]
@@ -230,7 +231,7 @@ def test_predict_validation_and_bench_go_through_one_predictor(monkeypatch):
     monkeypatch.setattr(Predictor, "raw", spy)
     table = predict_subjects(predictor, cache, ["v"])
     labels = {"v": SimpleNamespace(values=np.zeros((23, 2), np.float32), valid=np.ones(23, bool))}
-    pooled, _, mask = pooled_frames(predictor, cache, labels)
+    pooled, _, mask, _ = pooled_frames(predictor, cache, labels)
     assert validate(predictor, cache, labels).frames == int(mask.sum()) == 23
     assert calls == [("v", 8, 3)] * 3
     # the same per-frame outputs, faceless frames filled alike
@@ -242,6 +243,38 @@ def test_predict_validation_and_bench_go_through_one_predictor(monkeypatch):
              torch.zeros(1, 8, 2), torch.ones(1, 8, dtype=torch.bool))  # fmt: skip
     figures = bench_model._time_model(Linear(), cache, [batch], "cpu", repeats=1, seq_len=8, stride=4)
     assert figures["predict_fps"] > 0 and calls == [(bench_model.SUBJECT, 8, 4)]
+
+
+class ClipMean(nn.Module):
+    """A clip model: the mean first map value over the frames `mask` (B, T) pools, (B, 6)."""
+
+    def forward(self, maps, mask):
+        value = maps[0][:, :, 0, 0, 0].float()  # (B, T)
+        weights = mask.float()
+        return ((value * weights).sum(1) / weights.sum(1))[:, None].repeat(1, 6)
+
+
+@pytest.mark.parametrize("no_face", ["hold", "zeros"])
+def test_an_emi_clip_gets_the_same_value_in_training_validation_and_prediction(no_face):
+    values = np.linspace(0.5, 2.0, 12).astype(np.float16)
+    face = np.ones(12, bool)
+    face[[2, 3, 11]] = False  # faceless frames: zero maps in the cache
+    stored = np.where(face, values, 0).astype(np.float16)
+    cache = FakeCache({"c": stored}, {"c": face})
+    labels = {"c": SimpleNamespace(values=np.full((1, 6), 0.5, np.float32), valid=np.ones(1, bool))}
+    ds = WindowDataset(
+        cache, labels, "emi", WindowConfig(seq_len=8, stride=8, shuffle=False, no_face=no_face)
+    )
+    maps, _, mask = next(iter(window_loader(ds, batch_size=1)))
+    trained = torch.sigmoid(ClipMean()(maps, mask)).numpy()  # what the loss sees (train_step)
+    predictor = Predictor(ClipMean(), "emi", seq_len=8, stride=4, no_face=no_face)
+    validated, _, _, _ = pooled_frames(predictor, cache, labels)
+    predicted = predict_subjects(predictor, cache, ["c"]).select(EMI_NAMES).to_numpy()
+    np.testing.assert_allclose(validated, trained, rtol=1e-6)
+    np.testing.assert_allclose(predicted, trained, rtol=1e-6)
+    rows = np.round(np.linspace(0, 11, 8)).astype(int)  # the clip's sampled frames
+    expected = values[rows][face[rows]].astype(np.float64).mean()  # over the frames with a face only
+    np.testing.assert_allclose(trained[0, 0], 1 / (1 + np.exp(-expected)), rtol=1e-3)
 
 
 # ------------------------------------------------------------------------- library call on a real cache

@@ -181,3 +181,25 @@ def test_tune_thresholds_separable_and_masked():
     t = tune_thresholds(probs, labels, mask)
     assert t.shape == (1,) and 0.2 < t[0] <= 0.6
     assert tune_thresholds(probs, np.zeros(5))[0] == 0.5  # no positive label: the default
+
+
+def test_ah_thresholds_tuned_for_macro_f1_beat_every_threshold_on_macro_f1(rng):
+    labels = (rng.random(400) < 0.7).astype(float)  # positives common: the two F1s pull apart
+    probs = np.clip(0.25 * labels + rng.random(400) * 0.75, 0, 1)
+
+    def macro(t):
+        return f1_score(labels, (probs >= t).astype(int), average="macro", zero_division=0)
+
+    t_macro = tune_thresholds(probs, labels, average="macro")[0]
+    t_binary = tune_thresholds(probs, labels)[0]
+    candidates = [*np.linspace(0.0, 1.0, 201), probs.max() + 1e-9]
+    assert macro(t_macro) >= max(macro(t) for t in candidates) - 1e-12
+    assert macro(t_macro) > macro(t_binary)  # tuning for the class-1 F1 gives away macro F1 here
+    # every frame negative is a candidate: a useless score whose best macro F1 is deciding nothing
+    few = np.array([0, 0, 0, 0, 0, 0, 0, 1.0])
+    flat = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    t = tune_thresholds(flat, few, average="macro")[0]
+    assert t > 0.5 and ah_metric((flat >= t).astype(int), few).value == pytest.approx(f1_score(
+        few, np.zeros(8), average="macro", zero_division=0))  # fmt: skip
+    with pytest.raises(MetricError, match="averaging"):
+        tune_thresholds(probs, labels, average="micro")  # type: ignore[arg-type]

@@ -33,8 +33,10 @@ class MapsCache(FakeCache):
         self.spec = {"backbone": "mobilenetv4_conv_small", "weights_hash": RANDOM_INIT, "input_size": 224,
                      "boundary": [list(SHAPES[0]), list(SHAPES[1])]}  # fmt: skip
 
-    def read(self, subject, start=0, stop=None):
-        out = super().read(subject, start, stop)
+    def read(self, subject, start=0, stop=None, maps=True):
+        out = super().read(subject, start, stop, maps)
+        if not maps:
+            return out
         level = np.sin(out.index.astype(np.float32) + self.ids[subject])[:, None, None, None]
         out.maps = tuple((level * p).astype(np.float16) for p in self.pattern)
         return out
@@ -178,6 +180,11 @@ def test_au_run_stores_tuned_thresholds_and_the_averaged_weights(tmp_path, monke
     result = train(config(tmp_path, task="au", ema=0.5), say=lambda _: None)
     model, meta = load_checkpoint(result.checkpoint)
     assert len(meta["thresholds"]) == 12 and all(0 <= t <= 1 for t in meta["thresholds"])
+    # both figures: the two-fold one picks the epoch, the one tuned on all validation frames beside it
+    epoch = [r for r in log_of(config(tmp_path)) if "epoch" in r][0]
+    assert meta["metric"]["value"] == epoch["metric"] == result.best_metric
+    assert meta["metric_tuned"]["value"] == epoch["tuned"]
+    assert meta["no_face"] == "hold" and len(epoch["tuned_parts"]) == 12
     last = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     saved, head = model.state_dict()["head.linear.weight"], "head.linear.weight"
     assert torch.equal(saved, last["ema"][head]) and not torch.equal(saved, last["model"][head])

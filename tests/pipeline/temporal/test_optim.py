@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.temporal.optim import EMA, lr_factor, make_scheduler, train_step
+from pipeline.temporal.optim import EMA, lr_factor, make_scheduler, restart_factor, train_step
 from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
 from tests.helpers import FakeCache, labels_for
 
@@ -44,6 +44,21 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert opt.param_groups[0]["lr"] == pytest.approx(2.0)
 
 
+def test_restart_schedule_decays_over_each_period_and_starts_again():
+    factors = [restart_factor(s, 50, 0, 0.002) for s in range(150)]
+    assert factors[0] == factors[50] == factors[100] == pytest.approx(1.0)  # a restart every 50 steps
+    assert factors[49] == pytest.approx(0.002, abs=0.002) and factors[25] == pytest.approx(0.501)
+    assert all(a > b for a, b in zip(factors[:49], factors[1:50], strict=True))
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, 1000, 0, 0.002, schedule="restarts", period=50)
+    for _ in range(50):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)  # the whole run is 1000 steps: still restarts
+    with pytest.raises(ValueError, match="schedule"):
+        make_scheduler(opt, 10, 0, schedule="linear")  # type: ignore[arg-type]
+
+
 def make_regression_problem(n=96, seed=0):
     """Frames whose label is a fixed linear function of their (random) map channel means."""
     rng = np.random.default_rng(seed)
@@ -51,7 +66,7 @@ def make_regression_problem(n=96, seed=0):
     cache = FakeCache({"a": n}, shapes=shapes)
     feats = rng.normal(size=(n, 7)).astype(np.float16)
 
-    def read(subject, start=0, stop=None):
+    def read(subject, start=0, stop=None, maps=True):
         stop = n if stop is None else stop
         f = feats[start:stop]
         maps = (

@@ -64,7 +64,11 @@ def test_from_checkpoint_reads_window_stride_and_thresholds_that_checkpoint_meta
     assert Predictor(PositionEcho(), "au", 8, 4).decision_thresholds.tolist() == [0.5] * 12
     again = Predictor.from_checkpoint(PositionEcho(), predictor.checkpoint_meta())
     assert again.checkpoint_meta() == predictor.checkpoint_meta()
-    assert predictor.checkpoint_meta() == {"task": "au", "seq_len": 8, "stride": 4, "thresholds": [0.3] * 12}
+    assert predictor.checkpoint_meta() == {"task": "au", "seq_len": 8, "stride": 4, "thresholds": [0.3] * 12,
+                                           "no_face": "zeros", "include_no_face": False}  # fmt: skip
+    assert predictor.no_face == "zeros"  # a checkpoint that records no treatment was trained on zeros
+    held = Predictor.from_checkpoint(PositionEcho(), {**meta, "no_face": "hold", "include_no_face": True})
+    assert (held.no_face, held.include_no_face) == ("hold", True)
     with pytest.raises(ValueError, match="stride"):
         Predictor.from_checkpoint(PositionEcho(), meta, stride=-1)
 
@@ -81,3 +85,35 @@ def test_clip_task_predicts_one_row_from_a_window_across_the_clip():
     assert out.values.shape == (1, 1) and out.values[0, 0] == pytest.approx(2.0)  # rows 0..4
     assert out.decode_index.tolist() == [0, 1, 2, 3, 4] and out.face.all()
     np.testing.assert_allclose(predictor.predict(predictor.reader(cache), "a").values, 1 / (1 + np.exp(-2.0)))
+
+
+class Mixing(nn.Module):
+    """Every frame's output mixes the whole window, as token mixing does: frame value + window mean."""
+
+    def forward(self, maps):
+        value = maps[0][:, :, 0, 0, 0].float()  # (B, T)
+        return (value + value.mean(1, keepdim=True))[..., None]  # (B, T, 1)
+
+
+class Junk(FakeCache):
+    """Faceless frames hold large values in the cache instead of the zeros extraction writes."""
+
+    def read(self, subject, start=0, stop=None, maps=True):
+        out = super().read(subject, start, stop, maps)
+        out.maps = tuple(np.where(out.face[:, None, None, None], m, 500).astype(m.dtype) for m in out.maps)
+        return out
+
+
+def test_what_faceless_frames_hold_in_the_cache_does_not_reach_their_neighbours():
+    face = np.ones(40, bool)
+    face[12:20] = False
+    zeros, junk = FakeCache({"a": 40}, faces={"a": face}), Junk({"a": 40}, faces={"a": face})
+
+    def outputs(cache, no_face):
+        predictor = Predictor(Mixing(), "va", seq_len=8, stride=4, no_face=no_face)
+        return predictor.raw(predictor.reader(cache), "a").values[:, 0]
+
+    held, held_junk = outputs(zeros, "hold"), outputs(junk, "hold")
+    np.testing.assert_allclose(held[face], held_junk[face])  # faceless content never reaches a face frame
+    plain, plain_junk = outputs(zeros, "zeros"), outputs(junk, "zeros")
+    assert not np.allclose(plain[face], plain_junk[face])  # without the treatment it does

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from model.tasks import TASKS
 from pipeline.temporal.predictor import Predictor
-from pipeline.temporal.validate import score, validate
+from pipeline.temporal.validate import score, two_folds, validate
 from tests.helpers import FakeCache, labels_for
 
 
@@ -55,3 +56,39 @@ def test_score_of_ah_and_expr_decides_classes_like_the_submission():
     )
     assert expr.thresholds is None
     assert expr.result.parts["Fear"] == pytest.approx(2 / 3) and expr.result.parts["Disgust"] == 0.0
+
+
+def chance(task: str, labels: np.ndarray) -> float:
+    """The best expected figure of decisions that ignore the frames: each class decided present on a share q
+    of frames at random, F1 = 2pq / (p + q) at prevalence p (and likewise for the absent class, which
+    AH's macro F1 averages in), maximised over q."""
+    q = np.linspace(0.001, 1.0, 1000)[:, None]
+    p = labels.mean(axis=0)[None]
+    present, absent = 2 * p * q / (p + q), 2 * (1 - p) * (1 - q) / ((1 - p) + (1 - q))
+    return float((present if task == "au" else (present + absent) / 2).max(axis=0).mean())
+
+
+@pytest.mark.parametrize("task,draws", [("au", 20), ("ah", 200)])
+def test_on_random_scores_the_tuned_figure_is_above_chance_and_the_two_fold_one_at_chance(task, draws):
+    rng = np.random.default_rng(1)
+    n, k = 240, TASKS[task].outputs
+    groups = np.repeat(np.arange(6), n // 6)  # six validation subjects
+    gaps = []
+    for _ in range(draws):  # averaged over draws: one AH class on 240 frames is a noisy figure
+        labels = (rng.random((n, k)) < (0.15 if task == "au" else 0.3)).astype(np.float32)
+        probs = rng.random((n, k))  # scores that know nothing about the labels
+        val = score(task, probs, labels, np.ones(n, bool), groups=groups)
+        assert val.tuned is not None and val.result.count == val.tuned.count == n
+        gaps.append((val.tuned.value - chance(task, labels), val.result.value - chance(task, labels)))
+    tuned, two_fold = np.mean(gaps, axis=0)
+    assert tuned > 0.01  # thresholds fitted to noise score above chance on the frames they were fitted on
+    assert two_fold < 0.005  # frames scored with the other fold's thresholds: chance or below
+
+
+def test_two_folds_split_subjects_by_size_and_one_subject_in_halves():
+    groups = np.array([0] * 50 + [1] * 30 + [2] * 25 + [3] * 5)
+    fold = two_folds(groups)
+    for g in range(4):  # whole subjects
+        assert len(set(fold[groups == g].tolist())) == 1
+    assert abs(int((fold == 0).sum()) - int((fold == 1).sum())) <= 10
+    assert two_folds(np.zeros(7, int)).tolist() == [0, 0, 0, 1, 1, 1, 1]

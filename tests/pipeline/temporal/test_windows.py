@@ -10,9 +10,13 @@ from pipeline.temporal.windows import (
     ShardReader,
     WindowConfig,
     WindowDataset,
+    capped_weights,
     class_frequencies,
     clip_rows,
+    hold_faces,
+    nearest_face,
     plan_windows,
+    systematic_draw,
     window_loader,
 )
 from tests.helpers import SHAPES, FakeCache, labels_for
@@ -176,3 +180,51 @@ def test_clip_task_gives_one_window_per_clip():
     np.testing.assert_allclose(target[:, 0].numpy(), [0.2, 0.7], rtol=1e-6)
     np.testing.assert_allclose(maps[0][0, :, 0, 0, 0].numpy(), rows)  # sampled across the whole clip
     assert mask[0].all() and mask[1].tolist() == [True] * 5 + [False] * 3
+
+
+def test_nearest_face_holds_the_closest_face_frame_the_earlier_on_a_tie():
+    face = np.array([0, 1, 0, 0, 0, 1, 1, 0, 0], bool)
+    assert nearest_face(face).tolist() == [1, 1, 1, 1, 5, 5, 6, 6, 6]
+    maps = (np.arange(9, dtype=np.float32)[:, None, None, None],)
+    assert hold_faces(maps, face)[0][:, 0, 0, 0].tolist() == [1, 1, 1, 1, 5, 5, 6, 6, 6]
+    assert hold_faces(maps, np.zeros(9, bool))[0] is maps[0]  # no face at all: nothing to hold
+
+
+class ZeroFaceless(FakeCache):
+    """Like the extraction writes them: frames without a face have all-zero maps (row values are >= 1)."""
+
+    def read(self, subject, start=0, stop=None, maps=True):
+        out = super().read(subject, start, stop, maps)
+        out.maps = tuple(np.where(out.face[:, None, None, None], m + 1, 0).astype(m.dtype) for m in out.maps)
+        return out
+
+
+def test_training_windows_hold_face_maps_over_faceless_frames_and_skip_windows_without_a_face():
+    face = np.ones(48, bool)
+    face[10:30] = False  # a faceless stretch longer than a window
+    cache = ZeroFaceless({"a": 48}, faces={"a": face})
+    labels = {"a": va_labels(48)}
+    held = WindowDataset(cache, labels, "va", WindowConfig(seq_len=8, stride=4, shuffle=False))
+    assert [w.start for w in held.windows] == [0, 4, 8, 24, 28, 32, 36, 40]  # 12..23: no face, left out
+    for (maps, _, mask), w in zip(held, held.windows, strict=True):
+        per_frame = maps[0].flatten(1).abs().sum(1)  # (T,)
+        assert (per_frame > 0).all()  # no all-zero frame reaches the tail's BatchNorm
+        assert not mask[~torch.from_numpy(face[w.start : w.stop])].any()  # nor the loss
+    window = held.window(held.windows[2])[0][0][:, 0, 0, 0]  # rows 8..15: 8, 9 with a face
+    assert window.tolist() == [9, 10, 10, 10, 10, 10, 10, 10]  # row 9's maps (stored as 9 + 1) held
+    zeros = WindowDataset(
+        cache, labels, "va", WindowConfig(seq_len=8, stride=4, shuffle=False, no_face="zeros")
+    )
+    assert zeros.window(zeros.windows[2])[0][0][2:, 0, 0, 0].abs().sum() == 0
+
+
+def test_balanced_draws_cover_every_window_in_proportion_and_cap_the_rarest():
+    rng = np.random.default_rng(0)
+    equal = systematic_draw(np.ones(50), rng)
+    assert sorted(equal.tolist()) == list(range(50))  # equal weights: every window once, none left out
+    weights = np.array([1.0, 1.0, 4.0, 2.0])
+    counts = np.bincount(systematic_draw(weights, rng), minlength=4)
+    expected = 4 * weights / weights.sum()
+    assert (np.abs(counts - expected) < 1).all()  # floor or ceil of the expected count
+    capped = capped_weights(np.array([1.0, 1.0, 1.0, 1000.0]), 10.0)
+    assert capped.tolist() == [1.0, 1.0, 1.0, 10.0]  # a class seen in a few frames: at most 10x the median
