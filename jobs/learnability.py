@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from jobs.train.recipes import RECIPES, recipe_config
-from jobs.train.trainer import TrainConfig, Trainer, prepare, torch_settings
+from jobs.train.state import torch_settings
+from jobs.train.trainer import TrainConfig, Trainer, prepare
 from model.checkpoint import load_checkpoint
 from model.tasks import get_task
 from pipeline.fill import fill_values
@@ -149,7 +150,7 @@ def train_task(cfg: TrainConfig, shuffled: bool, say) -> dict:
     data = prepare(cfg, say)
     if shuffled:
         shift_labels(data, data.train)
-    with torch_settings(cfg):
+    with torch_settings(cfg.seed, cfg.threads):
         trainer = Trainer(cfg, data, torch.device(cfg.device), say)
         trainer.resume()
         result = trainer.run(time.perf_counter())

@@ -12,7 +12,8 @@ import dataclasses
 import json
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,20 @@ def save_checkpoint(path: str | Path, model: AffectModel, meta: Mapping[str, Any
     path = checkpoint_file(path)
     write_bytes(path, checkpoint_bytes(model, jsonable(dict(meta or {}))))
     return path
+
+
+@contextmanager
+def torch_settings(seed: int, threads: int | None = None) -> Iterator[None]:
+    """Seeds, deterministic algorithms and the thread count (None: torch's) of a run; restored afterwards."""
+    deterministic, before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(before)

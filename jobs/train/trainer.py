@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +32,7 @@ from jobs.train.state import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    torch_settings,
 )
 from model.affect import AffectModel
 from model.backbone import RANDOM_INIT, BackboneConfig
@@ -218,23 +218,6 @@ def prepare(cfg: TrainConfig, say: Callable[[str], None]) -> _Data:
     return _Data(cache, dict(cache.spec), labels, train, val)
 
 
-@contextmanager
-def torch_settings(cfg: TrainConfig) -> Iterator[None]:
-    """Seeds, deterministic algorithms and the thread count for the run; restored afterwards."""
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
-
-
 def _fingerprint(cfg: TrainConfig, data: _Data) -> dict:
     """The settings a resumed run must share with the one it goes on from."""
     d = {k: v for k, v in config_dict(cfg).items() if k not in RESUMABLE_CHANGES}
@@ -252,7 +235,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> TrainRe
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda asked for, but torch sees no CUDA device")
     data = prepare(cfg, say)
-    with torch_settings(cfg), progress_display(say):
+    with torch_settings(cfg.seed, cfg.threads), progress_display(say):
         trainer = Trainer(cfg, data, device, say)
         trainer.resume()
         return trainer.run(started)
