@@ -17,6 +17,7 @@ from jobs.train.trainer import TrainConfig, TrainError, train
 from model.backbone import RANDOM_INIT
 from model.checkpoint import load_checkpoint
 from pipeline.temporal.predictor import check_cache_spec
+from pipeline.temporal.stats import map_statistics
 from tests.helpers import FakeCache
 
 SHAPES = ((64, 28, 28), (96, 14, 14))
@@ -107,6 +108,11 @@ def test_a_run_writes_the_best_checkpoint_log_and_state(straight):
     check_cache_spec(meta, straight.cache.spec)
     assert meta["seq_len"] == 4 and meta["metric"]["value"] == pytest.approx(result.best_metric)
     assert meta["epoch"] == result.best_epoch
+    # the TAM reads the maps standardised with the training subjects' statistics, kept in the checkpoint
+    expected = map_statistics(straight.cache, ["t1", "t2_left", "t2_right"])
+    for k, (mean, std) in enumerate(expected):
+        torch.testing.assert_close(getattr(model.standardise, f"mean{k}"), mean)
+        torch.testing.assert_close(getattr(model.standardise, f"std{k}"), std)
     assert any("epoch 2/2" in line for line in straight.lines)
     assert any(line.startswith("[epoch 1] 1/") and "steps" in line for line in straight.lines)
 
