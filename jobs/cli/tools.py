@@ -27,6 +27,15 @@ def synth(
         float | None, typer.Option(help="Seconds per video (default: 3 affwild2, 2 emi and ah).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed makes the same data set.")] = 0,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Hard videos to add as validation videos (affwild2 layout), comma-separated: low_contrast, "
+            "dark, small (1080p), fast (60 fps, motion blur), occluded, profile, crossing (two people); "
+            "or all. --videos 0 makes only these."
+        ),
+    ] = None,
+    hard: Annotated[bool, typer.Option("--hard", help="Add every hard video (--variants all).")] = False,
 ) -> None:
     """Make a synthetic data set of real H.264 videos of a real face, with labels and true face boxes."""
     import json
@@ -34,9 +43,12 @@ def synth(
 
     from pipeline.synth.common import SynthConfig
     from pipeline.synth.dataset import make_dataset
+    from pipeline.synth.hard import parse_variants
 
-    cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed)
     with _fails_with_1("synth", ValueError):
+        chosen = parse_variants("all" if hard else variants or "")
+        cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed,
+                          variants=chosen)  # fmt: skip
         cfg.check()
     start = time.perf_counter()
     manifest_path = make_dataset(cfg, say=lambda line: typer.echo(f"  {line}"))
