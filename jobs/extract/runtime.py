@@ -37,10 +37,9 @@ class RuntimeConfig:
     backbone_actors: int | None = None  # frozen-backbone workers; None: 1 per GPU, else 1
     backbone_cpus: float | None = None  # CPUs reserved per backbone worker; None: plan_stages
     backbone_threads: int | None = None  # torch threads of a CPU backbone worker; None: plan_stages
-    write_actors: int = 1  # part-file writers
-    write_cpus: float = 0.25  # CPUs reserved per writer
+    write_cpus: float = 0.25  # CPUs reserved for the writer (one per run: it holds every open shard)
     backbone_batch: int = 64  # rows per backbone call
-    write_batch: int = 128  # rows per part-file write call
+    write_batch: int = 128  # most rows per write call (the writer cuts its own row groups)
     # largest Ray Data block between stages; Ray's default (128 MiB) would hold a whole short video's crops
     # (150 kB a frame) in one block, so nothing downstream starts before the video is done and the face
     # worker's memory grows with the video; 8 MiB is about one decode chunk of crops
@@ -61,17 +60,12 @@ class StagePlan:
     backbone_cpus: float  # CPUs reserved per backbone worker
     backbone_gpus: float  # GPUs per backbone worker
     backbone_threads: int  # torch threads per backbone worker
-    write_actors: int  # part-file writers
-    write_cpus: float  # CPUs reserved per writer
+    write_cpus: float  # CPUs reserved for the writer (one)
     device: str  # "cuda" or "cpu": where the backbone and detector run
 
     @property
     def reserved_cpus(self) -> float:
-        return (
-            self.face_actors * self.face_cpus
-            + self.backbone_actors * self.backbone_cpus
-            + self.write_actors * self.write_cpus
-        )
+        return self.face_actors * self.face_cpus + self.backbone_actors * self.backbone_cpus + self.write_cpus
 
     def describe(self) -> str:
         return (
@@ -82,7 +76,7 @@ class StagePlan:
                 if self.backbone_gpus
                 else f" ({self.backbone_threads} threads)"
             )
-            + f", write {self.write_actors} x {self.write_cpus:g} CPU on {self.device}"
+            + f", write 1 x {self.write_cpus:g} CPU on {self.device}"
         )
 
 
@@ -96,7 +90,7 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
     gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
     if gpu and gpus < 1:
         raise RuntimeError("a GPU was asked for but the Ray cluster has none")
-    write = cfg.write_actors * cfg.write_cpus
+    write = cfg.write_cpus
     if gpu:
         backbone_actors = cfg.backbone_actors or max(1, int(gpus))
         backbone_cpus = cfg.backbone_cpus if cfg.backbone_cpus is not None else 1.0
@@ -121,7 +115,6 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
         backbone_cpus=backbone_cpus,
         backbone_gpus=backbone_gpus if gpu else 0.0,
         backbone_threads=threads,
-        write_actors=cfg.write_actors,
         write_cpus=cfg.write_cpus,
         device="cuda" if gpu else "cpu",
     )
