@@ -2,7 +2,7 @@
 
 `bench_extract` starts a local Ray (timed apart), then times `jobs.extract.driver.extract` on a folder of
 videos: Ray Data stages, actors loading their models, every frame decoded, tracked, aligned, run through
-the backbone and written to the cache, shards assembled. Its face boxes are read back from the cache and
+the backbone and written once into the cache's shards. Its face boxes are read back from the cache and
 scored against the truth.
 
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every

@@ -77,7 +77,7 @@ def markdown(f: dict[str, Any]) -> str:
             used = " (pipeline)" if name == bb["pipeline"] else ""
             rows.append(("backbone", f"{name}{used}", bb[name]["fps"], f"batch {bb.get('batch_size', '-')}"))
     c = f["cache"]
-    rows.append(("cache", "write (parts + shard)", c["write_fps"],
+    rows.append(("cache", "write (streamed shard)", c["write_fps"],
                  f"{_n(c['write_mb_s'])} MB/s, {_n(c['bytes_per_frame'] / 1000)} kB/frame "
                  f"(raw {_n(c['raw_bytes_per_frame'] / 1000)} kB)"))  # fmt: skip
     rows.append(("cache", "read (whole shard, warm)", c["read_fps"],

@@ -35,7 +35,7 @@ import numpy as np
 
 from jobs.extract.config import ExtractConfig
 from jobs.extract.rows import END, FAIL, FRAME, summaries
-from jobs.extract.runtime import StagePlan, plan_stages, ray_session
+from jobs.extract.runtime import RayStart, StagePlan, plan_stages, ray_session
 from jobs.extract.stages.backbone import BackboneStage
 from jobs.extract.stages.face import FaceStage
 from jobs.extract.stages.write import WriteStage, pause_from_env
@@ -272,8 +272,10 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
     )
 
 
-def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
-    """Extract every subject of the split that has no complete shard yet; returns what happened."""
+def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | None = None) -> ExtractReport:
+    """Extract every subject of the split that has no complete shard yet; returns what happened.
+
+    `ray_start`: Ray begun before this call (`jobs.extract.runtime.RayStart`), which its owner stops."""
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     began = time.perf_counter()
     catalogue = load_catalogue(cfg.input, strict=False)
@@ -306,7 +308,7 @@ def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
         progress = Progress(
             writer, [{**i, "frames": frames[i["video"]]} for i in items], report, say, display
         )
-        _run(cfg, runtime, items, writer, report, progress, began, say)
+        _run(cfg, runtime, items, writer, report, progress, began, say, ray_start)
     say(report.table())
     say(f"nodes: {', '.join(sorted(report.nodes))}")
     say(
@@ -329,11 +331,11 @@ def _frame_count(catalogue: Catalogue, video: str) -> int | None:
 
 
 def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWriter, report: ExtractReport,
-         progress: Progress, began: float, say: Say) -> None:  # fmt: skip
+         progress: Progress, began: float, say: Say, ray_start: RayStart | None) -> None:  # fmt: skip
     """The Ray part of `extract`: stream every item through the stages into `progress`."""
     todo = [s for item in items for s, _ in json.loads(item["subjects"])]
     try:
-        with ray_session(runtime) as resources:
+        with ray_session(runtime, ray_start) as resources:
             plan = plan_stages(runtime, resources.get("CPU", 1.0), resources.get("GPU", 0.0), cfg.device)
             report.plan = plan.describe()
             say(f"{len(items)} videos to extract; {report.plan}")

@@ -1,4 +1,5 @@
-"""Where the extraction runs, without starting Ray: stage sizing, the cluster address, loopback-only local Ray."""
+"""Where the extraction runs: stage sizing, the cluster address, loopback-only local Ray (without starting
+Ray), and a Ray started in a background thread (in a child process)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,39 @@ def test_a_local_ray_stays_on_loopback_without_uv_and_a_cluster_gets_both_back(m
     _cluster_mode()
     assert LOOPBACK_VAR not in os.environ and UV_HOOK_VAR not in os.environ
     assert ray_constants.ENABLE_RAY_CLUSTER and ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV
+
+
+RAY_START = """
+import sys
+from jobs.extract.runtime import RayStart, RuntimeConfig, ray_session
+cfg = RuntimeConfig(num_cpus=1, temp_dir=sys.argv[1])
+with RayStart(cfg) as start:
+    import torch  # the driver's own start-up goes on meanwhile
+    import ray
+    with ray_session(cfg, start) as resources:
+        print("cpus", resources["CPU"], flush=True)
+        print("task", ray.get(ray.remote(lambda: torch.ones(2).sum().item()).remote()), flush=True)
+    print("after session", ray.is_initialized(), flush=True)
+print("after close", ray.is_initialized(), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close(tmp_path):
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import psutil
+
+    temp = tempfile.mkdtemp(prefix="lwr", dir="/tmp")  # Ray's socket paths must stay short
+    repo = Path(__file__).resolve().parents[3]
+    run = subprocess.run([sys.executable, "-c", RAY_START, temp], cwd=repo, capture_output=True, text=True,
+                         timeout=110)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split("\n")[:4] == ["cpus 1.0", "task 2.0", "after session True", "after close False"]
+    assert "SIGTERM handler is not set" not in run.stderr
+    left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
+    assert left == [], left  # closing stopped the local Ray it started
