@@ -74,7 +74,7 @@ class ExtractReport:
     failures: list[Failure] = field(default_factory=list)  # subjects that could not be cached
     frames: float = 0.0  # decoded video frames
     rows: int = 0  # cached rows (frames x subjects)
-    wall_s: float = 0.0  # wall-clock seconds of the whole call (Ray start and model loading included)
+    wall_s: float = 0.0  # wall-clock seconds of the call, Ray and models starting included (from ray_start)
     startup_s: float = 0.0  # seconds until the first result came back (Ray start, model loading, first chunk)
     stages: dict[str, StageTime] = field(default_factory=lambda: {s: StageTime() for s in STAGES})
     plan: str = ""  # stage pool sizes
@@ -275,9 +275,10 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
 def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | None = None) -> ExtractReport:
     """Extract every subject of the split that has no complete shard yet; returns what happened.
 
-    `ray_start`: Ray begun before this call (`jobs.extract.runtime.RayStart`), which its owner stops."""
+    `ray_start`: Ray begun before this call (`jobs.extract.runtime.RayStart`), which its owner stops; the
+    report's wall-clock and start-up seconds then count from its beginning."""
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-    began = time.perf_counter()
+    began = time.perf_counter() if ray_start is None else ray_start.began  # start-up counts from there
     catalogue = load_catalogue(cfg.input, strict=False)
     for problem in catalogue.errors:
         say(f"note: {problem}")

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +185,7 @@ class RayStart:
 
     def __init__(self, cfg: RuntimeConfig):
         self.cfg = cfg
+        self.began = time.perf_counter()  # when it was begun: the driver's start-up is timed from here
         self._ready, self._stop = threading.Event(), threading.Event()
         self._error: BaseException | None = None
         self._sigterm: Any = None  # the SIGTERM handler before this one, restored by `close`

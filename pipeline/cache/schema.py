@@ -108,7 +108,7 @@ def shard_metadata(
 
 
 def read_metadata(meta: pq.FileMetaData) -> dict[str, Any]:
-    """The JSON description in a shard's Parquet footer (`pyarrow.parquet.read_metadata`); empty when absent."""
+    """The JSON description in a shard's Parquet footer (`pq.read_metadata`'s); empty when absent."""
     raw = (meta.metadata or {}).get(META_KEY.encode())
     return json.loads(raw) if raw else {}
 
