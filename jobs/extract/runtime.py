@@ -45,7 +45,9 @@ class RuntimeConfig:
     backbone_threads: int | None = None  # torch threads of a CPU backbone worker; None: plan_stages
     write_cpus: float = 0.25  # CPUs reserved for the writer (one per run: it holds every open shard)
     backbone_batch: int = 64  # rows per backbone call
-    write_batch: int = 128  # most rows per write call (the writer cuts its own row groups)
+    # rows per write call; None: each block as the backbone sends it, so that no summary waits for more
+    # rows (the writer cuts its own row groups)
+    write_batch: int | None = None
     # largest Ray Data block between stages; Ray's default (128 MiB) would hold a whole short video's crops
     # (150 kB a frame) in one block, so nothing downstream starts before the video is done and the face
     # worker's memory grows with the video; 8 MiB is about one decode chunk of crops
