@@ -87,9 +87,11 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def summary_batch(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Summary rows, each a dict of some summary columns -> a batch of every column (the rest default)."""
+    """Summary rows, each a dict of some summary columns -> a batch of every column (the rest default);
+    without rows, empty columns of the defaults' types."""
     return {
-        c: np.array([row.get(c, _DEFAULTS[c]) for row in rows]) for c in (*SUMMARY_COLUMNS, *TIME_COLUMNS)
+        c: np.array([row.get(c, _DEFAULTS[c]) for row in rows], dtype=None if rows else type(_DEFAULTS[c]))
+        for c in (*SUMMARY_COLUMNS, *TIME_COLUMNS)
     }
 
 
