@@ -88,6 +88,7 @@ print("after close", ray.is_initialized(), flush=True)
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close(tmp_path):
+    import shutil
     import subprocess
     import sys
     import tempfile
@@ -97,10 +98,13 @@ def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close(tmp_path):
 
     temp = tempfile.mkdtemp(prefix="lwr", dir="/tmp")  # Ray's socket paths must stay short
     repo = Path(__file__).resolve().parents[3]
-    run = subprocess.run([sys.executable, "-c", RAY_START, temp], cwd=repo, capture_output=True, text=True,
-                         timeout=110)  # fmt: skip
+    try:
+        run = subprocess.run([sys.executable, "-c", RAY_START, temp], cwd=repo, capture_output=True, text=True,
+                             timeout=110)  # fmt: skip
+    finally:
+        left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
+        shutil.rmtree(temp, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split("\n")[:4] == ["cpus 1.0", "task 2.0", "after session True", "after close False"]
     assert "SIGTERM handler is not set" not in run.stderr
-    left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
     assert left == [], left  # closing stopped the local Ray it started
