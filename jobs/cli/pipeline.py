@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -137,8 +138,11 @@ def extract(
     1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
     """
     from jobs.extract.runtime import RayStart, RuntimeConfig  # no torch: Ray starts while the rest loads
+    from jobs.extract.select import work_left
 
-    with RayStart(RuntimeConfig(address=address)) as ray_start:
+    names = tuple(only) if only else None
+    when = partial(work_left, input, cache, split, names, rebuild)  # a rerun with nothing to do starts no Ray
+    with RayStart(RuntimeConfig(address=address), when) as ray_start:
         from jobs.extract.config import ExtractConfig, FaceSettings
         from jobs.extract.driver import extract as run_extract
         from model.backbone import BackboneConfig
@@ -152,7 +156,7 @@ def extract(
                             faces=FaceSettings(mode=faces),
                             backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
                             address=address, rebuild=rebuild,
-                            subjects=tuple(only) if only else None)  # fmt: skip
+                            subjects=names)  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:

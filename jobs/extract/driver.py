@@ -36,17 +36,17 @@ import numpy as np
 from jobs.extract.config import ExtractConfig
 from jobs.extract.rows import END, FAIL, FRAME, summaries
 from jobs.extract.runtime import RayStart, StagePlan, plan_stages, ray_session
+from jobs.extract.select import select_subjects
 from jobs.extract.stages.backbone import BackboneStage
 from jobs.extract.stages.face import FaceStage
 from jobs.extract.stages.write import WriteStage, pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
 from model.backbone import build_backbone
-from model.tasks import SPLITS
 from pipeline.cache.layout import shard_file
 from pipeline.cache.schema import ManifestEntry
 from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter, Failure
-from pipeline.datasets import Catalogue, Subject, load_catalogue
+from pipeline.datasets import Catalogue, load_catalogue
 
 STAGES = ("decode", "detect", "align", "backbone", "write")
 Say = Callable[[str], None]
@@ -101,23 +101,6 @@ class ExtractReport:
             lines.append(f"{name:<10} {t.frames:>9.0f} {t.seconds:>9.2f} {t.fps:>9.1f}")
         lines.append(f"{'end-to-end':<10} {self.frames:>9.0f} {self.wall_s:>9.2f} {self.fps:>9.1f}")
         return "\n".join(lines)
-
-
-def select_subjects(catalogue: Catalogue, split: str, names: tuple[str, ...] | None) -> list[Subject]:
-    """Subjects of `split` in any task (all subjects for "all"), optionally only `names`."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
-    if split == "all":
-        chosen = list(catalogue.subjects.values())
-    else:
-        picked = {s.name: s for task in catalogue.tasks() for s in catalogue.subjects_in(task, split)}
-        chosen = [catalogue.subjects[n] for n in catalogue.subjects if n in picked]
-    if names is not None:
-        missing = sorted(set(names) - set(catalogue.subjects))
-        if missing:
-            raise ValueError(f"subjects not in {catalogue.root}: {', '.join(missing)}")
-        chosen = [s for s in chosen if s.name in set(names)]
-    return chosen
 
 
 def cache_spec(cfg: ExtractConfig) -> dict:

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,15 +178,18 @@ class RayStart:
     """Ray started (local) or joined (a cluster) in a background thread, so that it overlaps the rest of the
     driver's start-up: its imports (torch, timm, the detector), the catalogue and the cache spec. Start it
     first thing, pass it to `ray_session`, which waits for it, and close it (or leave its `with` block) to
-    stop the Ray it started.
+    stop the Ray it started. `when`, where given, is asked first (`jobs.extract.select.work_left`: is there
+    anything to extract?); where it says no, no Ray starts early.
 
     The thread lives until `close`: a local Ray's processes are tied to the thread that started them
     (Linux PR_SET_PDEATHSIG) and would die with it. Ray sets its SIGTERM handler only from the main
     thread; this sets the same one (exit, so that Ray shuts down at exit) until `close`.
     """
 
-    def __init__(self, cfg: RuntimeConfig):
+    def __init__(self, cfg: RuntimeConfig, when: Callable[[], bool] | None = None):
         self.cfg = cfg
+        self.when = when  # asked first, in the thread: False leaves Ray to `ray_session`, if needed at all
+        self.skipped = False  # `when` said no
         self.began = time.perf_counter()  # when it was begun: the driver's start-up is timed from here
         self._ready, self._stop = threading.Event(), threading.Event()
         self._error: BaseException | None = None
@@ -201,7 +204,8 @@ class RayStart:
         import ray
 
         try:
-            started = _init(self.cfg)
+            self.skipped = self.when is not None and not self.when()
+            started = False if self.skipped else _init(self.cfg)
         except BaseException as err:  # raised again by `wait`, in the driver's thread
             self._error = err
             started = False
@@ -244,14 +248,13 @@ _NOT_MAIN_THREAD_NOTE = _NotMainThreadNote()
 @contextlib.contextmanager
 def ray_session(cfg: RuntimeConfig, start: RayStart | None = None) -> Iterator[dict[str, float]]:
     """Ray for the duration of the block: one begun by `start` (stopped by its owner), one already running
-    in this process, or else one joined or started locally here (and stopped after); yields resources."""
+    in this process, or else one joined or started locally here (and stopped after: also where `start`
+    skipped starting it); yields resources."""
     import ray
 
     if start is not None:
         start.wait()
-        started = False
-    else:
-        started = _init(cfg)
+    started = _init(cfg) if start is None or start.skipped else False
     _quiet_data()
     try:
         yield ray.cluster_resources()
