@@ -36,12 +36,13 @@ def work_left(
 ) -> bool:
     """Whether an extraction of these subjects into `cache` has work left: a rebuild, or a subject without a
     shard file under its final name. Shards are not opened (whether they match the settings needs the
-    backbone); where the input cannot be read, True: the extraction itself then says why."""
+    backbone). Where the input or the cache cannot be read, False: the extraction itself then says why,
+    and starts Ray where it needs one after all."""
     if rebuild:
         return True
     try:
         subjects = select_subjects(load_catalogue(input, strict=False), split, names)
         have = list_shards(*resolve_location(cache))
     except Exception:  # any problem is the extraction's to report
-        return True
+        return False
     return any(s.name not in have for s in subjects)

@@ -130,4 +130,5 @@ def test_work_left_is_a_subject_without_a_shard_file(tmp_path, synth_affwild2):
     assert work_left(synth_affwild2, str(cache), names=(one,), rebuild=True)
     assert work_left(synth_affwild2, str(cache), names=(one, "2-30-1280x720"))  # a temporary file is no shard
     assert not work_left(synth_affwild2, str(cache), split="test", names=(one,))  # 1-25 is a train subject
-    assert work_left(tmp_path / "no-such-input", str(cache))  # the extraction says what is wrong
+    assert not work_left(tmp_path / "no-such-input", str(cache))  # the extraction says what is wrong
+    assert not work_left(synth_affwild2, str(cache), names=("no-such-subject",))
