@@ -1,0 +1,192 @@
+"""Face refinement: MTCNN's own R-Net and O-Net on a crop of the full-resolution frame around a known box.
+
+`refine_faces` takes, per candidate, a full frame and the box where a face is expected (the face's last
+box moved on at its speed) and returns the face found there, or None. It is the second and third stage
+of MTCNN (`facenet_pytorch.models.utils.detect_face`) without the first: the expected box stands in for
+P-Net's candidates.
+
+1. Window: a square of `refine_margin` face sides around the expected box, cut from the full-resolution
+   frame and resampled (antialiased) so that the face is about `refine_face` pixels: the resolution
+   follows the face, not the frame, so a small face in a 1080p frame is seen at its own resolution and a
+   large one costs no more than a small one.
+2. Contrast: the window's luminance percentiles `stretch` inside the expected box are stretched towards
+   [`STRETCH_TO`] (at most `max_gain` times, never less contrast), one gain and offset for the three
+   channels (hues kept); a dark or low-contrast face then looks to the nets like a well-lit one.
+3. R-Net (24 x 24) on the expected box made square; where it scores below the track's R-Net threshold,
+   on a grid of shifted and rescaled boxes around it (`GRID`), the best one passing. Its box regression is
+   applied (`bbreg`) and the box made square again (`rerec`), as MTCNN does.
+4. O-Net (48 x 48) on that box: its score must pass the track's O-Net threshold (this gate is what keeps
+   boxes off frames without a face), its box regression gives the face box, its landmarks the five points.
+
+Patches are cut with `torchvision.ops.roi_align` (float boxes, averaging over each output cell like
+MTCNN's area resampling). Boxes follow MTCNN's convention: (x1, y1, x2, y2) covers pixel edges x1 - 1 to
+x2 (its 1-based indexing), landmarks are in 0-based pixel-edge coordinates; refined boxes and the boxes
+`detect_faces` returns are thus alike and comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from facenet_pytorch import MTCNN
+from torchvision.ops import roi_align
+
+from pipeline.faces.detect import FaceConfig
+
+# R-Net search grid where the expected box fails: (dx, dy, scale), shifts in face sides
+GRID: tuple[tuple[float, float, float], ...] = tuple(
+    (dx, dy, 1.0) for dy in (-0.3, 0.0, 0.3) for dx in (-0.3, 0.0, 0.3) if dx or dy
+) + ((0.0, 0.0, 0.8), (0.0, 0.0, 1.25))
+STRETCH_TO = (25.0, 230.0)  # target luminance of the `stretch` percentiles
+LUMA = (0.299, 0.587, 0.114)
+
+
+class Found(NamedTuple):
+    """A face found by refinement, in full-frame pixels (MTCNN's box convention)."""
+
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2
+    landmarks: np.ndarray  # (5, 2) float32 eyes, nose, mouth corners
+    score: float  # O-Net score
+
+
+def square(box: torch.Tensor) -> torch.Tensor:
+    """Boxes (n, 4) in pixel-edge coordinates made square about their centres (side: the longer one)."""
+    side = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    return torch.cat([centre - side[:, None] / 2, centre + side[:, None] / 2], dim=1)
+
+
+def regress(box: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+    """MTCNN's box regression (`bbreg`) of edge-coordinate boxes (n, 4) by offsets (n, 4) in box sides."""
+    size = torch.stack([box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]], dim=1).repeat(1, 2)  # (n, 4)
+    return box + reg * size
+
+
+def contrast_map(luma: torch.Tensor, cfg: FaceConfig) -> tuple[float, float]:
+    """Gain and offset (y = gain * x + offset) that move the luminance percentiles `cfg.stretch` of the
+    values `luma` towards STRETCH_TO: never less contrast, at most `cfg.max_gain`."""
+    lo, hi = torch.quantile(luma.float(), torch.tensor(cfg.stretch) / 100).tolist()
+    gain = min(max((STRETCH_TO[1] - STRETCH_TO[0]) / max(hi - lo, 1e-3), 1.0), cfg.max_gain)
+    return gain, (STRETCH_TO[0] + STRETCH_TO[1]) / 2 - gain * (lo + hi) / 2
+
+
+def stretch_contrast(window: torch.Tensor, inner: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
+    """A window (3, h, w) float in [0, 255] with the contrast of its region `inner` (4,) (x0, y0, x1, y1
+    window pixels, the expected face) normalised (`contrast_map`), one map for the three channels."""
+    x0, y0, x1, y1 = (int(v) for v in inner.round().tolist())
+    region = window[:, max(y0, 0) : max(y1, y0 + 1) : 2, max(x0, 0) : max(x1, x0 + 1) : 2]  # every 4th pixel
+    if region.numel() == 0:
+        return window
+    gain, offset = contrast_map(torch.tensordot(torch.tensor(LUMA), region, dims=1).flatten(), cfg)
+    return (window * gain + offset).clamp_(0, 255)
+
+
+def lift_contrast(frame: torch.Tensor, cfg: FaceConfig) -> torch.Tensor | None:
+    """A detection frame (h, w, 3) uint8 with its contrast normalised as a whole (`contrast_map` over
+    every 4th pixel), or None where that gain is below `cfg.lift_gain` (a frame of ordinary contrast:
+    stretching it would only clip its brightest and darkest faces)."""
+    x = frame.float()  # (h, w, 3)
+    gain, offset = contrast_map((x.reshape(-1, 3)[::4] @ torch.tensor(LUMA)), cfg)
+    if gain < cfg.lift_gain:
+        return None
+    return (x * gain + offset).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _window(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[torch.Tensor, np.ndarray, float]:
+    """The refinement window of one expected box (MTCNN convention) in a frame (H, W, 3) uint8.
+
+    Returns the window (3, h, w) float32 in [0, 255] (zeros outside the frame), its origin (x, y) in
+    frame pixel edges and its scale (window pixels per frame pixel).
+    """
+    height, width = frame.shape[:2]
+    edges = box.astype(np.float64) - np.array([1, 1, 0, 0])  # MTCNN box -> pixel-edge coordinates
+    side = max(edges[2] - edges[0], edges[3] - edges[1], 1.0)
+    centre = (edges[:2] + edges[2:]) / 2
+    half = cfg.refine_margin * side / 2
+    x0, y0 = int(np.floor(centre[0] - half)), int(np.floor(centre[1] - half))
+    n = int(np.ceil(2 * half))  # window side in frame pixels
+    scale = min(cfg.refine_face / side, 1.0)  # never enlarged: roi_align samples small faces finely
+    out = max(round(n * scale), 1)
+    crop = np.zeros((n, n, 3), np.uint8)
+    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + n, width), min(y0 + n, height)
+    if fx1 > fx0 and fy1 > fy0:
+        crop[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None]  # (n, n, 3) -> (1, 3, n, n), channels-last strides
+    if out != n:
+        x = F.interpolate(x, size=(out, out), mode="bilinear", antialias=True, align_corners=False)
+    return x[0].float(), np.array([x0, y0], np.float64), out / n
+
+
+def _patches(windows: torch.Tensor, which: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """MTCNN's input patches (n, 3, size, size), normalised as it does, of edge boxes (n, 4) in window
+    pixels of windows[which]."""
+    rois = torch.cat([which[:, None].to(boxes), boxes], dim=1)  # (n, 5): window index, x0, y0, x1, y1
+    patches = roi_align(windows, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    # channels-last: the same outputs, and the nets' max-pooling runs about 10x faster on the CPU
+    return ((patches - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+
+
+def refine_faces(
+    frames: Sequence[np.ndarray], boxes: np.ndarray, detector: MTCNN, cfg: FaceConfig
+) -> list[Found | None]:
+    """The face near each expected box: frames[i] (H, W, 3) uint8 RGB, boxes (m, 4) expected boxes in its
+    pixels (MTCNN's convention); a Found or None (no face passing the track's thresholds) per box."""
+    m = len(boxes)
+    if m == 0:
+        return []
+    r_thr, o_thr = cfg.refine_thresholds
+    cut = [_window(frames[i], np.asarray(boxes[i]), cfg) for i in range(m)]
+    side = max(int(w.shape[-1]) for w, _, _ in cut)
+    windows = torch.stack([F.pad(w, (0, side - w.shape[-1], 0, side - w.shape[-2])) for w, _, _ in cut])
+    origin = torch.tensor(np.stack([o for _, o, _ in cut]))  # (m, 2) frame px of each window's corner
+    scale = torch.tensor([s for _, _, s in cut], dtype=torch.float64)  # (m,) window px per frame px
+    edges = torch.as_tensor(np.asarray(boxes, np.float64)) - torch.tensor([1.0, 1.0, 0.0, 0.0])
+    expected = square((edges - origin.repeat(1, 2)) * scale[:, None]).float()  # (m, 4) window px
+    for i in range(m):
+        windows[i] = stretch_contrast(windows[i], expected[i], cfg)
+    index = torch.arange(m)
+    with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():
+        dev = detector.device
+        # R-Net on the expected boxes
+        reg, prob = detector.rnet(_patches(windows, index, expected, 24).to(dev))
+        score, reg = prob[:, 1].cpu(), reg.cpu()
+        cand = regress(expected, reg)
+        miss = (score < r_thr).nonzero().squeeze(1)
+        if len(miss):  # search a grid around the boxes R-Net rejected
+            grid = torch.tensor(GRID)  # (g, 3)
+            e = expected[miss]  # (k, 4)
+            s = (e[:, 2] - e[:, 0])[:, None]  # (k, 1)
+            centre = (e[:, :2] + e[:, 2:]) / 2  # (k, 2)
+            cx = centre[:, :1] + grid[None, :, 0] * s  # (k, g)
+            cy = centre[:, 1:] + grid[None, :, 1] * s
+            half = s * grid[None, :, 2] / 2
+            trial = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=2).reshape(-1, 4)
+            owner = miss.repeat_interleave(len(GRID))
+            t_reg, t_prob = detector.rnet(_patches(windows, owner, trial, 24).to(dev))
+            t_score = t_prob[:, 1].cpu().reshape(len(miss), len(GRID))
+            best = t_score.argmax(dim=1)  # (k,)
+            pick = torch.arange(len(miss)) * len(GRID) + best
+            score[miss] = t_score[torch.arange(len(miss)), best]
+            cand[miss] = regress(trial[pick], t_reg.cpu()[pick])
+        keep = (score >= r_thr).nonzero().squeeze(1)
+        if len(keep) == 0:
+            return [None] * m
+        cand = square(cand[keep])
+        reg, marks, prob = detector.onet(_patches(windows, keep, cand, 48).to(dev))
+        o_score, reg, marks = prob[:, 1].cpu(), reg.cpu(), marks.cpu()
+    size = torch.stack([cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]], dim=1)  # (k, 2)
+    points = cand[:, None, :2] + torch.stack([marks[:, :5], marks[:, 5:]], dim=2) * size[:, None]  # (k, 5, 2)
+    final = regress(cand, reg)  # (k, 4) window edge px
+    out: list[Found | None] = [None] * m
+    for j, i in enumerate(keep.tolist()):
+        if float(o_score[j]) < o_thr:
+            continue
+        o, k = origin[i].numpy(), float(scale[i])
+        box = final[j].double().numpy() / k + np.tile(o, 2) + np.array([1, 1, 0, 0])  # -> MTCNN box
+        marks_j = points[j].double().numpy() / k + o
+        out[i] = Found(box.astype(np.float32), marks_j.astype(np.float32), float(o_score[j]))
+    return out
