@@ -308,7 +308,7 @@ class Follower:
             if det is not None:
                 backward[pos] = (det.box, None)
         walk(range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward)
-        both = [pos for pos in todo if pos in forward and after[pos] is not None]
+        both = [pos for pos in todo if before[pos] is not None and after[pos] is not None]
         unresolved = [f for f in range(p + 1, s) if any(pos not in results[f] for pos in both)]
         if unresolved:  # the face is known at both ends, refinement lost it: whole-frame detection
             dets = self._detect(unresolved, small)
