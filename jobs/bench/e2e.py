@@ -3,7 +3,8 @@
 `bench_extract` starts a local Ray (timed apart), then times `jobs.extract.driver.extract` on a folder of
 videos: Ray Data stages, actors loading their models, every frame decoded, tracked, aligned, run through
 the backbone and written to the cache, shards assembled. Its face boxes are read back from the cache and
-scored against the truth.
+scored against the truth (`jobs.bench.scores`), and the worker time of writing the maps (part files) and
+assembling the shards is reported per decoded frame.
 
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
 `interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from jobs.bench.stages import face_scores, pooled_scores
+from jobs.bench.scores import FaceScore, pooled, video_score
 from jobs.bench.videos import BenchVideo
 from jobs.extract.config import ExtractConfig
 from jobs.extract.driver import extract
@@ -48,16 +49,22 @@ def bench_extract(cfg: ExtractConfig, videos: Sequence[BenchVideo], say: Any) ->
     if report.failures:
         raise RuntimeError(f"extract failed: {'; '.join(f.reason for f in report.failures)}")
     cache = open_cache(cfg.cache)
-    scores, weights = [], []
+    scores: list[FaceScore] = []
     for video in videos:
-        rows = cache.read(video.name, maps=False)
-        scores.append(face_scores(video, rows.index, rows.face, rows.box))
-        weights.append(len(rows.index))
+        records = {}
+        for subject in video.truth:
+            rows = cache.read(subject, maps=False)
+            records[subject] = (rows.index, rows.face, rows.box)
+        truth = {s: (t.face, t.boxes) for s, t in video.truth.items()}
+        scores += video_score(truth, records).values()
     stages = {
         name: {"fps": t.fps, "worker_s": t.seconds}
         for name, t in report.stages.items()
         if t.frames > 0 and t.seconds > 0
     }
+    # writing the maps (part files, in the write workers) and assembling the shards (the driver's thread):
+    # the work that each map's single write is to halve, in worker milliseconds per decoded frame
+    written = sum(report.stages[s].seconds for s in ("write", "assemble") if s in report.stages)
     return {
         "frames": float(report.frames),
         "seconds": report.wall_s,
@@ -65,7 +72,8 @@ def bench_extract(cfg: ExtractConfig, videos: Sequence[BenchVideo], say: Any) ->
         "fps_with_ray_start": report.frames / (report.wall_s + ray_s),
         "ray_start_s": ray_s,
         "first_result_s": report.startup_s,
-        **pooled_scores(scores, weights),
+        "write_assemble_ms": 1000 * written / report.frames if report.frames else float("nan"),
+        **pooled(scores).figures(),
         "in_pipeline": stages,
         "plan": report.plan,
     }

@@ -18,10 +18,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from jobs.bench.scores import FaceScore, pooled, video_score
 from jobs.bench.videos import BenchVideo
 from jobs.extract.config import FaceSettings
 from model.backbone import BackboneConfig, build_backbone
-from pipeline.faces.detect import box_iou
 from pipeline.features import FeatureConfig, extract_maps, use_bf16
 from pipeline.video.decode import DecodeConfig, iter_chunks
 
@@ -36,26 +36,6 @@ def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 0) -> flo
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def face_scores(
-    truth: BenchVideo, index: np.ndarray, face: np.ndarray, boxes: np.ndarray
-) -> dict[str, float]:
-    """Median IoU of found faces with the true boxes and % of true face frames where a face was reported."""
-    index = np.asarray(index, np.int64)
-    true_face = truth.face[index]
-    found = np.asarray(face, bool) & true_face
-    overlaps = box_iou(np.asarray(boxes, np.float64)[found], truth.boxes[index][found])
-    return {
-        "median_iou": float(np.median(overlaps)) if overlaps.size else 0.0,
-        "found_pct": 100.0 * found.sum() / max(int(true_face.sum()), 1),
-    }
-
-
-def pooled_scores(parts: Sequence[dict[str, float]], weights: Sequence[float]) -> dict[str, float]:
-    """Frame-weighted mean of per-video face scores."""
-    total = max(sum(weights), 1e-9)
-    return {k: sum(p[k] * w for p, w in zip(parts, weights, strict=True)) / total for k in parts[0]}
 
 
 # ------------------------------------------------------------------------------------------------ decode
@@ -92,24 +72,42 @@ def bench_decode(
 
 
 @dataclass
+class VideoFaces:
+    """What the face stage did on one video."""
+
+    name: str  # the video's file stem
+    variant: str  # "default" or the hard variant
+    frames: float  # decoded frames
+    detect_s: float  # detect + track seconds
+    align_s: float  # alignment seconds
+    scores: dict[str, FaceScore]  # per subject
+
+
+@dataclass
 class FacePass:
     """What one pass of the face and align stages over the videos measured and produced."""
 
-    frames: int = 0  # decoded frames handled
+    frames: float = 0.0  # decoded frames handled
     face_seconds: float = 0.0  # detect + track
     align_seconds: float = 0.0  # alignment of the chunks' frames
     crops: list[np.ndarray] = field(default_factory=list)  # (n, 3, S, S) uint8 face crops, per batch
-    scores: list[dict[str, float]] = field(default_factory=list)  # per video: median IoU and % found
-    face_frames: int = 0  # frames where a face was reported
+    videos: list[VideoFaces] = field(default_factory=list)  # per video: times and scores
+    face_frames: int = 0  # rows (frames x subjects) where a face was reported
+
+    @property
+    def score(self) -> FaceScore:
+        """The scores of every subject of every video, pooled."""
+        return pooled(s for v in self.videos for s in v.scores.values())
 
 
 def _stage_rows(stage: Any, video: BenchVideo) -> Iterator[dict[str, np.ndarray]]:
-    """The FRAME rows `FaceStage` gives for one video; a failure is raised."""
+    """The FRAME rows `FaceStage` gives for one video (every subject); a failure is raised, except that of
+    a subject where no face was found (its rows say so, and score as such)."""
     from jobs.extract.rows import FAIL, FRAME
 
-    for rows in stage.video(video.name, video.path, [(video.name, "main")]):
-        if int(rows["kind"][0]) == FAIL:
-            raise RuntimeError(f"face stage failed: {rows['reason'][0]}")
+    for rows in stage.video(video.name, video.path, video.subjects):
+        if int(rows["kind"][0]) == FAIL and "no face found" not in str(rows["reason"][0]):
+            raise RuntimeError(f"face stage failed on {video.path}: {rows['reason'][0]}")
         if int(rows["kind"][0]) == FRAME:
             yield rows
 
@@ -119,7 +117,8 @@ def face_pass(
 ) -> FacePass:
     """The pipeline's face stage (`FaceStage`: decode, detect + track, align) over each video, decoding
     in this process so that nothing runs beside the timed parts; the stage times its own parts. The
-    stage first runs untimed on `warmup` (MTCNN's first call in a process is several times slower)."""
+    stage first runs untimed on `warmup` (MTCNN's first call in a process is several times slower).
+    Frames count decoded frames (a two-subject video's frame once); scores are per subject."""
     from jobs.extract.stages.face import FaceStage
 
     stage = FaceStage(
@@ -130,23 +129,31 @@ def face_pass(
     result = FacePass()
     kept = 0
     for video in videos:
-        index, face, boxes = [], [], []
+        parts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s, _ in video.subjects}
+        frames = detect_s = align_s = 0.0
         for rows in _stage_rows(stage, video):
-            result.frames += len(rows["index"])
-            result.face_seconds += float(rows["t_detect"].sum())
-            result.align_seconds += float(rows["t_align"].sum())
-            index.append(rows["index"])
-            face.append(rows["face"])
-            boxes.append(rows["box"])
+            frames += float(rows["w_video"].sum())  # each row's share of a decoded frame
+            detect_s += float(rows["t_detect"].sum())
+            align_s += float(rows["t_align"].sum())
+            parts[str(rows["subject"][0])].append(rows)
             if kept < max_crops:
                 crops = rows["crops"][rows["face"]][: max_crops - kept]  # (n, 3, S, S) uint8
                 result.crops.append(crops)
                 kept += len(crops)
-        if not index:
+        if not any(parts.values()):
             raise RuntimeError(f"the face stage gave no rows for {video.path}")
-        face_all = np.concatenate(face)
-        result.face_frames += int(face_all.sum())
-        result.scores.append(face_scores(video, np.concatenate(index), face_all, np.concatenate(boxes)))
+        records = {
+            s: tuple(np.concatenate([r[c] for r in p]) for c in ("index", "face", "box"))
+            for s, p in parts.items()
+            if p
+        }
+        truth = {s: (t.face, t.boxes) for s, t in video.truth.items()}
+        scores = video_score(truth, records)  # type: ignore[arg-type]
+        result.frames += frames
+        result.face_seconds += detect_s
+        result.align_seconds += align_s
+        result.face_frames += sum(int(r[1].sum()) for r in records.values())
+        result.videos.append(VideoFaces(video.name, video.variant, frames, detect_s, align_s, scores))
     return result
 
 

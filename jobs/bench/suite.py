@@ -6,6 +6,8 @@ One run on synthetic videos made for it (`jobs.bench.videos`: H.264 files of a r
    face detection + tracking (the pipeline's settings, scored against the true boxes), align, the frozen
    backbone (fp32 NCHW, fp32 channels-last, bf16 channels-last), cache write and read, the temporal
    model's training steps and prediction (tam_s1, tam_s3);
+   the face stage's methods (`jobs.bench.faces`) on the default videos and on the hard set (a video per
+   hard variant of `pipeline.synth.hard`), scored per subject against the truth (`jobs.bench.scores`);
 2. the naive per-frame loop on the first frames of each video (`jobs.bench.naive`), whose MTCNN part is
    the baseline of the face stage;
 3. the real `extract` job on the same videos (`jobs.bench.e2e`) and the pipeline efficiency:
@@ -40,15 +42,17 @@ import numpy as np
 import torch
 
 from jobs.bench.e2e import bench_extract, bench_memory, finite
+from jobs.bench.faces import FACE_METHODS, bench_faces, check_methods
 from jobs.bench.model import bench_cache, bench_temporal
 from jobs.bench.naive import naive_loop
 from jobs.bench.report import goals, markdown
-from jobs.bench.stages import bench_backbone, bench_decode, face_pass, pooled_scores
-from jobs.bench.videos import BenchVideoSpec, make_video, make_videos, resolution
+from jobs.bench.stages import bench_backbone, bench_decode, face_pass
+from jobs.bench.videos import BenchVideoSpec, make_hard_videos, make_video, make_videos, resolution
 from jobs.extract.config import ExtractConfig, FaceSettings
 from jobs.extract.runtime import RuntimeConfig
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.features import FeatureConfig
+from pipeline.synth.hard import VARIANTS, check_variant
 
 Say = Callable[[str], None]
 
@@ -73,6 +77,10 @@ class BenchConfig:
     memory_seconds: float = 6.0  # length of the short video of the memory test; 0 skips the test
     memory_factor: int = 10  # the long video is this many times longer
     memory_resolution: str | None = None  # resolution of the memory test's videos (None: `resolution`)
+    hard_variants: tuple[str, ...] = VARIANTS  # the hard set: a video per variant (pipeline.synth.hard)
+    hard_seconds: float = 3.0  # length of each hard video
+    hard_seed: int = 0  # people, paths and tints of the hard videos (tests use other seeds)
+    face_methods: tuple[str, ...] = ("today",)  # face stage methods compared (jobs.bench.faces.FACE_METHODS)
     faces: FaceSettings = FaceSettings()  # the pipeline's face stage settings
     backbone: BackboneConfig = BackboneConfig()  # frozen backbone (random weights: speed does not care)
     features: FeatureConfig = FeatureConfig()  # backbone batch, layout, autocast
@@ -89,6 +97,11 @@ class BenchConfig:
             raise ValueError("videos, seconds, repeats and naive_frames must be positive")
         if self.memory_seconds < 0 or self.memory_factor < 2:
             raise ValueError("memory_seconds must be >= 0 and memory_factor >= 2")
+        for variant in self.hard_variants:
+            check_variant(variant)
+        if self.hard_seconds <= 0:
+            raise ValueError(f"hard_seconds must be positive, not {self.hard_seconds}")
+        check_methods(self.face_methods)
 
 
 def _setup(cfg: BenchConfig) -> dict[str, Any]:
@@ -105,6 +118,9 @@ def _setup(cfg: BenchConfig) -> dict[str, Any]:
         "fps": cfg.fps,
         "frames": cfg.videos * BenchVideoSpec(seconds=cfg.seconds, fps=cfg.fps).frames,
         "device": cfg.device,
+        "hard_variants": ",".join(cfg.hard_variants),
+        "hard_seconds": cfg.hard_seconds,
+        "face_methods": ",".join(cfg.face_methods),
         "repeats": cfg.repeats,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count() or 1,
@@ -183,18 +199,29 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     say(f"bench: {cfg.videos} videos {width}x{height} x {cfg.seconds:g} s at {cfg.fps} fps on {cfg.device}")
     videos = make_videos(work / "videos", cfg.videos, spec)
     warmup = make_video(work / "warmup" / "warmup.mp4", replace(spec, seconds=min(1.0, cfg.seconds), seed=99))
+    if cfg.hard_variants:
+        say(
+            f"bench: hard set, {len(cfg.hard_variants)} videos x {cfg.hard_seconds:g} s: {', '.join(cfg.hard_variants)}"
+        )
+    hard = make_hard_videos(work / "hard", cfg.hard_variants, cfg.hard_seconds, cfg.hard_seed)
 
     say("bench: decode")
     figures["decode"] = bench_decode(videos, cfg.faces.decode, cfg.repeats, warmup)
 
     say("bench: faces and align")
     passed = face_pass(videos, cfg.faces, cfg.device, cfg.backbone_crops, warmup)
-    weights = [v.frames for v in videos]
     figures["faces"] = {
         "frames": passed.frames,
         "face_frames": passed.face_frames,
-        "pipeline": {"fps": passed.frames / passed.face_seconds, **pooled_scores(passed.scores, weights)},
+        "pipeline": {
+            "fps": passed.frames / passed.face_seconds,
+            "ms_per_frame": 1000 * passed.face_seconds / passed.frames,
+            **passed.score.figures(),
+        },
     }
+    sets = {"default": videos, "hard": hard}
+    done = {(m, "default"): passed for m in cfg.face_methods if not FACE_METHODS[m]}  # today's: measured
+    figures["face_methods"] = bench_faces(sets, cfg.face_methods, cfg.faces, cfg.device, warmup, done, say)
     figures["align"] = {"fps": passed.frames / passed.align_seconds, "crop_size": cfg.faces.crop_size}
     crops = np.concatenate(passed.crops)[: cfg.backbone_crops]
 

@@ -27,6 +27,15 @@ def synth(
         float | None, typer.Option(help="Seconds per video (default: 3 affwild2, 2 emi and ah).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed makes the same data set.")] = 0,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Hard videos to add as validation videos (affwild2 layout), comma-separated: low_contrast, "
+            "dark, small (1080p), fast (60 fps, motion blur), occluded, profile, crossing (two people); "
+            "or all. --videos 0 makes only these."
+        ),
+    ] = None,
+    hard: Annotated[bool, typer.Option("--hard", help="Add every hard video (--variants all).")] = False,
 ) -> None:
     """Make a synthetic data set of real H.264 videos of a real face, with labels and true face boxes."""
     import json
@@ -34,9 +43,12 @@ def synth(
 
     from pipeline.synth.common import SynthConfig
     from pipeline.synth.dataset import make_dataset
+    from pipeline.synth.hard import parse_variants
 
-    cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed)
     with _fails_with_1("synth", ValueError):
+        chosen = parse_variants("all" if hard else variants or "")
+        cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed,
+                          variants=chosen)  # fmt: skip
         cfg.check()
     start = time.perf_counter()
     manifest_path = make_dataset(cfg, say=lambda line: typer.echo(f"  {line}"))
@@ -75,17 +87,40 @@ def bench(
         float, typer.Option(min=0.0, help="Short video of the memory test (the long one is 10x); 0 skips it.")
     ] = 6.0,
     naive_frames: Annotated[int, typer.Option(min=1, help="Frames per video through the naive loop.")] = 20,
+    hard_variants: Annotated[
+        str,
+        typer.Option(
+            help="Hard set beside the default videos, one video per variant, comma-separated: low_contrast, "
+            "dark, small, fast, occluded, profile, crossing; all, or none to skip it."
+        ),
+    ] = "all",
+    hard_seconds: Annotated[float, typer.Option(min=0.5, help="Length of each hard video in seconds.")] = 3.0,
+    face_methods: Annotated[
+        str,
+        typer.Option(
+            help="Face stage methods compared on both sets, comma-separated names of "
+            "jobs.bench.faces.FACE_METHODS (today: the pipeline's settings; full_every_frame: MTCNN on "
+            "every full-resolution frame, slow)."
+        ),
+    ] = "today",
 ) -> None:
     """Per-stage and end-to-end throughput, memory and cache size against a naive per-frame loop.
 
-    Makes its own synthetic videos; writes OUTPUT/bench.json and OUTPUT/bench.md and prints the table.
+    Makes its own synthetic videos (a default set and a hard set); writes OUTPUT/bench.json and
+    OUTPUT/bench.md and prints the tables. The face stage of each method is scored per subject against the
+    true boxes: found where that subject's box has IoU >= 0.5 with its true box, median IoU, boxes on
+    frames without a face, identity switches; and timed in worker ms per frame, per set and per video.
     """
+    from jobs.bench.faces import parse_methods
     from jobs.bench.report import markdown
     from jobs.bench.suite import BenchConfig, run_bench
+    from pipeline.synth.hard import parse_variants
 
     with _fails_with_1("bench", ValueError):
         cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,
-                          repeats=repeats, memory_seconds=memory_seconds, naive_frames=naive_frames)  # fmt: skip
+                          repeats=repeats, memory_seconds=memory_seconds, naive_frames=naive_frames,
+                          hard_variants=parse_variants(hard_variants), hard_seconds=hard_seconds,
+                          face_methods=parse_methods(face_methods))  # fmt: skip
     figures = run_bench(cfg, say=_say)
     typer.echo(markdown(figures))
     typer.echo(f"\nwritten: {output / 'bench.json'}, {output / 'bench.md'}", err=True)

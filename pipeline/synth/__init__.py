@@ -1,5 +1,6 @@
 """Synthetic data sets of real H.264 videos of a real face: config, labels and manifest (common), the
-Aff-Wild2 (affwild2) and EMI / AH (layouts) layouts, one video (video), the face (faces), the entry (dataset).
+Aff-Wild2 (affwild2) and EMI / AH (layouts) layouts, one video (video), the face (faces), the hard cases
+(hard), the entry (dataset).
 
 May import model; not the stages it makes data for.
 """

@@ -2,7 +2,10 @@
 
 Video i (from 1) takes frame rate and size from `SPECS` in turn and is named `<i>-<fps>-<W>x<H>`; the
 first half goes to `batch1/`, the rest to `batch2/`. About a quarter of the videos (at least one from
-three videos on) are test videos, as many validation videos, the rest train videos, in that order. Video 3
+three videos on) are test videos, as many validation videos, the rest train videos, in that order. The
+hard variants asked for (`SynthConfig.variants`, `pipeline.synth.hard`) follow as validation videos in
+`batch2/`, named `<i>-<fps>-<W>x<H>-<variant>`; their tints are planned apart, so that the other videos
+are the same with or without them. Video 3
 shows two people side by side (subjects `<name>_left`, `<name>_right`, each confined to its half); video 2
 has no face over the middle fifth of its frames. Annotation files exist for train and validation
 subjects only; test subjects are listed, in order, in the three release lists and the example submissions.
@@ -27,7 +30,9 @@ from pipeline.synth.common import (
     tint_plan,
     va_labels,
 )
-from pipeline.synth.video import Track, make_track, overlap_cues, segment_count, write_video
+from pipeline.synth.hard import HARD, gap_frames, hard_identities, hard_scene
+from pipeline.synth.hard import positions as hard_positions
+from pipeline.synth.video import Draw, Track, make_track, overlap_cues, segment_count, write_video
 
 # (fps, width, height) of videos 1, 2, 3, ... in turn
 SPECS: tuple[tuple[int, int, int], ...] = (
@@ -66,10 +71,12 @@ class VideoPlan:
     positions: tuple[str, ...]  # ("main",) or ("left", "right")
     no_face: tuple[tuple[int, int], ...]  # [start, stop) decode indices without a face
     batch: str  # batch1 or batch2
+    variant: str = ""  # the hard variant (pipeline.synth.hard), "" for an ordinary video
 
     @property
     def name(self) -> str:
-        return f"{self.index}-{self.fps}-{self.width}x{self.height}"
+        name = f"{self.index}-{self.fps}-{self.width}x{self.height}"
+        return f"{name}-{self.variant}" if self.variant else name
 
     @property
     def path(self) -> str:
@@ -80,7 +87,7 @@ class VideoPlan:
 
 
 def plan_videos(cfg: SynthConfig) -> list[VideoPlan]:
-    """The videos of the data set, in index order (train, then validation, then test)."""
+    """The videos of the data set, in index order (train, validation, test, then the hard variants)."""
     n = cfg.num_videos
     n_test = max(1, round(n / 4)) if n >= 3 else 0
     n_val = max(1, round(n / 4)) if n >= 2 else 0
@@ -99,6 +106,12 @@ def plan_videos(cfg: SynthConfig) -> list[VideoPlan]:
         positions = ("left", "right") if index == TWO_SUBJECT_VIDEO else ("main",)
         batch = "batch1" if index <= math.ceil(n / 2) else "batch2"
         plans.append(VideoPlan(index, fps, width, height, frames, split, positions, no_face, batch))
+    for index, variant in enumerate(cfg.variants, start=n + 1):
+        v = HARD[variant]
+        frames = max(8, round(cfg.duration * v.fps))
+        gap = tuple(gap_frames(frames, v.gap))
+        plans.append(VideoPlan(index, v.fps, v.width, v.height, frames, "validation", hard_positions(variant),
+                               gap, "batch2", variant))  # fmt: skip
     return plans
 
 
@@ -145,6 +158,31 @@ def annotation_lines(task: str, track: Track, valid: np.ndarray) -> str:
     return "\n".join([HEADERS[task], *lines]) + "\n"
 
 
+def plan_tracks(
+    cfg: SynthConfig, plan: VideoPlan, tints: dict[str, list[int]]
+) -> tuple[dict[str, Track], Draw | None]:
+    """The faces of a planned video (subject name -> track) and how its frames are drawn (None: the
+    faces as they are); `tints` per position."""
+    if plan.variant:
+        names = {pos: plan.subject(pos) for pos in plan.positions}
+        return hard_scene(plan.variant, plan.frames, rng_for(cfg, plan.index, 0), tints,
+                          hard_identities(plan.variant, cfg.seed), names)  # fmt: skip
+    tracks: dict[str, Track] = {}
+    for k, pos in enumerate(plan.positions):
+        half = plan.width // 2
+        region = {"main": (0, plan.width), "left": (0, half), "right": (half, plan.width)}[pos]
+        track = make_track(
+            plan.frames, plan.fps, (plan.width, plan.height), region, tints[pos],
+            rng_for(cfg, plan.index, k), absent=plan.no_face,
+            identity=cfg.identity_of(plan.index - 1 + k, plan.split),
+        )  # fmt: skip
+        if cfg.overlap > 0:
+            track.strength, track.hue_shift = overlap_cues(track.tint, cfg.overlap,
+                                                           rng_for(cfg, 5000, plan.index, k))  # fmt: skip
+        tracks[plan.subject(pos)] = track
+    return tracks, None
+
+
 def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     """Write the Aff-Wild2 layout under `cfg.output`; the manifest fields (without layout and seed)."""
     root = cfg.output
@@ -153,32 +191,24 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
     keys = [(plan, pos) for plan in plans for pos in plan.positions]
     tints: dict[tuple[int, str], list[int]] = {}
     for s, split in enumerate(SPLIT_PARTS):
-        group = [(p, pos) for p, pos in keys if p.split == split]
+        group = [(p, pos) for p, pos in keys if p.split == split and not p.variant]
         counts = [segment_count(p.frames, p.fps) for p, _ in group]
         for (p, pos), plan_tints in zip(group, tint_plan(counts, rng_for(cfg, 1000 + s)), strict=True):
             tints[p.index, pos] = plan_tints
+    hard = [(p, pos) for p, pos in keys if p.variant]  # planned apart: the other videos stay the same
+    counts = [segment_count(p.frames, p.fps) for p, _ in hard]
+    for (p, pos), plan_tints in zip(hard, tint_plan(counts, rng_for(cfg, 6000)), strict=True):
+        tints[p.index, pos] = plan_tints
     videos, subjects = [], []
     splits: dict[str, dict[str, list[str]]] = {t: {s: [] for s in SPLIT_PARTS} for t in TASK_FOLDERS}
     labelled = {t: {s: 0 for s in SPLIT_PARTS[:2]} for t in TASK_FOLDERS}
     invalid = {t: {s: 0 for s in SPLIT_PARTS[:2]} for t in TASK_FOLDERS}
     examples: dict[str, list[str]] = {t: [] for t in TASK_FOLDERS}
     for plan in plans:
-        tracks: dict[str, Track] = {}
-        for k, pos in enumerate(plan.positions):
-            half = plan.width // 2
-            region = {"main": (0, plan.width), "left": (0, half), "right": (half, plan.width)}[pos]
-            track = make_track(
-                plan.frames, plan.fps, (plan.width, plan.height), region, tints[plan.index, pos],
-                rng_for(cfg, plan.index, k), absent=plan.no_face,
-                identity=cfg.identity_of(plan.index - 1 + k, plan.split),
-            )  # fmt: skip
-            if cfg.overlap > 0:
-                track.strength, track.hue_shift = overlap_cues(track.tint, cfg.overlap,
-                                                               rng_for(cfg, 5000, plan.index, k))  # fmt: skip
-            tracks[plan.subject(pos)] = track
+        tracks, draw = plan_tracks(cfg, plan, {pos: tints[plan.index, pos] for pos in plan.positions})
         truth = write_video(
             root / plan.path, plan.fps, (plan.width, plan.height), tracks, rng_for(cfg, plan.index, 99),
-            textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset,
+            textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset, draw=draw,
         )  # fmt: skip
         write_table(root / TRUTH_DIR / f"{plan.name}.parquet", truth)
         for k, (name, track) in enumerate(tracks.items()):
@@ -198,9 +228,10 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
                 invalid[task][plan.split] += int((~valid).sum())
         videos.append({"name": plan.name, "path": plan.path, "fps": plan.fps, "width": plan.width,
                        "height": plan.height, "frames": plan.frames, "subjects": list(tracks),
-                       "no_face_frames": [list(r) for r in plan.no_face]})  # fmt: skip
+                       "no_face_frames": [list(r) for r in plan.no_face],
+                       **({"variant": plan.variant} if plan.variant else {})})  # fmt: skip
         say(f"{plan.path}: {plan.width}x{plan.height} at {plan.fps} fps, {plan.frames} frames, "
-            f"{plan.split}, {' + '.join(tracks)}")  # fmt: skip
+            f"{plan.split}, {' + '.join(tracks)}{f' (hard: {plan.variant})' if plan.variant else ''}")  # fmt: skip
     for task in TASK_FOLDERS:
         write_text(root / RELEASE_LISTS[task], "".join(f"{n}\n" for n in splits[task]["test"]))
         header = ",".join(["image_location", *TASKS[task].header])

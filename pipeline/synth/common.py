@@ -42,6 +42,12 @@ Harder settings, off by default (the learnability study, `jobs.learnability`, tu
 one appears only in validation and test), `overlap` of the label cues (each tint stretch with its own
 strength and hue shift, `pipeline.synth.video.overlap_cues`) and `no_face_share`, the share of Aff-Wild2
 videos with a faceless stretch of 0.3-0.8 s of their own.
+
+Hard videos (`variants`, Aff-Wild2 layout only; `lwaffect synth --variants` or `--hard`): the hard cases of
+`pipeline.synth.hard` (low contrast, darkness, small faces in 1080p, fast motion with motion blur at 60
+fps, an occluded face, a face turning to profile, two people crossing), each a validation video with
+annotation files after the other videos, named `<index>-<fps>-<W>x<H>-<variant>`, with its variant in the
+manifest entry. Their labels follow the face's attributes as everywhere; the scene effects come after.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from model.tasks import EMI_NAMES
+from pipeline.synth.hard import check_variant
 
 LAYOUTS: tuple[str, ...] = ("affwild2", "emi", "ah")
 DEFAULT_VIDEOS: dict[str, int] = {"affwild2": 8, "emi": 9, "ah": 8}
@@ -75,6 +82,8 @@ class SynthConfig:
     identities: int = 1  # people made from the one photo; 1: the photo as it is in every video
     overlap: float = 0.0  # 0..1: how much tints vary in strength and hue, so that classes look alike
     no_face_share: float = 0.0  # 0..1: share of Aff-Wild2 videos with a faceless stretch of their own
+    # hard videos added to the Aff-Wild2 layout as validation videos, `pipeline.synth.hard.VARIANTS` names
+    variants: tuple[str, ...] = ()
 
     @property
     def num_videos(self) -> int:
@@ -88,8 +97,13 @@ class SynthConfig:
         """Raise ValueError on settings that cannot make a data set."""
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {self.layout!r}; known layouts: {', '.join(LAYOUTS)}")
-        if self.num_videos < 1:
-            raise ValueError(f"videos must be at least 1, not {self.num_videos}")
+        if self.num_videos < (0 if self.variants else 1):
+            raise ValueError(f"videos must be at least 1 (0 with hard variants), not {self.num_videos}")
+        if self.variants:
+            if self.layout != "affwild2":
+                raise ValueError(f"hard variants are made in the affwild2 layout only, not in {self.layout}")
+            for name in self.variants:
+                check_variant(name)
         if not 0.5 <= self.duration <= 600:
             raise ValueError(f"seconds must be between 0.5 and 600, not {self.duration}")
         if self.identities < 1:

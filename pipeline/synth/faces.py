@@ -13,7 +13,10 @@ five visible attributes (see `pipeline.synth.common` for how labels are derived 
   its hue (1 and 0 by default: every tint as in `TINT_HUES`, `TINT_STRENGTH`);
 - marks (12 bools): a small yellow dot at each of 12 fixed places on the face (`MARK_POSITIONS`, in
   face-box coordinates, radius `MARK_RADIUS` of the box width), drawn after the photometric change;
-- scale and position: where the face box sits in the frame and how tall it is (not a label).
+- scale and position: where the face box sits in the frame and how tall it is (not a label);
+- yaw (not a label, 0 by default): the head turned about a vertical axis, approximated on the flat sprite
+  by mapping it onto a cylinder as wide as the head (`turn`): the face squeezes towards one side and its
+  far side goes out of sight; the box and landmarks follow.
 
 The true face box is the box MTCNN draws on the source image (`SOURCE_BOX`), moved and scaled with the face;
 the five landmarks (eyes, nose, mouth corners) likewise come from `SOURCE_LANDMARKS`.
@@ -55,6 +58,8 @@ TINT_COLOURS: tuple[tuple[float, float, float], ...] = tuple(
 )
 MARK_COLOUR = np.array([1.0, 1.0, 0.0], dtype=np.float32)  # saturated yellow (black rings break MTCNN)
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+HEAD_HALF_WIDTH = 0.47  # half-width of the head's elliptical mask, as a fraction of the sprite width
+NOSE_DEPTH = 0.3  # how far the nose stands out of the face, as a fraction of the face box width (yaw)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class FaceState:
     identity: int = 0  # which face (`identity`); 0: the photo as it is
     strength: float = 1.0  # factor of the tint's strength (TINT_STRENGTH)
     hue_shift: float = 0.0  # degrees added to the tint's hue (TINT_HUES)
+    yaw: float = 0.0  # degrees the head is turned (positive: the face turns towards +x); 0: frontal
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def load_sprite(k: int = 0) -> Sprite:
     # elliptical mask around the head, feathered over its outer 12 %
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2 - 0.04 * h
-    r = np.sqrt(((xx - cx) / (0.47 * w)) ** 2 + ((yy - cy) / (0.49 * h)) ** 2)
+    r = np.sqrt(((xx - cx) / (HEAD_HALF_WIDTH * w)) ** 2 + ((yy - cy) / (0.49 * h)) ** 2)
     alpha = (np.clip((1.0 - r) / 0.12, 0.0, 1.0) * 255).astype(np.uint8)
     bx1, by1, bx2, by2 = box.round().astype(int)
     mean_luma = float((rgb[by1:by2, bx1:bx2].astype(np.float32) / 255 @ LUMA).mean())
@@ -265,11 +271,52 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
     matrix, offset = colour_transform(state, sprite.mean_luma)
     face = np.clip(rgb @ matrix.T + offset, 0, 1)  # (nh, nw, 3)
     _draw_marks(face, box, state.marks)
+    landmarks = sprite.landmarks * [kx, ky]  # (5, 2) in resized sprite pixels
+    if state.yaw:
+        face, a, box, landmarks = turn(face, a, box, landmarks, state.yaw)
     region = frame[oy : oy + nh, ox : ox + nw].astype(np.float32)
     blended = region + a * (face * 255 - region)
     frame[oy : oy + nh, ox : ox + nw] = (blended + 0.5).astype(np.uint8)
-    landmarks = sprite.landmarks * [kx, ky] + [ox, oy]
-    return box + [ox, oy, ox, oy], landmarks
+    return box + [ox, oy, ox, oy], landmarks + [ox, oy]
+
+
+def turn(
+    face: np.ndarray, alpha: np.ndarray, box: np.ndarray, landmarks: np.ndarray, yaw: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A sprite turned by `yaw` degrees about a vertical axis through its face box centre.
+
+    The sprite is taken as painted on a vertical cylinder as wide as the head's mask (radius
+    `HEAD_HALF_WIDTH` of the sprite width): the column at angle phi moves to phi + yaw, and what passes
+    beyond the silhouette (|phi + yaw| > 90 degrees) is hidden. Face (h, w, 3) and alpha (h, w, 1) ->
+    the same shapes; landmarks (5, 2) in sprite pixels follow (a point that turns out of sight stays at
+    the silhouette). The box (4,) is the visible part of the turned face box and, in front of it, the
+    nose that the flat sprite lacks: it stands `NOSE_DEPTH` of the box width out of the face, which adds
+    that depth times |sin(yaw)| on the leading side (as a detector's box on a turned head does).
+    """
+    if yaw == 0:
+        return face, alpha, box, landmarks
+    theta = np.radians(yaw)
+    w = face.shape[1]
+    cx, r = (box[0] + box[2]) / 2, HEAD_HALF_WIDTH * w
+    u = (np.arange(w) + 0.5 - cx) / r  # (w,) output columns on the cylinder
+    source = np.arcsin(np.clip(u, -1.0, 1.0)) - theta  # angle each output column shows
+    edge = np.clip((1 - np.abs(u)) * r / 2, 0.0, 1.0)  # (w,) the silhouette feathered over ~2 px
+    shown = np.where(np.abs(source) <= np.pi / 2, edge, 0.0)
+    x = np.clip(cx + r * np.sin(source) - 0.5, 0, w - 1)  # (w,) source column, linear between two
+    x0 = np.floor(x).astype(int)
+    x1, f = np.minimum(x0 + 1, w - 1), (x - x0)[None, :, None]
+    face = face[:, x0] * (1 - f) + face[:, x1] * f
+    alpha = (alpha[:, x0] * (1 - f) + alpha[:, x1] * f) * shown[None, :, None]
+
+    def moved(xs: np.ndarray) -> np.ndarray:
+        phi = np.arcsin(np.clip((xs - cx) / r, -1.0, 1.0)) + theta
+        return cx + r * np.sin(np.clip(phi, -np.pi / 2, np.pi / 2))
+
+    nose = NOSE_DEPTH * (box[2] - box[0]) * abs(np.sin(theta))
+    x1, x2 = moved(box[0]) - (nose if yaw < 0 else 0.0), moved(box[2]) + (nose if yaw > 0 else 0.0)
+    box = np.array([x1, box[1], x2, box[3]])
+    landmarks = np.column_stack([moved(landmarks[:, 0]), landmarks[:, 1]])
+    return face.astype(np.float32), alpha.astype(np.float32), box, landmarks
 
 
 def sprite_size(height: float, k: int = 0) -> tuple[float, float, float, float]:

@@ -12,7 +12,7 @@ file into place and returns the truth rows of every frame and subject.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -62,6 +62,7 @@ class Track:
     identity: int = 0  # the person (pipeline.synth.faces.identity)
     strength: np.ndarray | None = None  # (n,) factor of the tint's strength; None: 1 everywhere
     hue_shift: np.ndarray | None = None  # (n,) degrees added to the tint's hue; None: 0 everywhere
+    yaw: np.ndarray | None = None  # (n,) degrees the head is turned; None: frontal everywhere
 
     @property
     def frames(self) -> int:
@@ -79,6 +80,7 @@ class Track:
             identity=self.identity,
             strength=1.0 if self.strength is None else float(self.strength[i]),
             hue_shift=0.0 if self.hue_shift is None else float(self.hue_shift[i]),
+            yaw=0.0 if self.yaw is None else float(self.yaw[i]),
         )
 
 
@@ -144,24 +146,28 @@ def make_track(
     rng: np.random.Generator,
     absent: Sequence[tuple[int, int]] = (),
     identity: int = 0,
+    face_height: tuple[float, float] = FACE_HEIGHT,
+    move_s: tuple[float, float] = (1.2, 1.6),
 ) -> Track:
     """A face of person `identity` inside columns [region[0], region[1]) of a `size` = (width, height) frame.
 
     `tints` holds the tint of each segment (the tint changes len(tints) - 1 times); `absent` lists [start,
-    stop) frame ranges without the face.
+    stop) frame ranges without the face. The face box height moves between `face_height` fractions of the
+    frame height; the path through the frame has a knot every `move_s` seconds in x and in y (shorter:
+    faster motion).
     """
     width, height = size
     face = np.ones(frames, dtype=bool)
     for start, stop in absent:
         face[start:stop] = False
     scale = smooth_curve(frames, fps, rng, knot_s=1.5)
-    box_h = height * (FACE_HEIGHT[0] + (FACE_HEIGHT[1] - FACE_HEIGHT[0]) * scale)
+    box_h = height * (face_height[0] + (face_height[1] - face_height[0]) * scale)
     extent = np.array([sprite_size(h, identity) for h in box_h])  # (n, 4): left, top, right, bottom
     x_lo, x_hi = region[0] + extent[:, 0] + 2, region[1] - extent[:, 2] - 2
     y_lo, y_hi = extent[:, 1] + 2, height - extent[:, 3] - 2
     if (x_hi < x_lo).any() or (y_hi < y_lo).any():
         raise ValueError(f"a {width}x{height} frame is too small for the face in columns {region}")
-    u, v = smooth_curve(frames, fps, rng, knot_s=1.2), smooth_curve(frames, fps, rng, knot_s=1.6)
+    u, v = smooth_curve(frames, fps, rng, knot_s=move_s[0]), smooth_curve(frames, fps, rng, knot_s=move_s[1])
     return Track(
         face=face,
         cx=x_lo + u * (x_hi - x_lo),
@@ -200,6 +206,17 @@ def _truth_table(
     return pa.table(columns, schema=TRUTH_SCHEMA)
 
 
+# draws frame i into an (H, W, 3) uint8 image in place; the box (4,) and landmarks (5, 2) of each face shown
+Draw = Callable[[np.ndarray, int], dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def draw_faces(
+    image: np.ndarray, subjects: dict[str, Track], i: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each subject's face as its track says in frame `i`, drawn into `image` in order (later on top)."""
+    return {name: render_face(image, track.state(i)) for name, track in subjects.items() if track.face[i]}
+
+
 def write_video(
     path: Path,
     fps: int,
@@ -209,11 +226,15 @@ def write_video(
     textured: bool = True,
     crf: int = 18,
     preset: str = "veryfast",
+    draw: Draw | None = None,
 ) -> pa.Table:
     """Render and encode the video of `subjects` (subject name -> track) to `path`; its truth table.
 
-    The frame count of the written container is checked against the frames rendered.
+    `draw` renders frame i onto a copy of the background (default `draw_faces`: each visible face as its
+    track says); `pipeline.synth.hard` passes its own, with scene effects. The frame count of the written
+    container is checked against the frames rendered.
     """
+    draw = draw or (lambda image, i: draw_faces(image, subjects, i))
     width, height = size
     frames = next(iter(subjects.values())).frames
     background = make_background(height, width, rng, textured)
@@ -226,10 +247,8 @@ def write_video(
             stream.options = {"crf": str(crf), "preset": preset}
             for i in range(frames):
                 image = background.copy()  # (H, W, 3) uint8
-                for name, track in subjects.items():
-                    if track.face[i]:
-                        box, landmarks = render_face(image, track.state(i))
-                        boxes[name][i], points[name][i] = box, landmarks.ravel()
+                for name, (box, landmarks) in draw(image, i).items():
+                    boxes[name][i], points[name][i] = box, landmarks.ravel()
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                 container.mux(stream.encode(frame))
             container.mux(stream.encode())

@@ -11,18 +11,22 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.bench.e2e import TreeSampler
+from jobs.bench.faces import FACE_METHODS, method_settings, parse_methods
+from jobs.bench.report import face_goals, face_tables
 from jobs.bench.suite import efficiency
 from jobs.cli import app
+from jobs.extract.config import FaceSettings
 
 SECTIONS = ("setup", "decode", "faces", "align", "backbone", "cache", "temporal", "extract", "efficiency",
-            "naive", "memory", "goals")  # fmt: skip
+            "naive", "memory", "face_methods", "goals")  # fmt: skip
 FIGURES = {
     "decode": ("decord", "pyav"),
     "faces": ("pipeline", "mtcnn_full", "speedup"),
     "backbone": ("fp32_nchw", "fp32_channels_last"),
     "cache": ("write_fps", "write_mb_s", "read_fps", "read_mb_s", "bytes_per_frame", "cosine_median"),
     "temporal": ("tam_s1", "tam_s3"),
-    "extract": ("fps", "speedup_vs_naive", "median_iou", "found_pct"),
+    "extract": ("fps", "speedup_vs_naive", "median_iou", "found_pct", "write_assemble_ms"),
+    "face_methods": ("methods", "sets", "videos"),
     "efficiency": ("value", "ideal_fps", "definition"),
     "naive": ("fps", "frames"),
     "memory": ("short", "long", "rss_ratio", "pss_ratio"),
@@ -77,7 +81,8 @@ def test_efficiency_cpu_is_e2e_over_stages_back_to_back():
 def test_bench_tiny_writes_positive_figures(tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--videos", "1", "--resolution", "360p", "--seconds", "2", "--repeats", "1",
-            "--memory-seconds", "1", "--naive-frames", "3", "--output", str(out)]  # fmt: skip
+            "--memory-seconds", "1", "--naive-frames", "3", "--hard-variants", "crossing", "--hard-seconds", "1",
+            "--output", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     figures = json.loads((out / "bench.json").read_text())
@@ -88,7 +93,8 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
             assert key in figures[section], f"{section}.{key}"
     found = dict(numbers(figures))
     assert len(found) > 40
-    bad = {k: v for k, v in found.items() if not (math.isfinite(v) and v > 0)}
+    counts = ("wrong_boxes", "switches")  # may well be 0
+    bad = {k: v for k, v in found.items() if not (math.isfinite(v) and (v > 0 or k.endswith(counts)))}
     assert not bad, bad
     assert figures["setup"]["frames"] == 60 and figures["setup"]["width"] == 640
     # the real extract job found the synthetic face where it is
@@ -99,3 +105,52 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     assert "| stage | variant | frames/s | other figures |" in table
     assert "| extract |" in table and "| naive |" in table and "| memory |" in table
     assert "| faces | MTCNN every full-res frame |" in result.output
+    # the face stage on both sets, scored per subject: the crossing video's two people are both found
+    today = figures["face_methods"]["methods"]["today"]["sets"]
+    assert set(today) == {"default", "hard"} and today["default"]["found_pct"] > 50
+    crossing = figures["face_methods"]["videos"]["today"]["hard-crossing-1280x720"]
+    assert crossing["subjects"] == 2 and crossing["frames"] == 60 and crossing["found_pct"] > 50
+    assert "| today | hard | 1 |" in table and "| hard-crossing-1280x720 | hard | today |" in table
+    assert "hard_found_today" in figures["goals"] and figures["extract"]["write_assemble_ms"] > 0
+
+
+def test_face_methods_are_named_changes_of_the_face_settings():
+    assert FACE_METHODS["today"] == {} and parse_methods("today") == ("today",)
+    with pytest.raises(ValueError, match="unknown face method nope"):
+        parse_methods("today,nope")
+    changed = method_settings(FaceSettings(), {"every": 2, "thresholds": [0.5, 0.6, 0.6]})
+    assert changed.face.every == 2 and changed.face.thresholds == (0.5, 0.6, 0.6)
+    assert changed.align == FaceSettings().align and method_settings(FaceSettings(), {}) == FaceSettings()
+    with pytest.raises(ValueError, match="FaceConfig has no field colour"):
+        method_settings(FaceSettings(), {"colour": 1})
+
+
+def _set(found, worst, iou, wrong, switches, ms):
+    return {"videos": 2.0, "face_frames": 100.0, "found_pct": found, "worst_video_found_pct": worst,
+            "worst_video": "hard-dark", "median_iou": iou, "wrong_boxes": wrong, "no_face_frames": 10.0,
+            "switches": switches, "fps": 1000 / ms, "ms_per_frame": ms}  # fmt: skip
+
+
+def test_face_goals_and_tables_put_each_method_beside_todays():
+    fm = {
+        "methods": {
+            "today": {"sets": {"default": _set(99, 98, 0.9, 0, 0, 5.0), "hard": _set(70, 20, 0.7, 3, 2, 10.0)}},
+            "new": {"sets": {"default": _set(99, 99, 0.9, 0, 0, 4.0), "hard": _set(96, 90, 0.85, 0, 0, 4.0)}},
+        },
+        "videos": {m: {"hard-dark": {"set": "hard", "variant": "dark", "subjects": 1.0, "frames": 90.0,
+                                     "found_pct": 50.0, "median_iou": 0.8, "wrong_boxes": 1.0,
+                                     "no_face_frames": 9.0, "switches": 0.0, "ms_per_frame": 3.0}}
+                   for m in ("today", "new")},
+    }  # fmt: skip
+    goals = face_goals(fm)
+    assert goals["hard_found_today"]["met"] == "no" and goals["hard_found_new"]["met"] == "yes"
+    assert goals["hard_worst_video_today"]["value"] == 20 and goals["hard_switches_today"]["met"] == "no"
+    assert (
+        goals["hard_ms_ratio_new"]["value"] == pytest.approx(0.4)
+        and goals["hard_ms_ratio_new"]["met"] == "yes"
+    )
+    assert goals["default_ms_ratio_new"]["value"] == pytest.approx(0.8)
+    assert "hard_ms_ratio_today" not in goals and goals["hard_wrong_boxes_new"]["sign"] == "<="
+    text = "\n".join(face_tables(fm))
+    assert "| today | hard | 2 | 100 | 70.0 | 20.0 (hard-dark) | 0.700 | 3/10 | 2 |" in text
+    assert text.count("| hard-dark | hard |") == 2  # one row per method
