@@ -58,7 +58,10 @@ class FaceConfig:
     # "refine": where a position is still without a face, the frame is also detected with this longest
     # side (small faces), at most once every `detect_every` frames; <= work_size: never
     search_size: int = 640
-    look_back: int = 15  # "refine": a face found is followed back over at most this many earlier frames
+    # "refine": while a position has no face, a whole-frame detection at most every this many frames
+    # (a face found is followed back to where it appeared, see look_back)
+    search_every: int = 15
+    look_back: int = 20  # "refine": a face found is followed back over at most this many earlier frames
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -71,6 +74,8 @@ class FaceConfig:
             raise ValueError(f"follow must be 'refine' or 'detect', got {self.follow!r}")
         if self.detect_every < self.every or self.refine_face < 24 or self.refine_margin < 1.0:
             raise ValueError("detect_every must be >= every, refine_face >= 24 and refine_margin >= 1")
+        if self.search_every < self.every or self.search_every > self.detect_every:
+            raise ValueError("search_every must be between every and detect_every")
         if self.look_back < 0 or self.max_gain < 1.0 or not 0 <= self.stretch[0] < self.stretch[1] <= 100:
             raise ValueError("max_gain must be >= 1 and stretch two increasing percentiles")
 

@@ -1,33 +1,58 @@
 """Following faces by refinement (`FaceConfig.follow` "refine"): the part of `FaceTracker` that decides, per
 sample, where whole frames are detected and where each subject's face is looked for near its last box.
 
-At each sample (every `every`-th frame) every position whose face was seen recently is refined near
-where it is expected (its last box moved on at its speed; `pipeline.faces.refine`). MTCNN runs on the
-whole (downscaled) frame instead where a position has no recent face, where refinement fails, where two
-positions would take one face, and at least every `detect_every` frames (new faces, "main" moving to a
-stronger one); a face the whole-frame detection misses but refinement finds near its expected box is
-kept ("refined"). Between two samples where a position's face is one face moving smoothly (`linked`),
+At each sample s (every `every`-th frame) each position whose face was seen recently is looked for near
+where it is expected (its last box moved on at its speed) by refinement (`pipeline.faces.refine`): at s
+directly, or, for a face that moves more than `FAST` face widths per sample or was not found there, step
+by step up to s (a step moves it about `STEP` face widths, at most a sample).
+MTCNN runs on the whole (downscaled) frame where a position has no recent face, where refinement fails,
+and at least every `detect_every` frames (new faces, "main" moving to a stronger one); the faces it
+misses but refinement finds are kept ("refined"), and where a position is still without one the frame
+is detected again with its contrast normalised (when low) and at `search_size` (small faces, at most
+every `detect_every` frames). Faces are assigned to positions near where each is expected, so two
+subjects passing each other keep their identity.
+
+Between two samples where a position's face is one face moving smoothly (`linked`, and no jump),
 nothing is looked at: the records are interpolated ("tracked"). Where it is not (the face appears,
 disappears or jumps), the face is refined frame by frame forwards from its last box and backwards from
-the sample's face; only frames that neither reaches while the face is known at both ends are detected
-whole ("detected"). Every refined box passed the track's O-Net threshold in its own frame.
+the sample's face (backwards also into the `look_back` frames before, for a face that appears); only
+frames that neither reaches while the face was there at both samples are detected whole. Every refined
+box passed the track's O-Net threshold in its own frame; a frame where refinement looked for a
+position's face and found none is "refuted" for it, and a gap holding one is not filled.
 """
 
 from __future__ import annotations
 
 from bisect import insort
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
 from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, downscale
-from pipeline.faces.records import Det, linked
+from pipeline.faces.records import Det, jump, linked
 from pipeline.faces.refine import lift_contrast, refine_faces
 
 Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
+Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box change per frame, its frame
 CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
+FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
+STEP = 0.5  # ... in steps of the frames that move it about this many face widths
+
+
+@dataclass
+class Step:
+    """One sample's processing: the faces found between the samples p and s, and at s."""
+
+    p: int | None  # the previous sample
+    s: int  # this sample
+    before: dict[str, Det | None]  # each position's face at p
+    after: dict[str, Det | None]  # each position's face at s (so far)
+    results: dict[int, dict[str, Det]] = field(default_factory=lambda: defaultdict(dict))  # frames < s
+    looked: set[int] = field(default_factory=set)  # frames refinement or detection looked at
 
 
 def _pack(dets: list[Det]) -> tuple[FrameDetections, list[str]]:
@@ -65,8 +90,9 @@ class Follower:
     _last: dict[str, tuple[int, np.ndarray] | None]
     _last_sample: int | None
     _last_assign: dict[str, Det | None]
-    _full: dict[int, np.ndarray]  # full-resolution frames not yet past the last sample: (H, W, 3) uint8 views
+    _full: dict[int, np.ndarray]  # full-resolution frames not yet returned: (H, W, 3) uint8 views
     _trail: dict[str, list[tuple[int, np.ndarray]]]  # per position: recent (frame, box) of its face
+    _refuted: dict[str, set[int]]  # per position: frames where refinement found no face of it
     _last_full: int  # last frame detected whole
     _last_search: int  # last frame detected whole at `search_size`
 
@@ -96,15 +122,42 @@ class Follower:
         return None
 
     def _expected(self, pos: str, frame: int) -> np.ndarray | None:
-        """Where the position's face is expected in `frame`: its last box moved on at its speed; None
-        without a face in the last `max_gap + every` frames."""
+        """Where the position's face is expected in `frame`: its last box moved on at its speed; after
+        `max_gap + every` frames without it, its last box (a face that comes back where it left); None
+        after `detect_every` frames."""
         if not self._trail[pos]:
             return None
         last, box = self._trail[pos][-1]
-        if frame - last > self.cfg.max_gap + self.cfg.every:
+        if frame - last > self.cfg.detect_every:
             return None
         speed = self._speed(pos)
-        return box if speed is None else box + speed * (frame - last)
+        if speed is None or frame - last > self.cfg.max_gap + self.cfg.every:
+            return box
+        return box + speed * (frame - last)
+
+    def _pace(self, pos: str) -> float:
+        """Face widths the position's face moves per frame (0 where its speed is unknown)."""
+        speed = self._speed(pos)
+        if speed is None:
+            return 0.0
+        box = self._trail[pos][-1][1]
+        centre = (speed[:2] + speed[2:]) / 2
+        return float(np.hypot(*centre)) / max(float(box[2] - box[0]), 1.0)
+
+    def _heads(self, positions: Sequence[str]) -> dict[str, Head]:
+        """Walk heads at each position's last face, moving on at its speed."""
+        heads: dict[str, Head] = {}
+        for pos in positions:
+            if self._trail[pos]:
+                frame, box = self._trail[pos][-1]
+                heads[pos] = (box, self._speed(pos), frame)
+        return heads
+
+    def _linked(self, a: Det | None, b: Det | None, steps: int, pos: str) -> bool:
+        """`linked` without jumps (a face moving fast between disjoint boxes is followed, not guessed)."""
+        if a is not None and b is not None and jump(a, b):
+            return False
+        return linked(a, b, self.cfg, self._speed(pos), steps)
 
     # ---- refinement -----------------------------------------------------------------------------
 
@@ -113,7 +166,7 @@ class Follower:
     ) -> dict[str, Det | None]:
         """The face of each position near its expected box in `frame`; None where refinement finds none,
         or where the face found is another position's (`taken` boxes, or a clash between two of these:
-        the position whose expected box it overlaps less loses it)."""
+        the position whose expected box it overlaps less loses it). A None refutes the frame."""
         names = list(expect)
         if not names:
             return {}
@@ -147,7 +200,51 @@ class Follower:
                 else:
                     out[a] = None
                     break
+        for name, det in out.items():
+            if det is None:
+                self._refuted[name].add(frame)
         return out
+
+    def _taken(self, step: Step, f: int, pos: str) -> list[np.ndarray]:
+        """Boxes of the other positions in frame f: found there, or else between their faces at p and s."""
+        boxes = []
+        for q in self.positions:
+            a, b = step.before[q], step.after[q]
+            if q == pos:
+                continue
+            if q in step.results[f] or f in self._dets[q]:
+                boxes.append((step.results[f].get(q) or self._dets[q][f]).box)
+            elif f == step.s and b is not None:
+                boxes.append(b.box)
+            elif step.p is not None and step.p < f < step.s and a is not None and b is not None:
+                boxes.append(a.box + (b.box - a.box) * (f - step.p) / (step.s - step.p))
+        return boxes
+
+    def _walk(self, step: Step, frames: Sequence[int], heads: dict[str, Head]) -> None:
+        """Refine each head's face at `frames` in turn (either direction) into step.results; a head stops
+        where refinement fails or where its face is already known (the other walk met it)."""
+        for f in frames:
+            heads = {
+                pos: h
+                for pos, h in heads.items()
+                if pos not in step.results[f]
+                and f not in self._dets[pos]
+                and (step.p is None or f > step.p or step.before[pos] is None)
+                and abs(f - h[2]) <= self.cfg.max_gap + self.cfg.every
+            }
+            if not heads:
+                return
+            expect = {pos: box if v is None else box + v * (f - at) for pos, (box, v, at) in heads.items()}
+            taken = [b for pos in heads for b in self._taken(step, f, pos)]
+            step.looked.add(f)
+            for pos, det in self._refine_at(f, expect, taken).items():
+                if det is None:
+                    del heads[pos]
+                    continue
+                step.results[f][pos] = det
+                box, v, at = heads[pos]
+                change = (det.box - box) / (f - at)
+                heads[pos] = (det.box, change if v is None else (v + change) / 2, f)
 
     # ---- one sample -----------------------------------------------------------------------------
 
@@ -158,17 +255,68 @@ class Follower:
         if samples:
             self._frontier = samples[-1] + 1
 
-    def _whole(self, s: int, expect: dict[str, np.ndarray | None], small: Small) -> dict[str, Det | None]:
-        """MTCNN on the whole frame `s`, with the faces it misses near their expected boxes added (found
-        by refinement). Where a position is still without a face: the frame again with its contrast
-        normalised if it is low (`lift_gain`), then at `search_size` (small faces; at most once every
-        `detect_every` frames)."""
+    def _follow_sample(self, s: int, small: Small) -> None:
+        cfg = self.cfg
+        p = self._last_sample
+        step = Step(p, s, dict(self._last_assign), dict.fromkeys(self.positions))
+        expect = {pos: self._expected(pos, s) for pos in self.positions}
+        walked: set[str] = set()
+        live = [pos for pos in self.positions if expect[pos] is not None] if p is not None else []
+        if p is not None and live:
+            # each face at s: refined where it is expected, or followed there step by step where it
+            # moves too fast for that or was not found there
+            fast = [pos for pos in live if self._pace(pos) * cfg.every > FAST]
+            jumped = {pos: expect[pos] for pos in live if pos not in fast}
+            step.looked.add(s)
+            step.after.update(self._refine_at(s, jumped))  # type: ignore[arg-type]
+            lost = [pos for pos in live if step.after[pos] is None and step.before[pos] is not None]
+            pace = max([self._pace(pos) for pos in lost] + [1e-6])
+            stride = int(min(max(STEP / pace, 1), s - p))
+            self._walk(step, range(s, p, -stride)[::-1], self._heads(lost))
+            for pos in lost:
+                step.after[pos] = step.results[s].pop(pos, None)
+                walked |= {pos} if step.after[pos] is not None else set()
+        since = s - self._last_full  # whole frames: periodically, and at most every `search_every` frames
+        missing = any(d is None for d in step.after.values())  # while a position has no face
+        if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every):
+            known = [d for d in step.after.values() if d is not None]
+            step.after = self._whole(s, expect, small, known, set(live))
+        if p is not None and s - p > 1:
+            todo = [
+                pos
+                for pos in self.positions
+                if pos not in walked and not self._linked(step.before[pos], step.after[pos], s - p, pos)
+            ]
+            if todo:
+                self._between(step, todo, small)
+        self._tried.update(step.looked)
+        self._tried.add(s)
+        for f in sorted(k for k in step.results if k < s):
+            for pos, det in sorted(step.results[f].items()):
+                self._put(pos, f, det)
+        for pos, got in step.after.items():
+            if got is not None:
+                self._put(pos, s, got)
+        self._last_sample, self._last_assign = s, step.after
+
+    def _whole(
+        self,
+        s: int,
+        expect: dict[str, np.ndarray | None],
+        small: Small,
+        known: list[Det],
+        refined: set[str],
+    ) -> dict[str, Det | None]:
+        """MTCNN on the whole frame `s`, with the faces already `known` there and the faces it misses near
+        their `expect`ed boxes added (found by refinement, for the positions not `refined` at s yet). Where a position is still without a face: the
+        frame again with its contrast normalised if it is low (`lift_gain`), then at `search_size` (small
+        faces; at most once every `detect_every` frames)."""
         cfg = self.cfg
         self._last_full = s
         # positions take faces near where they are expected (two subjects crossing keep their identity)
         last = {p: None if e is None else (s, e) for p, e in expect.items()}
         plain = small([s])[0]  # (h, w, 3) uint8
-        faces: list[Det] = []
+        faces = list(known)
         assign: dict[str, Det | None] = dict.fromkeys(self.positions)
         for view in ("plain", "lifted", "search"):
             frame: torch.Tensor | None = plain
@@ -191,7 +339,9 @@ class Follower:
                 missed = {
                     p: e
                     for p, e in expect.items()
-                    if e is not None and all(float(box_iou(e, d.box)) < cfg.track_iou for d in faces)
+                    if e is not None
+                    and p not in refined
+                    and all(float(box_iou(e, d.box)) < cfg.track_iou for d in faces)
                 }
                 faces += [d for d in self._refine_at(s, missed, [d.box for d in faces]).values() if d]
             packed, sources = _pack(faces)
@@ -199,38 +349,6 @@ class Follower:
             if all(d is not None for d in assign.values()):
                 break
         return assign
-
-    def _follow_sample(self, s: int, small: Small) -> None:
-        cfg = self.cfg
-        p, before = self._last_sample, self._last_assign
-        expect = {pos: self._expected(pos, s) for pos in self.positions}
-        assign: dict[str, Det | None] | None = None
-        known = {pos: e for pos, e in expect.items() if e is not None}
-        if p is not None and s - self._last_full < cfg.detect_every and len(known) == len(self.positions):
-            found = self._refine_at(s, known)
-            if all(d is not None for d in found.values()):
-                assign = found
-        if assign is None:
-            assign = self._whole(s, expect, small)
-        results: dict[int, dict[str, Det]] = {}
-        looked: set[int] = set()
-        if p is not None and s - p > 1:
-            todo = [
-                pos
-                for pos in self.positions
-                if not linked(before[pos], assign[pos], cfg, self._speed(pos), s - p)
-            ]
-            if todo:
-                results, looked = self._between(p, s, todo, before, assign, small)
-        self._tried.update(looked)
-        for f in sorted(results):
-            for pos, det in sorted(results[f].items()):
-                self._put(pos, f, det)
-        self._tried.add(s)
-        for pos, got in assign.items():
-            if got is not None:
-                self._put(pos, s, got)
-        self._last_sample, self._last_assign = s, assign
 
     def _put(self, pos: str, frame: int, det: Det) -> None:
         """Record the face of `pos` in `frame`: a frame after its last face, or one found looking back."""
@@ -246,78 +364,32 @@ class Follower:
 
     # ---- between two samples --------------------------------------------------------------------
 
-    def _between(
-        self,
-        p: int,
-        s: int,
-        todo: list[str],
-        before: dict[str, Det | None],
-        after: dict[str, Det | None],
-        small: Small,
-    ) -> tuple[dict[int, dict[str, Det]], set[int]]:
-        """Faces of the positions `todo` in frames p+1 .. s-1 (not linked between samples p and s):
-        refined forwards from each face's last box, backwards from its face at s (and on back over the
-        `look_back` frames before p not yet returned where the face was not found there), detected whole
-        where neither reaches while the face is known at both ends. Returns them per frame and the
-        frames looked at."""
-        results: dict[int, dict[str, Det]] = {f: {} for f in range(min(p + 1, s - self.cfg.look_back), s)}
-        looked: set[int] = set()
-
-        def has(f: int, pos: str) -> bool:
-            return pos in results[f] or f in self._dets[pos]
-
-        def taken(f: int, pos: str) -> list[np.ndarray]:
-            """Boxes of the other positions in frame f: found there, or between their linked faces."""
-            boxes = [d.box for q, d in results[f].items() if q != pos]
-            boxes += [self._dets[q][f].box for q in self.positions if q != pos and f in self._dets[q]]
-            for q in self.positions:
-                a, b = before[q], after[q]
-                if p < f and q not in todo and a is not None and b is not None:
-                    boxes.append(a.box + (b.box - a.box) * (f - p) / (s - p))
-            return boxes
-
-        def walk(frames: range, heads: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
-            for f in frames:
-                heads = {pos: h for pos, h in heads.items() if not has(f, pos)}  # met the other pass
-                heads = {pos: h for pos, h in heads.items() if f > p or before[pos] is None}
-                if not heads:
-                    return
-                expect = {pos: box if v is None else box + v for pos, (box, v) in heads.items()}
-                clash = {pos: taken(f, pos) for pos in heads}
-                found = self._refine_at(f, expect, [b for pos in heads for b in clash[pos]])
-                looked.add(f)
-                for pos, det in found.items():
-                    if det is None:
-                        del heads[pos]
-                        continue
-                    results[f][pos] = det
-                    box, v = heads[pos]
-                    step = det.box - box
-                    heads[pos] = (det.box, step if v is None else (v + step) / 2)
-
-        forward: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    def _between(self, step: Step, todo: list[str], small: Small) -> None:
+        """Faces of the positions `todo` in the frames between samples p and s (not linked): refined
+        forwards from each face's last box and backwards from its face at s (and on back over the
+        `look_back` frames not yet returned, where the face was not there at p); detected whole where
+        neither reaches while the face was there at both samples."""
+        p, s = step.p, step.s
+        assert p is not None
+        self._walk(step, range(p + 1, s), self._heads(todo))
+        backward: dict[str, Head] = {}
         for pos in todo:
-            e = self._expected(pos, p + 1)
-            if e is not None:
-                speed = self._speed(pos)
-                forward[pos] = (e if speed is None else e - speed, speed)
-        walk(range(p + 1, s), forward)
-        backward: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-        for pos in todo:
-            det = after[pos]
+            det = step.after[pos]
             if det is not None:
-                backward[pos] = (det.box, None)
-        walk(range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward)
-        both = [pos for pos in todo if before[pos] is not None and after[pos] is not None]
-        unresolved = [f for f in range(p + 1, s) if any(pos not in results[f] for pos in both)]
-        if unresolved:  # the face is known at both ends, refinement lost it: whole-frame detection
-            dets = self._detect(unresolved, small)
-            last = dict(self._last)
-            for f in unresolved:
-                assign = self._associate(dets[f], last, f)
-                for pos in both:
-                    det = assign[pos]
-                    if pos not in results[f] and det is not None:
-                        results[f][pos] = det
-            looked.update(unresolved)
-        return results, looked
+                backward[pos] = (det.box, None, s)
+        self._walk(
+            step, range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward
+        )
+        both = [pos for pos in todo if step.before[pos] is not None and step.after[pos] is not None]
+        unresolved = [f for f in range(p + 1, s) if any(pos not in step.results[f] for pos in both)]
+        if not unresolved:
+            return
+        dets = self._detect(unresolved, small)  # refinement lost a face that was there at both samples
+        last = dict(self._last)
+        for f in unresolved:
+            assign = self._associate(dets[f], last, f)
+            for pos in both:
+                det = assign[pos]
+                if pos not in step.results[f] and det is not None:
+                    step.results[f][pos] = det
+        step.looked.update(unresolved)

@@ -74,15 +74,14 @@ def contrast_map(luma: torch.Tensor, cfg: FaceConfig) -> tuple[float, float]:
     return gain, (STRETCH_TO[0] + STRETCH_TO[1]) / 2 - gain * (lo + hi) / 2
 
 
-def stretch_contrast(window: torch.Tensor, inner: torch.Tensor, cfg: FaceConfig) -> torch.Tensor:
-    """A window (3, h, w) float in [0, 255] with the contrast of its region `inner` (4,) (x0, y0, x1, y1
-    window pixels, the expected face) normalised (`contrast_map`), one map for the three channels."""
+def face_contrast(window: torch.Tensor, inner: torch.Tensor, cfg: FaceConfig) -> tuple[float, float]:
+    """Gain and offset (`contrast_map`) that normalise the contrast of a window (3, h, w) float in
+    [0, 255] in its region `inner` (4,) (x0, y0, x1, y1 window pixels: the expected face)."""
     x0, y0, x1, y1 = (int(v) for v in inner.round().tolist())
     region = window[:, max(y0, 0) : max(y1, y0 + 1) : 2, max(x0, 0) : max(x1, x0 + 1) : 2]  # every 4th pixel
     if region.numel() == 0:
-        return window
-    gain, offset = contrast_map(torch.tensordot(torch.tensor(LUMA), region, dims=1).flatten(), cfg)
-    return (window * gain + offset).clamp_(0, 255)
+        return 1.0, 0.0
+    return contrast_map(torch.tensordot(torch.tensor(LUMA), region, dims=1).flatten(), cfg)
 
 
 def lift_contrast(frame: torch.Tensor, cfg: FaceConfig) -> torch.Tensor | None:
@@ -109,23 +108,33 @@ def _window(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[torch.
     half = cfg.refine_margin * side / 2
     x0, y0 = int(np.floor(centre[0] - half)), int(np.floor(centre[1] - half))
     n = int(np.ceil(2 * half))  # window side in frame pixels
-    scale = min(cfg.refine_face / side, 1.0)  # never enlarged: roi_align samples small faces finely
+    # resampled to the face's size where the face is much larger; never enlarged (roi_align samples
+    # small faces finely)
+    scale = cfg.refine_face / side if side > 1.25 * cfg.refine_face else 1.0
     out = max(round(n * scale), 1)
-    crop = np.zeros((n, n, 3), np.uint8)
     fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + n, width), min(y0 + n, height)
-    if fx1 > fx0 and fy1 > fy0:
-        crop[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
+    if (fx0, fy0, fx1, fy1) == (x0, y0, x0 + n, y0 + n):
+        crop = frame[y0 : y0 + n, x0 : x0 + n]  # inside the frame: a view
+    else:
+        crop = np.zeros((n, n, 3), np.uint8)
+        if fx1 > fx0 and fy1 > fy0:
+            crop[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0] = frame[fy0:fy1, fx0:fx1]
     x = torch.from_numpy(crop).permute(2, 0, 1)[None]  # (n, n, 3) -> (1, 3, n, n), channels-last strides
     if out != n:
         x = F.interpolate(x, size=(out, out), mode="bilinear", antialias=True, align_corners=False)
     return x[0].float(), np.array([x0, y0], np.float64), out / n
 
 
-def _patches(windows: torch.Tensor, which: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """MTCNN's input patches (n, 3, size, size), normalised as it does, of edge boxes (n, 4) in window
-    pixels of windows[which]."""
+def _patches(
+    windows: torch.Tensor, which: torch.Tensor, boxes: torch.Tensor, size: int, contrast: torch.Tensor
+) -> torch.Tensor:
+    """MTCNN's input patches (n, 3, size, size) of edge boxes (n, 4) in window pixels of windows[which],
+    with each window's contrast map (m, 2) gain, offset applied (roi_align is linear: the same as
+    mapping the window first), normalised as MTCNN does."""
     rois = torch.cat([which[:, None].to(boxes), boxes], dim=1)  # (n, 5): window index, x0, y0, x1, y1
     patches = roi_align(windows, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    gain, offset = contrast[which, 0, None, None, None], contrast[which, 1, None, None, None]  # (n, 1, 1, 1)
+    patches = (patches * gain + offset).clamp_(0, 255)
     # channels-last: the same outputs, and the nets' max-pooling runs about 10x faster on the CPU
     return ((patches - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
@@ -146,13 +155,12 @@ def refine_faces(
     scale = torch.tensor([s for _, _, s in cut], dtype=torch.float64)  # (m,) window px per frame px
     edges = torch.as_tensor(np.asarray(boxes, np.float64)) - torch.tensor([1.0, 1.0, 0.0, 0.0])
     expected = square((edges - origin.repeat(1, 2)) * scale[:, None]).float()  # (m, 4) window px
-    for i in range(m):
-        windows[i] = stretch_contrast(windows[i], expected[i], cfg)
+    contrast = torch.tensor([face_contrast(windows[i], expected[i], cfg) for i in range(m)])  # (m, 2)
     index = torch.arange(m)
     with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():
         dev = detector.device
         # R-Net on the expected boxes
-        reg, prob = detector.rnet(_patches(windows, index, expected, 24).to(dev))
+        reg, prob = detector.rnet(_patches(windows, index, expected, 24, contrast).to(dev))
         score, reg = prob[:, 1].cpu(), reg.cpu()
         cand = regress(expected, reg)
         miss = (score < r_thr).nonzero().squeeze(1)
@@ -166,7 +174,7 @@ def refine_faces(
             half = s * grid[None, :, 2] / 2
             trial = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=2).reshape(-1, 4)
             owner = miss.repeat_interleave(len(GRID))
-            t_reg, t_prob = detector.rnet(_patches(windows, owner, trial, 24).to(dev))
+            t_reg, t_prob = detector.rnet(_patches(windows, owner, trial, 24, contrast).to(dev))
             t_score = t_prob[:, 1].cpu().reshape(len(miss), len(GRID))
             best = t_score.argmax(dim=1)  # (k,)
             pick = torch.arange(len(miss)) * len(GRID) + best
@@ -176,7 +184,7 @@ def refine_faces(
         if len(keep) == 0:
             return [None] * m
         cand = square(cand[keep])
-        reg, marks, prob = detector.onet(_patches(windows, keep, cand, 48).to(dev))
+        reg, marks, prob = detector.onet(_patches(windows, keep, cand, 48, contrast).to(dev))
         o_score, reg, marks = prob[:, 1].cpu(), reg.cpu(), marks.cpu()
     size = torch.stack([cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]], dim=1)  # (k, 2)
     points = cand[:, None, :2] + torch.stack([marks[:, :5], marks[:, 5:]], dim=2) * size[:, None]  # (k, 5, 2)

@@ -70,6 +70,7 @@ class FaceTracker(Follower):
         self._velocity: dict[str, np.ndarray | None] = {p: None for p in self.positions}  # box change/frame
         self._full: dict[int, np.ndarray] = {}  # follow "refine": full frames after the last sample (views)
         self._trail: dict[str, list[tuple[int, np.ndarray]]] = {p: [] for p in self.positions}
+        self._refuted: dict[str, set[int]] = {p: set() for p in self.positions}  # no face where refined
         self._last_full = -(10**9)  # follow "refine": last frame detected whole
         self._last_search = -(10**9)  # follow "refine": last frame detected at `search_size`
 
@@ -287,7 +288,8 @@ class FaceTracker(Follower):
         if i == 0 or i == len(frames):
             return None, "none"
         p, n = frames[i - 1], frames[i]
-        if n - p - 1 > self.cfg.max_gap:
+        tried = any(f in self._tried for f in range(p + 1, n))
+        if n - p - 1 > self.cfg.max_gap or any(f in self._refuted[pos] for f in range(p + 1, n)):
             return None, "none"
         a, b = self._dets[pos][p], self._dets[pos][n]
         t = (frame - p) / (n - p)
@@ -299,7 +301,6 @@ class FaceTracker(Follower):
             (1 - t) * a.score + t * b.score,
             "tracked",
         )
-        tried = any(f in self._tried for f in range(p + 1, n))
         return det, "interpolated" if tried else "tracked"
 
     def _emit(self, final: bool) -> dict[str, FaceRecords]:
@@ -343,3 +344,4 @@ class FaceTracker(Follower):
             if self._det_frames[pos]:
                 keep_from = min(keep_from, self._det_frames[pos][0])
         self._tried = {f for f in self._tried if f >= keep_from}
+        self._refuted = {p: {f for f in r if f >= keep_from} for p, r in self._refuted.items()}
