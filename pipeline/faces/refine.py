@@ -12,11 +12,13 @@ P-Net's candidates.
 2. Contrast: the window's luminance percentiles `stretch` inside the expected box are stretched towards
    [`STRETCH_TO`] (at most `max_gain` times, never less contrast), one gain and offset for the three
    channels (hues kept); a dark or low-contrast face then looks to the nets like a well-lit one.
-3. R-Net (24 x 24) on the expected box made square; where it scores below the track's R-Net threshold,
-   on a grid of shifted and rescaled boxes around it (`GRID`), the best one passing. Its box regression is
-   applied (`bbreg`) and the box made square again (`rerec`), as MTCNN does.
-4. O-Net (48 x 48) on that box: its score must pass the track's O-Net threshold (this gate is what keeps
-   boxes off frames without a face), its box regression gives the face box, its landmarks the five points.
+3. O-Net (48 x 48) on the expected box made square: its score must pass the track's O-Net threshold
+   (this gate is what keeps boxes off frames without a face), its box regression gives the face box
+   (`bbreg`), its landmarks the five points. A face within about 15 % of a face width of where it was
+   expected is found so, at the cost of one net.
+4. Where O-Net finds no face: R-Net (24 x 24) on the expected box and on a grid of shifted and rescaled
+   boxes around it (`GRID`); the best one, if it passes the track's R-Net threshold, is moved by its box
+   regression, made square again (`rerec`, as MTCNN does) and given to O-Net as in 3.
 
 Patches are cut with `torchvision.ops.roi_align` (float boxes, averaging over each output cell like
 MTCNN's area resampling). Boxes follow MTCNN's convention: (x1, y1, x2, y2) covers pixel edges x1 - 1 to
@@ -139,6 +141,43 @@ def _patches(
     return ((patches - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
 
+def _onet(
+    detector: MTCNN, windows: torch.Tensor, which: torch.Tensor, boxes: torch.Tensor, contrast: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """O-Net on square edge boxes (k, 4) of windows[which]: scores (k,), face boxes (k, 4) after its box
+    regression and landmarks (k, 5, 2), in window pixels."""
+    reg, marks, prob = detector.onet(_patches(windows, which, boxes, 48, contrast).to(detector.device))
+    reg, marks = reg.cpu(), marks.cpu()
+    size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1)  # (k, 2)
+    points = (
+        boxes[:, None, :2] + torch.stack([marks[:, :5], marks[:, 5:]], dim=2) * size[:, None]
+    )  # (k, 5, 2)
+    return prob[:, 1].cpu(), regress(boxes, reg), points
+
+
+def _search(
+    detector: MTCNN,
+    windows: torch.Tensor,
+    which: torch.Tensor,
+    expected: torch.Tensor,
+    contrast: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """R-Net on the expected boxes (k, 4) and the `GRID` around each: the best one's score (k,) and its
+    box after R-Net's regression, made square (k, 4), in window pixels."""
+    grid = torch.tensor(((0.0, 0.0, 1.0), *GRID))  # (g, 3): the expected box itself first
+    side = (expected[:, 2] - expected[:, 0])[:, None]  # (k, 1)
+    centre = (expected[:, :2] + expected[:, 2:]) / 2  # (k, 2)
+    cx = centre[:, :1] + grid[None, :, 0] * side  # (k, g)
+    cy = centre[:, 1:] + grid[None, :, 1] * side
+    half = side * grid[None, :, 2] / 2
+    trial = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=2).reshape(-1, 4)  # (k g, 4)
+    reg, prob = detector.rnet(_patches(windows, which.repeat_interleave(len(grid)), trial, 24, contrast))
+    score = prob[:, 1].cpu().reshape(len(which), len(grid))
+    best = score.argmax(dim=1)  # (k,)
+    pick = torch.arange(len(which)) * len(grid) + best
+    return score[torch.arange(len(which)), best], square(regress(trial[pick], reg.cpu()[pick]))
+
+
 def refine_faces(
     frames: Sequence[np.ndarray], boxes: np.ndarray, detector: MTCNN, cfg: FaceConfig
 ) -> list[Found | None]:
@@ -156,45 +195,20 @@ def refine_faces(
     edges = torch.as_tensor(np.asarray(boxes, np.float64)) - torch.tensor([1.0, 1.0, 0.0, 0.0])
     expected = square((edges - origin.repeat(1, 2)) * scale[:, None]).float()  # (m, 4) window px
     contrast = torch.tensor([face_contrast(windows[i], expected[i], cfg) for i in range(m)])  # (m, 2)
-    index = torch.arange(m)
     with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():
-        dev = detector.device
-        # R-Net on the expected boxes
-        reg, prob = detector.rnet(_patches(windows, index, expected, 24, contrast).to(dev))
-        score, reg = prob[:, 1].cpu(), reg.cpu()
-        cand = regress(expected, reg)
-        miss = (score < r_thr).nonzero().squeeze(1)
-        if len(miss):  # search a grid around the boxes R-Net rejected
-            grid = torch.tensor(GRID)  # (g, 3)
-            e = expected[miss]  # (k, 4)
-            s = (e[:, 2] - e[:, 0])[:, None]  # (k, 1)
-            centre = (e[:, :2] + e[:, 2:]) / 2  # (k, 2)
-            cx = centre[:, :1] + grid[None, :, 0] * s  # (k, g)
-            cy = centre[:, 1:] + grid[None, :, 1] * s
-            half = s * grid[None, :, 2] / 2
-            trial = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=2).reshape(-1, 4)
-            owner = miss.repeat_interleave(len(GRID))
-            t_reg, t_prob = detector.rnet(_patches(windows, owner, trial, 24, contrast).to(dev))
-            t_score = t_prob[:, 1].cpu().reshape(len(miss), len(GRID))
-            best = t_score.argmax(dim=1)  # (k,)
-            pick = torch.arange(len(miss)) * len(GRID) + best
-            score[miss] = t_score[torch.arange(len(miss)), best]
-            cand[miss] = regress(trial[pick], t_reg.cpu()[pick])
-        keep = (score >= r_thr).nonzero().squeeze(1)
-        if len(keep) == 0:
-            return [None] * m
-        cand = square(cand[keep])
-        reg, marks, prob = detector.onet(_patches(windows, keep, cand, 48, contrast).to(dev))
-        o_score, reg, marks = prob[:, 1].cpu(), reg.cpu(), marks.cpu()
-    size = torch.stack([cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]], dim=1)  # (k, 2)
-    points = cand[:, None, :2] + torch.stack([marks[:, :5], marks[:, 5:]], dim=2) * size[:, None]  # (k, 5, 2)
-    final = regress(cand, reg)  # (k, 4) window edge px
+        # O-Net on the expected boxes; where it finds no face, R-Net searches around them first
+        score, final, points = _onet(detector, windows, torch.arange(m), expected, contrast)
+        miss = (score < o_thr).nonzero().squeeze(1)
+        if len(miss):
+            r_score, cand = _search(detector, windows, miss, expected[miss], contrast)
+            again = miss[r_score >= r_thr]
+            if len(again):
+                found = _onet(detector, windows, again, cand[r_score >= r_thr], contrast)
+                score[again], final[again], points[again] = found
     out: list[Found | None] = [None] * m
-    for j, i in enumerate(keep.tolist()):
-        if float(o_score[j]) < o_thr:
-            continue
+    for i in (score >= o_thr).nonzero().squeeze(1).tolist():
         o, k = origin[i].numpy(), float(scale[i])
-        box = final[j].double().numpy() / k + np.tile(o, 2) + np.array([1, 1, 0, 0])  # -> MTCNN box
-        marks_j = points[j].double().numpy() / k + o
-        out[i] = Found(box.astype(np.float32), marks_j.astype(np.float32), float(o_score[j]))
+        box = final[i].double().numpy() / k + np.tile(o, 2) + np.array([1, 1, 0, 0])  # -> MTCNN box
+        marks = points[i].double().numpy() / k + o
+        out[i] = Found(box.astype(np.float32), marks.astype(np.float32), float(score[i]))
     return out
