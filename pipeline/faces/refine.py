@@ -12,13 +12,16 @@ P-Net's candidates.
 2. Contrast: the window's luminance percentiles `stretch` inside the expected box are stretched towards
    [`STRETCH_TO`] (at most `max_gain` times, never less contrast), one gain and offset for the three
    channels (hues kept); a dark or low-contrast face then looks to the nets like a well-lit one.
-3. O-Net (48 x 48) on the expected box made square: its score must pass the track's O-Net threshold
-   (this gate is what keeps boxes off frames without a face), its box regression gives the face box
-   (`bbreg`), its landmarks the five points. A face within about 15 % of a face width of where it was
-   expected is found so, at the cost of one net.
-4. Where O-Net finds no face: R-Net (24 x 24) on the expected box and on a grid of shifted and rescaled
-   boxes around it (`GRID`); the best one, if it passes the track's R-Net threshold, is moved by its box
-   regression, made square again (`rerec`, as MTCNN does) and given to O-Net as in 3.
+3. R-Net (24 x 24) on the expected box made square; where it passes the track's R-Net threshold, its box
+   regression is applied (`bbreg`) and the box made square again (`rerec`), as MTCNN does; where it does
+   not, the expected box is kept.
+4. O-Net (48 x 48) on that box: its score must pass the track's O-Net threshold (this gate is what keeps
+   boxes off frames without a face), its box regression gives the face box, its landmarks the five
+   points. (O-Net alone, without R-Net's step, costs a quarter less but drifts when each frame's box
+   is the next one's expectation: median IoU 0.874 instead of 0.90 over chains of 40 frames.)
+5. Where O-Net finds no face: R-Net on the expected box and a grid of shifted and rescaled boxes around
+   it (`GRID`); the best one, if it passes R-Net's threshold, regressed and made square, goes to O-Net
+   as in 4.
 
 Patches are cut with `torchvision.ops.roi_align` (float boxes, averaging over each output cell like
 MTCNN's area resampling). Boxes follow MTCNN's convention: (x1, y1, x2, y2) covers pixel edges x1 - 1 to
@@ -196,10 +199,14 @@ def refine_faces(
     expected = square((edges - origin.repeat(1, 2)) * scale[:, None]).float()  # (m, 4) window px
     contrast = torch.tensor([face_contrast(windows[i], expected[i], cfg) for i in range(m)])  # (m, 2)
     with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():
-        # O-Net on the expected boxes; where it finds no face, R-Net searches around them first
-        score, final, points = _onet(detector, windows, torch.arange(m), expected, contrast)
+        # R-Net on the expected boxes, O-Net on the boxes it moves them to
+        reg, prob = detector.rnet(_patches(windows, torch.arange(m), expected, 24, contrast))
+        r_score, cand = prob[:, 1].cpu(), square(regress(expected, reg.cpu()))
+        passed = r_score >= r_thr
+        cand[~passed] = expected[~passed]  # where R-Net sees no face, O-Net looks at the expected box
+        score, final, points = _onet(detector, windows, torch.arange(m), cand, contrast)
         miss = (score < o_thr).nonzero().squeeze(1)
-        if len(miss):
+        if len(miss):  # neither found it: R-Net searches around the expected box
             r_score, cand = _search(detector, windows, miss, expected[miss], contrast)
             again = miss[r_score >= r_thr]
             if len(again):
