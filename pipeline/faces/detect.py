@@ -46,7 +46,7 @@ class FaceConfig:
     follow: Literal["refine", "detect"] = "detect"
     detect_every: int = 30  # "refine": most frames between two full detections while every face is followed
     refine_face: int = 96  # "refine": face side in pixels of the refinement crop (the crop's resolution)
-    refine_margin: float = 2.0  # "refine": crop side in face sides (the search reaches ~0.5 face sides away)
+    refine_margin: float = 2.5  # "refine": crop side in face sides (the search reaches ~0.6 face sides away)
     # "refine": R-Net and O-Net score thresholds inside a live track (a new face needs `thresholds` and
     # `min_score`); the O-Net score gates every refined box
     refine_thresholds: tuple[float, float] = (0.3, 0.5)

@@ -375,8 +375,10 @@ class Follower:
         backward: dict[str, Head] = {}
         for pos in todo:
             det = step.after[pos]
-            if det is not None:
-                backward[pos] = (det.box, None, s)
+            if det is not None:  # moving back at the speed from the face's last box to this one
+                prior = self._trail[pos][-1] if self._trail[pos] else None
+                speed = None if prior is None else (det.box - prior[1]) / (s - prior[0])
+                backward[pos] = (det.box, speed, s)
         self._walk(
             step, range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward
         )

@@ -6,7 +6,8 @@ of MTCNN (`facenet_pytorch.models.utils.detect_face`) without the first: the exp
 P-Net's candidates.
 
 1. Window: a square of `refine_margin` face sides around the expected box, cut from the full-resolution
-   frame and resampled (antialiased) so that the face is about `refine_face` pixels: the resolution
+   frame, resampled (antialiased) where the face is larger than 1.25 `refine_face` pixels to about that
+   size, never enlarged (roi_align samples a small face finely): the resolution
    follows the face, not the frame, so a small face in a 1080p frame is seen at its own resolution and a
    large one costs no more than a small one.
 2. Contrast: the window's luminance percentiles `stretch` inside the expected box are stretched towards
@@ -42,9 +43,9 @@ from torchvision.ops import roi_align
 
 from pipeline.faces.detect import FaceConfig
 
-# R-Net search grid where the expected box fails: (dx, dy, scale), shifts in face sides
+# R-Net search grid where the expected box fails: (dx, dy, scale), shifts in face sides (two rings)
 GRID: tuple[tuple[float, float, float], ...] = tuple(
-    (dx, dy, 1.0) for dy in (-0.3, 0.0, 0.3) for dx in (-0.3, 0.0, 0.3) if dx or dy
+    (r * dx, r * dy, 1.0) for r in (0.3, 0.6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dx or dy
 ) + ((0.0, 0.0, 0.8), (0.0, 0.0, 1.25))
 STRETCH_TO = (25.0, 230.0)  # target luminance of the `stretch` percentiles
 LUMA = (0.299, 0.587, 0.114)
