@@ -52,8 +52,8 @@ class FaceConfig:
     refine_thresholds: tuple[float, float] = (0.3, 0.5)
     stretch: tuple[float, float] = (2.0, 98.0)  # "refine": luminance percentiles of the face stretched ...
     max_gain: float = 4.0  # "refine": ... by at most this gain (contrast normalisation of the crop)
-    # "refine": where a whole-frame detection leaves a position without a face and the frame's contrast
-    # would be stretched at least this much, the frame is detected again with its contrast normalised
+    # "refine": a frame whose contrast would be stretched at least this much (a dim or flat picture) is
+    # detected whole with its contrast normalised (above max_gain: never)
     lift_gain: float = 2.5
     # "refine": where a position is still without a face, the frame is also detected with this longest
     # side (small faces), at most once every `detect_every` frames; <= work_size: never

@@ -307,10 +307,10 @@ class Follower:
         known: list[Det],
         refined: set[str],
     ) -> dict[str, Det | None]:
-        """MTCNN on the whole frame `s`, with the faces already `known` there and the faces it misses near
-        their `expect`ed boxes added (found by refinement, for the positions not `refined` at s yet). Where a position is still without a face: the
-        frame again with its contrast normalised if it is low (`lift_gain`), then at `search_size` (small
-        faces; at most once every `detect_every` frames)."""
+        """MTCNN on the whole frame `s` (with its contrast normalised where it is low, `lift_gain`), with
+        the faces already `known` there and the faces it misses near their `expect`ed boxes added (found
+        by refinement, for the positions not `refined` at s yet). Where a position is still without a
+        face, the frame again at `search_size` (small faces; at most once every `detect_every` frames)."""
         cfg = self.cfg
         self._last_full = s
         # positions take faces near where they are expected (two subjects crossing keep their identity)
@@ -318,15 +318,14 @@ class Follower:
         plain = small([s])[0]  # (h, w, 3) uint8
         faces = list(known)
         assign: dict[str, Det | None] = dict.fromkeys(self.positions)
-        for view in ("plain", "lifted", "search"):
-            frame: torch.Tensor | None = plain
-            if view == "lifted":
-                frame = lift_contrast(plain, cfg)
-            elif view == "search":
-                frame = None
-                if cfg.search_size > cfg.work_size and s - self._last_search >= cfg.detect_every:
-                    frame = downscale(self._full[s][None], cfg.search_size)[0]
-                    self._last_search = s
+        for view in ("work", "search"):
+            frame: torch.Tensor | None = None
+            if view == "work":
+                lifted = lift_contrast(plain, cfg)
+                frame = plain if lifted is None else lifted
+            elif cfg.search_size > cfg.work_size and s - self._last_search >= cfg.detect_every:
+                frame = downscale(self._full[s][None], cfg.search_size)[0]
+                self._last_search = s
             if frame is None:
                 continue
             fd = self._detect([s], _fixed(frame))[s]
@@ -335,7 +334,7 @@ class Follower:
                 for b, m, c in zip(fd.boxes, fd.landmarks, fd.scores, strict=True)
                 if all(float(box_iou(b, d.box)) < CLASH_IOU for d in faces)
             ]
-            if view == "plain":
+            if view == "work":
                 missed = {
                     p: e
                     for p, e in expect.items()

@@ -84,7 +84,7 @@ def face_contrast(window: torch.Tensor, inner: torch.Tensor, cfg: FaceConfig) ->
     """Gain and offset (`contrast_map`) that normalise the contrast of a window (3, h, w) float in
     [0, 255] in its region `inner` (4,) (x0, y0, x1, y1 window pixels: the expected face)."""
     x0, y0, x1, y1 = (int(v) for v in inner.round().tolist())
-    region = window[:, max(y0, 0) : max(y1, y0 + 1) : 2, max(x0, 0) : max(x1, x0 + 1) : 2]  # every 4th pixel
+    region = window[:, max(y0, 0) : max(y1, y0 + 1) : 4, max(x0, 0) : max(x1, x0 + 1) : 4]  # every 16th px
     if region.numel() == 0:
         return 1.0, 0.0
     return contrast_map(torch.tensordot(torch.tensor(LUMA), region, dims=1).flatten(), cfg)
