@@ -162,7 +162,7 @@ class Follower:
     # ---- refinement -----------------------------------------------------------------------------
 
     def _refine_at(
-        self, frame: int, expect: dict[str, np.ndarray], taken: Sequence[np.ndarray] = ()
+        self, frame: int, expect: dict[str, np.ndarray], taken: Sequence[np.ndarray] = (), search: bool = True
     ) -> dict[str, Det | None]:
         """The face of each position near its expected box in `frame`; None where refinement finds none,
         or where the face found is another position's (`taken` boxes, or a clash between two of these:
@@ -173,7 +173,7 @@ class Follower:
         assert self.frame_size is not None
         height, width = self.frame_size
         boxes = np.stack([expect[n] for n in names])  # (k, 4)
-        found = refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg)
+        found = refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg, search)
         self.refined_boxes += len(names)
         out: dict[str, Det | None] = {}
         for name, f in zip(names, found, strict=True):
@@ -268,11 +268,24 @@ class Follower:
             fast = [pos for pos in live if self._pace(pos) * cfg.every > FAST]
             jumped = {pos: expect[pos] for pos in live if pos not in fast}
             step.looked.add(s)
-            step.after.update(self._refine_at(s, jumped))  # type: ignore[arg-type]
+            # a face seen at p is not searched for around its expected box: if it is not there, it is
+            # followed step by step from p instead
+            seen = {pos: e for pos, e in jumped.items() if step.before[pos] is not None}
+            step.after.update(self._refine_at(s, seen, search=False))  # type: ignore[arg-type]
+            others = {pos: e for pos, e in jumped.items() if pos not in seen}
+            taken = [d.box for d in step.after.values() if d is not None]
+            step.after.update(self._refine_at(s, others, taken))  # type: ignore[arg-type]
             lost = [pos for pos in live if step.after[pos] is None and step.before[pos] is not None]
             pace = max([self._pace(pos) for pos in lost] + [1e-6])
             stride = int(min(max(STEP / pace, 1), s - p))
             self._walk(step, range(s, p, -stride)[::-1], self._heads(lost))
+            for pos in lost:  # where a long step lost the face: frame by frame from its last one
+                if stride > 1 and pos not in step.results[s]:
+                    f0 = max([f for f in range(p + 1, s) if pos in step.results[f]], default=None)
+                    heads = self._heads([pos])
+                    if f0 is not None and pos in heads:
+                        heads = {pos: (step.results[f0][pos].box, heads[pos][1], f0)}
+                    self._walk(step, range(p + 1 if f0 is None else f0 + 1, s + 1), heads)
             for pos in lost:
                 step.after[pos] = step.results[s].pop(pos, None)
                 walked |= {pos} if step.after[pos] is not None else set()

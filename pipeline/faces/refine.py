@@ -183,10 +183,11 @@ def _search(
 
 
 def refine_faces(
-    frames: Sequence[np.ndarray], boxes: np.ndarray, detector: MTCNN, cfg: FaceConfig
+    frames: Sequence[np.ndarray], boxes: np.ndarray, detector: MTCNN, cfg: FaceConfig, search: bool = True
 ) -> list[Found | None]:
     """The face near each expected box: frames[i] (H, W, 3) uint8 RGB, boxes (m, 4) expected boxes in its
-    pixels (MTCNN's convention); a Found or None (no face passing the track's thresholds) per box."""
+    pixels (MTCNN's convention); a Found or None (no face passing the track's thresholds) per box.
+    `search`: where O-Net finds no face at the expected box, R-Net searches the grid around it (step 5)."""
     m = len(boxes)
     if m == 0:
         return []
@@ -207,7 +208,7 @@ def refine_faces(
         cand[~passed] = expected[~passed]  # where R-Net sees no face, O-Net looks at the expected box
         score, final, points = _onet(detector, windows, torch.arange(m), cand, contrast)
         miss = (score < o_thr).nonzero().squeeze(1)
-        if len(miss):  # neither found it: R-Net searches around the expected box
+        if search and len(miss):  # neither found it: R-Net searches around the expected box
             r_score, cand = _search(detector, windows, miss, expected[miss], contrast)
             again = miss[r_score >= r_thr]
             if len(again):

@@ -66,7 +66,7 @@ class ScriptedRefiner:
         self.script, self.reach = script, reach
         self.calls: list[int] = []
 
-    def __call__(self, frames, boxes, detector, cfg) -> list[Found | None]:
+    def __call__(self, frames, boxes, detector, cfg, search=True) -> list[Found | None]:
         out: list[Found | None] = []
         for frame, expected in zip(frames, boxes, strict=True):
             i = frame_index(frame)
