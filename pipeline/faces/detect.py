@@ -43,7 +43,7 @@ class FaceConfig:
     # O-Net (pipeline.faces.refine), and detects whole frames only every `detect_every` frames, where a
     # position has no face, or where refinement fails; "detect" detects whole (downscaled) frames at every
     # sample and on every frame between two samples where a face changed (the method before refinement).
-    follow: Literal["refine", "detect"] = "detect"
+    follow: Literal["refine", "detect"] = "refine"
     detect_every: int = 30  # "refine": most frames between two full detections while every face is followed
     refine_face: int = 96  # "refine": face side in pixels of the refinement crop (the crop's resolution)
     refine_margin: float = 2.5  # "refine": crop side in face sides (the search reaches ~0.6 face sides away)

@@ -2,14 +2,20 @@
 
 `FaceTracker` takes chunks of consecutive frames in order (any object with `start` and `frames`, such as
 `pipeline.video.decode.FrameChunk`) and returns `FaceRecords` per position ("main", "left",
-"right"). The detector runs on every `every`-th frame (the samples), downscaled to `work_size`. Between two
+"right"). How faces are followed between samples is `FaceConfig.follow`: "refine" (the default) looks
+for each face near its last box with MTCNN's R-Net and O-Net on full-resolution crops and detects whole
+frames only now and then (`pipeline.faces.follow`, where that mode is described); the rest of this
+paragraph is "detect", the method before it.
+
+The detector runs on every `every`-th frame (the samples), downscaled to `work_size`. Between two
 samples where every position keeps its face (IoU >= `track_iou`, or IoU >= `motion_iou` with the box moved
 on at the face's speed over the previous two samples) or stays without one, the frames in between are not
 detected: boxes and landmarks are interpolated (source "tracked"). Where a face appears,
 disappears, jumps or is missed, every frame between the two samples is detected, so appearances and
 losses are found to the frame. Gaps of at most `max_gap` frames between two detections of one face are
 filled by interpolation (source "interpolated"); longer gaps, and frames before the first or after the
-last detection, have no face (source "none").
+last detection, have no face (source "none"). In "refine" mode a face is also "refined", and a gap that
+holds a frame where refinement looked for the face and found none is not filled.
 
 Positions: "main" is the largest face (area x score) and stays on it by IoU continuity, moving to another
 face only when that one is `switch_ratio` times stronger; "left" / "right" are the left and the right of
