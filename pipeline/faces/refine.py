@@ -175,7 +175,8 @@ def _search(
     cy = centre[:, 1:] + grid[None, :, 1] * side
     half = side * grid[None, :, 2] / 2
     trial = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=2).reshape(-1, 4)  # (k g, 4)
-    reg, prob = detector.rnet(_patches(windows, which.repeat_interleave(len(grid)), trial, 24, contrast))
+    patches = _patches(windows, which.repeat_interleave(len(grid)), trial, 24, contrast)
+    reg, prob = detector.rnet(patches.to(detector.device))
     score = prob[:, 1].cpu().reshape(len(which), len(grid))
     best = score.argmax(dim=1)  # (k,)
     pick = torch.arange(len(which)) * len(grid) + best
@@ -202,7 +203,9 @@ def refine_faces(
     contrast = torch.tensor([face_contrast(windows[i], expected[i], cfg) for i in range(m)])  # (m, 2)
     with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():
         # R-Net on the expected boxes, O-Net on the boxes it moves them to
-        reg, prob = detector.rnet(_patches(windows, torch.arange(m), expected, 24, contrast))
+        reg, prob = detector.rnet(
+            _patches(windows, torch.arange(m), expected, 24, contrast).to(detector.device)
+        )
         r_score, cand = prob[:, 1].cpu(), square(regress(expected, reg.cpu()))
         passed = r_score >= r_thr
         cand[~passed] = expected[~passed]  # where R-Net sees no face, O-Net looks at the expected box
