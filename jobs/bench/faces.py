@@ -1,9 +1,10 @@
 """The face stage's methods side by side on the benchmark's default and hard sets.
 
 `FACE_METHODS` names each method by what it changes in the face stage's settings
-(`pipeline.faces.detect.FaceConfig`, field -> value); "today" is the settings as they are. A new method is
-one more entry, such as `"refine": {"<field>": <value>}`, measured beside today's with
-`lwaffect bench --face-methods today,refine`. Should the default of a field that picks the method change,
+(`pipeline.faces.detect.FaceConfig`, field -> value). "today" is the face stage before refinement
+(`follow` "detect", pinned since the default became "refine"), "refine" the pipeline's default. A new
+method is one more entry, such as `"name": {"<field>": <value>}`, measured beside today's with
+`lwaffect bench --face-methods today,name`. Should the default of a field that picks the method change,
 pin "today" to the old value here, so that it stays today's method.
 
 `bench_faces` runs the face stage of every method over every set (`jobs.bench.stages.face_pass`: decode,
@@ -29,10 +30,15 @@ from jobs.extract.config import FaceSettings
 from pipeline.faces.detect import FaceConfig
 
 FACE_METHODS: dict[str, dict[str, Any]] = {
-    "today": {},  # the pipeline's face settings as they are
+    # the face stage before refinement: whole downscaled frames detected at every sample, and every frame
+    # between two samples where a face changed
+    "today": {"follow": "detect"},
+    # faces followed between whole-frame detections by MTCNN's R-Net and O-Net on full-resolution crops
+    # around each face (pipeline.faces.follow, pipeline.faces.refine): the pipeline's default
+    "refine": {"follow": "refine"},
     # MTCNN on every frame at full resolution, through the same tracker: the reference of what detection
     # alone finds (slow: about 1 s per 1080p frame on one CPU core)
-    "full_every_frame": {"every": 1, "work_size": 4096},
+    "full_every_frame": {"every": 1, "work_size": 4096, "follow": "detect"},
 }
 
 

@@ -99,10 +99,11 @@ def bench(
         str,
         typer.Option(
             help="Face stage methods compared on both sets, comma-separated names of "
-            "jobs.bench.faces.FACE_METHODS (today: the pipeline's settings; full_every_frame: MTCNN on "
-            "every full-resolution frame, slow)."
+            "jobs.bench.faces.FACE_METHODS (today: whole-frame detection at every sample, the face stage "
+            "before refinement; refine: faces followed by refinement, the pipeline's settings; "
+            "full_every_frame: MTCNN on every full-resolution frame, slow)."
         ),
-    ] = "today",
+    ] = "today,refine",
 ) -> None:
     """Per-stage and end-to-end throughput, memory and cache size against a naive per-frame loop.
 

@@ -6,7 +6,7 @@ and subject, plus marker rows that end a subject:
 - `kind`: FRAME (a frame of a subject), END (the subject's last row: `frames` is its frame count) or
   FAIL (the subject failed: `stage` and `reason` say where and why); `subject`, `video`;
 - the face record: `index` (decode index; -1 on markers), `face` (bool), `box` (4), `score`,
-  `landmarks` (5, 2) float32 and `source` (detected, tracked, interpolated or none);
+  `landmarks` (5, 2) float32 and `source` (one of `pipeline.faces.track.SOURCES`: detected, refined, tracked, interpolated or none);
 - `crops` (3, S, S) uint8 from the face stage, which the backbone stage replaces by the `s8` and `s16`
   maps;
 - per-row shares of each stage's seconds (`t_decode`, `t_detect`, `t_align`, then `t_backbone`) and

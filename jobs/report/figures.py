@@ -4,7 +4,7 @@ Panels share one time axis in seconds (frames where the frame rate is unknown), 
 task of the run: VA two lines (valence, arousal); AU a 12-row raster of decisions; EXPR a coloured band of
 the class; AH a band of the decision; each with the labels beside it where the input has them (VA dotted
 lines, AU a second raster, EXPR and AH a second row). Under them the face-record strip: one row per
-source the cache records (detected, tracked, interpolated, none). Filled frames are shaded grey across
+source the cache records (detected, refined, tracked, interpolated, none). Filled frames are shaded grey across
 all panels (layout shapes named "filled"). A clip task (EMI) draws six bars per clip, predicted and label.
 
 Series longer than `most` points are binned (`jobs.report.series`): means, shares of decisions, the most
@@ -25,11 +25,12 @@ from pipeline.faces.track import SOURCES
 
 LINE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 EXPR_COLOURS = ("#bbbbbb", "#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#e377c2")
-SOURCE_COLOURS = {"detected": "#2ca02c", "tracked": "#1f77b4", "interpolated": "#ff7f0e", "none": "#7f7f7f"}
+SOURCE_COLOURS = {"detected": "#2ca02c", "refined": "#17becf", "tracked": "#1f77b4", "interpolated": "#ff7f0e",
+                  "none": "#7f7f7f"}  # fmt: skip
 FILLED_SHADE = "rgba(110, 110, 110, 0.22)"  # shade of filled frames
 MOST_SHAPES = 300  # filled runs drawn; more are joined across their smallest gaps
 PANEL_PX = {"va": 170, "au": 150, "expr": 46, "ah": 46, "labels_au": 150}  # panel heights
-SOURCES_PX, GAP_PX, MARGIN = 74, 16, {"l": 110, "r": 20, "t": 30, "b": 40}
+SOURCES_PX, GAP_PX, MARGIN = 90, 16, {"l": 110, "r": 20, "t": 30, "b": 40}
 
 
 def numbers(values: np.ndarray, digits: int = 4) -> list[float | None]:

@@ -43,7 +43,7 @@ class TaskTrack:
 class FaceRecord:
     """The face record of every frame of a subject, from its cache shard."""
 
-    source: np.ndarray  # (N,) str: detected, tracked, interpolated or none (pipeline.faces.track.SOURCES)
+    source: np.ndarray  # (N,) str: one of pipeline.faces.track.SOURCES (detected ... none)
     box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
 
 

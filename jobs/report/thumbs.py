@@ -22,7 +22,8 @@ from PIL import Image, ImageDraw
 from jobs.report.gather import SubjectData, VideoData
 
 CONTEXT = 2.2  # side of the cut-out square / the box's larger side
-BOX_COLOURS = {"detected": (44, 160, 44), "tracked": (31, 119, 180), "interpolated": (255, 127, 14)}
+BOX_COLOURS = {"detected": (44, 160, 44), "refined": (23, 190, 207), "tracked": (31, 119, 180),
+               "interpolated": (255, 127, 14)}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,6 +38,30 @@ class FaceConfig:
     max_gap: int = 8  # fill at most this many frames between two detections of one face; longer: no face
     switch_ratio: float = 2.0  # "main" moves to another face only if its area x score is this many times more
     batch_size: int = 32  # frames per MTCNN call
+    # How a face is followed between full detections (pipeline.faces.track): "refine" looks for each
+    # subject's face near its last box, on a crop of the full-resolution frame, with MTCNN's R-Net and
+    # O-Net (pipeline.faces.refine), and detects whole frames only every `detect_every` frames, where a
+    # position has no face, or where refinement fails; "detect" detects whole (downscaled) frames at every
+    # sample and on every frame between two samples where a face changed (the method before refinement).
+    follow: Literal["refine", "detect"] = "refine"
+    detect_every: int = 30  # "refine": most frames between two full detections while every face is followed
+    refine_face: int = 96  # "refine": face side in pixels of the refinement crop (the crop's resolution)
+    refine_margin: float = 2.5  # "refine": crop side in face sides (the search reaches ~0.6 face sides away)
+    # "refine": R-Net and O-Net score thresholds inside a live track (a new face needs `thresholds` and
+    # `min_score`); the O-Net score gates every refined box
+    refine_thresholds: tuple[float, float] = (0.3, 0.5)
+    stretch: tuple[float, float] = (2.0, 98.0)  # "refine": luminance percentiles of the face stretched ...
+    max_gain: float = 4.0  # "refine": ... by at most this gain (contrast normalisation of the crop)
+    # "refine": a frame whose contrast would be stretched at least this much (a dim or flat picture) is
+    # detected whole with its contrast normalised (above max_gain: never)
+    lift_gain: float = 2.5
+    # "refine": where a position is still without a face, the frame is also detected with this longest
+    # side (small faces), at most once every `detect_every` frames; <= work_size: never
+    search_size: int = 640
+    # "refine": while a position has no face, a whole-frame detection at most every this many frames
+    # (a face found is followed back to where it appeared, see look_back)
+    search_every: int = 15
+    look_back: int = 20  # "refine": a face found is followed back over at most this many earlier frames
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -45,6 +70,14 @@ class FaceConfig:
             raise ValueError(f"max_gap ({self.max_gap}) must be >= every - 1 ({self.every - 1})")
         if self.work_size < 32 or self.min_face_size < 12:
             raise ValueError("work_size must be >= 32 and min_face_size >= 12")
+        if self.follow not in ("refine", "detect"):
+            raise ValueError(f"follow must be 'refine' or 'detect', got {self.follow!r}")
+        if self.detect_every < self.every or self.refine_face < 24 or self.refine_margin < 1.0:
+            raise ValueError("detect_every must be >= every, refine_face >= 24 and refine_margin >= 1")
+        if self.search_every < self.every or self.search_every > self.detect_every:
+            raise ValueError("search_every must be between every and detect_every")
+        if self.look_back < 0 or self.max_gain < 1.0 or not 0 <= self.stretch[0] < self.stretch[1] <= 100:
+            raise ValueError("max_gain must be >= 1 and stretch two increasing percentiles")
 
 
 @dataclass(frozen=True)
@@ -95,7 +128,10 @@ def downscale(frames: np.ndarray | torch.Tensor, longest: int) -> torch.Tensor:
 
 
 def load_detector(device: str | torch.device = "cpu", cfg: FaceConfig = FaceConfig()) -> MTCNN:
-    """MTCNN with the weights shipped in the facenet-pytorch wheel (no download), in eval mode."""
+    """MTCNN with the weights shipped in the facenet-pytorch wheel (no download), in eval mode.
+
+    For `cfg.follow` "refine" its three nets run on channels-last input (`ChannelsLast`).
+    """
     detector = MTCNN(
         keep_all=True,
         device=torch.device(device),
@@ -105,7 +141,25 @@ def load_detector(device: str | torch.device = "cpu", cfg: FaceConfig = FaceConf
         thresholds=list(cfg.thresholds),
         factor=cfg.factor,
     )
+    if cfg.follow == "refine":
+        detector.pnet, detector.rnet, detector.onet = (
+            ChannelsLast(detector.pnet),
+            ChannelsLast(detector.rnet),
+            ChannelsLast(detector.onet),
+        )
     return detector.eval()
+
+
+class ChannelsLast(torch.nn.Module):
+    """One of MTCNN's nets on channels-last input: the same outputs (to float rounding; checked by the
+    tests) at about 60 % of the time on the CPU, where its NCHW max-pooling is slow."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
 
 def _as_detections(boxes: object, scores: object, points: object) -> FrameDetections:

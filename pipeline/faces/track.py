@@ -2,14 +2,20 @@
 
 `FaceTracker` takes chunks of consecutive frames in order (any object with `start` and `frames`, such as
 `pipeline.video.decode.FrameChunk`) and returns `FaceRecords` per position ("main", "left",
-"right"). The detector runs on every `every`-th frame (the samples), downscaled to `work_size`. Between two
+"right"). How faces are followed between samples is `FaceConfig.follow`: "refine" (the default) looks
+for each face near its last box with MTCNN's R-Net and O-Net on full-resolution crops and detects whole
+frames only now and then (`pipeline.faces.follow`, where that mode is described); the rest of this
+paragraph is "detect", the method before it.
+
+The detector runs on every `every`-th frame (the samples), downscaled to `work_size`. Between two
 samples where every position keeps its face (IoU >= `track_iou`, or IoU >= `motion_iou` with the box moved
 on at the face's speed over the previous two samples) or stays without one, the frames in between are not
 detected: boxes and landmarks are interpolated (source "tracked"). Where a face appears,
 disappears, jumps or is missed, every frame between the two samples is detected, so appearances and
 losses are found to the frame. Gaps of at most `max_gap` frames between two detections of one face are
 filled by interpolation (source "interpolated"); longer gaps, and frames before the first or after the
-last detection, have no face (source "none").
+last detection, have no face (source "none"). In "refine" mode a face is also "refined", and a gap that
+holds a frame where refinement looked for the face and found none is not filled.
 
 Positions: "main" is the largest face (area x score) and stays on it by IoU continuity, moving to another
 face only when that one is `switch_ratio` times stronger; "left" / "right" are the left and the right of
@@ -20,99 +26,19 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
 from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, detect_faces, downscale, load_detector
+from pipeline.faces.follow import Follower
+from pipeline.faces.records import POSITIONS, SOURCES, Chunk, Det, FaceRecords, jump, linked, velocity
 
-POSITIONS = ("main", "left", "right")
-SOURCES = ("detected", "tracked", "interpolated", "none")
-
-
-class Chunk(Protocol):
-    """Consecutive frames of one video, as `FaceTracker.push` takes them (a decoded `FrameChunk` is one)."""
-
-    @property
-    def start(self) -> int: ...  # 0-based decode index of frames[0]
-
-    @property
-    def frames(self) -> np.ndarray: ...  # (n, H, W, 3) uint8 RGB
+__all__ = ["POSITIONS", "SOURCES", "Chunk", "FaceRecords", "FaceTracker"]
 
 
-@dataclass
-class FaceRecords:
-    """The face of one subject position in consecutive frames."""
-
-    index: np.ndarray  # (n,) int32 decode index
-    face: np.ndarray  # (n,) bool: a face box and landmarks are known
-    box: np.ndarray  # (n, 4) float32 x1, y1, x2, y2 in full-frame pixels (0 where no face)
-    landmarks: np.ndarray  # (n, 5, 2) float32 full-frame pixels: eyes, nose, mouth corners (0 where no face)
-    score: np.ndarray  # (n,) float32 detection score (interpolated between detections; 0 where no face)
-    source: np.ndarray  # (n,) str: detected | tracked | interpolated | none
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @staticmethod
-    def empty() -> FaceRecords:
-        """No frames."""
-        return FaceRecords(
-            np.zeros(0, np.int32),
-            np.zeros(0, bool),
-            np.zeros((0, 4), np.float32),
-            np.zeros((0, 5, 2), np.float32),
-            np.zeros(0, np.float32),
-            np.zeros(0, "<U12"),
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[FaceRecords]) -> FaceRecords:
-        """Records of consecutive parts joined in order."""
-        if not parts:
-            return FaceRecords.empty()
-        return FaceRecords(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in FaceRecords.__dataclass_fields__)
-        )
-
-
-class Det(NamedTuple):
-    """One face assigned to a position in one frame (full-frame pixels)."""
-
-    box: np.ndarray  # (4,) float32
-    landmarks: np.ndarray  # (5, 2) float32
-    score: float
-
-
-def _linked(a: Det | None, b: Det | None, cfg: FaceConfig, velocity: np.ndarray | None, steps: int) -> bool:
-    """Whether detections `a` and `b` of one position, `steps` frames apart at two consecutive samples, are
-    one face moving smoothly (so that the frames between need no detection): IoU of `b` with `a` >=
-    `track_iou`, or with `a` moved on at `velocity` (box change per frame, where known) >= `motion_iou`."""
-    if a is None or b is None:
-        return a is None and b is None
-    if float(box_iou(a.box, b.box)) >= cfg.track_iou:
-        return True
-    return velocity is not None and float(box_iou(a.box + velocity * steps, b.box)) >= cfg.motion_iou
-
-
-def _jump(a: Det, b: Det) -> bool:
-    """Two detections too far apart to be one face moving: disjoint, centres more than a box width apart."""
-    if float(box_iou(a.box, b.box)) > 0:
-        return False
-    width = (a.box[2] - a.box[0] + b.box[2] - b.box[0]) / 2
-    centre = (a.box[:2] + a.box[2:] - b.box[:2] - b.box[2:]) / 2
-    return float(np.hypot(*centre)) > width
-
-
-def _velocity(a: Det | None, b: Det | None, steps: int) -> np.ndarray | None:
-    """Box change per frame from `a` to `b`, `steps` frames later; None unless both are known."""
-    return None if a is None or b is None else (b.box - a.box) / steps
-
-
-class FaceTracker:
+class FaceTracker(Follower):
     """Streaming face tracker: `push` chunks in order, then `flush`; records come out in frame order.
 
     `push` returns the records of the frames that are final so far. They lag the pushed frames by the
@@ -136,6 +62,7 @@ class FaceTracker:
         self.detector = detector if detector is not None else load_detector(cfg=cfg)
         self.frame_size = frame_size  # (H, W) of the full frames; taken from the first chunk if None
         self.detected_frames = 0  # frames the detector ran on (for throughput reports)
+        self.refined_boxes = 0  # boxes refinement looked at (follow "refine")
         self._seen = 0  # frames pushed
         self._emitted = 0  # frames returned
         self._frontier = 0  # frames < frontier are settled: detected, or between two linked samples
@@ -147,6 +74,11 @@ class FaceTracker:
         self._last_sample: int | None = None
         self._last_assign: dict[str, Det | None] = {p: None for p in self.positions}
         self._velocity: dict[str, np.ndarray | None] = {p: None for p in self.positions}  # box change/frame
+        self._full: dict[int, np.ndarray] = {}  # follow "refine": full frames after the last sample (views)
+        self._trail: dict[str, list[tuple[int, np.ndarray]]] = {p: [] for p in self.positions}
+        self._refuted: dict[str, set[int]] = {p: set() for p in self.positions}  # no face where refined
+        self._last_full = -(10**9)  # follow "refine": last frame detected whole
+        self._last_search = -(10**9)  # follow "refine": last frame detected at `search_size`
 
     # ---- detection -------------------------------------------------------------------------------
 
@@ -181,9 +113,14 @@ class FaceTracker:
         return entry[1]
 
     def _associate(
-        self, fd: FrameDetections, last: dict[str, tuple[int, np.ndarray] | None], frame: int
+        self,
+        fd: FrameDetections,
+        last: dict[str, tuple[int, np.ndarray] | None],
+        frame: int,
+        sources: Sequence[str] | None = None,
     ) -> dict[str, Det | None]:
-        """Which detection each position takes in `frame`; updates `last` (position -> (frame, box))."""
+        """Which detection each position takes in `frame`; updates `last` (position -> (frame, box)).
+        `sources` says how each detection was found (default: all "detected")."""
         cfg = self.cfg
         choice: dict[str, int | None] = {p: None for p in self.positions}
         if len(fd):
@@ -204,7 +141,8 @@ class FaceTracker:
             if k is None:
                 assign[pos] = None
                 continue
-            assign[pos] = Det(fd.boxes[k], fd.landmarks[k], float(fd.scores[k]))
+            source = "detected" if sources is None else sources[k]
+            assign[pos] = Det(fd.boxes[k], fd.landmarks[k], float(fd.scores[k]), source)
             last[pos] = (frame, fd.boxes[k])
         return {p: assign[p] for p in self.positions}
 
@@ -248,18 +186,18 @@ class FaceTracker:
             return
         dets = self._detect(samples, small)
         last = dict(self._last)
-        prev, prev_assign, velocity = self._last_sample, self._last_assign, self._velocity
+        prev, prev_assign, speed = self._last_sample, self._last_assign, self._velocity
         refine: list[int] = []
         for s in samples:  # provisional association: which segments need every frame detected
             assign = self._associate(dets[s], last, s)
             if prev is not None and s - prev > 1:
                 steps = s - prev
                 if not all(
-                    _linked(prev_assign[p], assign[p], self.cfg, velocity[p], steps) for p in self.positions
+                    linked(prev_assign[p], assign[p], self.cfg, speed[p], steps) for p in self.positions
                 ):
                     refine.extend(range(prev + 1, s))
             if prev is not None:
-                velocity = {p: _velocity(prev_assign[p], assign[p], s - prev) for p in self.positions}
+                speed = {p: velocity(prev_assign[p], assign[p], s - prev) for p in self.positions}
             prev, prev_assign = s, assign
         if refine:
             dets.update(self._detect(refine, small))
@@ -270,7 +208,7 @@ class FaceTracker:
                 if det is not None:
                     self._dets[pos][frame] = det
                     self._det_frames[pos].append(frame)
-        self._last_sample, self._last_assign, self._velocity = samples[-1], assign, velocity
+        self._last_sample, self._last_assign, self._velocity = samples[-1], assign, speed
         self._frontier = samples[-1] + 1
 
     def push(self, chunk: Chunk) -> dict[str, FaceRecords]:
@@ -283,10 +221,18 @@ class FaceTracker:
             self.frame_size = size  # type: ignore[assignment]
         elif size != tuple(self.frame_size):
             raise ValueError(f"frame size {size} differs from {self.frame_size}")
-        small = self._small_frames(chunk)
         every = self.cfg.every
         first = -(-chunk.start // every) * every
-        self._process(list(range(first, stop, every)), small)
+        samples = list(range(first, stop, every))
+        if self.cfg.follow == "refine":
+            self._full.update(zip(range(chunk.start, stop), chunk.frames, strict=True))
+            self._follow(samples, self._small_of_full)
+            self._seen = stop
+            out = self._emit(final=False)
+            self._full = {i: f for i, f in self._full.items() if i >= self._emitted}
+            return out
+        small = self._small_frames(chunk)
+        self._process(samples, small)
         after = self._last_sample + 1 if self._last_sample is not None else 0
         self._tail = {i: f for i, f in self._tail.items() if i >= after}
         keep = list(range(max(after, chunk.start), stop))
@@ -299,8 +245,11 @@ class FaceTracker:
         """Records of all frames not yet returned (detects the last frame when it was no sample)."""
         last = self._seen - 1
         if last >= 0 and (self._last_sample is None or last > self._last_sample):
-            self._process([last], lambda idx: torch.stack([self._tail[i] for i in idx]))
-        self._tail = {}
+            if self.cfg.follow == "refine":
+                self._follow([last], self._small_of_full)
+            else:
+                self._process([last], lambda idx: torch.stack([self._tail[i] for i in idx]))
+        self._tail, self._full = {}, {}
         return self._emit(final=True)
 
     def _small_frames(self, chunk: Chunk) -> Callable[[list[int]], torch.Tensor]:
@@ -314,6 +263,10 @@ class FaceTracker:
 
         return small
 
+    def _small_of_full(self, indices: list[int]) -> torch.Tensor:
+        """Detection frames (m, h, w, 3) uint8 of kept full frames (follow "refine")."""
+        return torch.cat([downscale(self._full[i][None], self.cfg.work_size) for i in indices])
+
     # ---- records ---------------------------------------------------------------------------------
 
     def _settled(self, pos: str, frame: int, final: bool) -> bool:
@@ -324,31 +277,36 @@ class FaceTracker:
         i = bisect_left(frames, frame)
         if i < len(frames):  # detected here, or a later detection closes the gap
             return True
-        if i == 0 or final:
+        if final:
             return True
-        return self._frontier - frames[i - 1] - 1 > self.cfg.max_gap  # no later detection can close it
+        # follow "refine": a face found later may still be followed back to frames this close
+        back = self.cfg.look_back if self.cfg.follow == "refine" else 0
+        if self._frontier - frame <= back:
+            return False
+        return i == 0 or self._frontier - frames[i - 1] - 1 > self.cfg.max_gap  # no later face can close it
 
     def _record(self, pos: str, frame: int) -> tuple[Det | None, str]:
         det = self._dets[pos].get(frame)
         if det is not None:
-            return det, "detected"
+            return det, det.source
         frames = self._det_frames[pos]
         i = bisect_right(frames, frame)
         if i == 0 or i == len(frames):
             return None, "none"
         p, n = frames[i - 1], frames[i]
-        if n - p - 1 > self.cfg.max_gap:
+        tried = any(f in self._tried for f in range(p + 1, n))
+        if n - p - 1 > self.cfg.max_gap or any(f in self._refuted[pos] for f in range(p + 1, n)):
             return None, "none"
         a, b = self._dets[pos][p], self._dets[pos][n]
         t = (frame - p) / (n - p)
-        if _jump(a, b):  # another face, or the same one elsewhere: hold the nearer detection
+        if jump(a, b):  # another face, or the same one elsewhere: hold the nearer detection
             t = float(round(t))
         det = Det(
             (1 - t) * a.box + t * b.box,
             (1 - t) * a.landmarks + t * b.landmarks,
             (1 - t) * a.score + t * b.score,
+            "tracked",
         )
-        tried = any(f in self._tried for f in range(p + 1, n))
         return det, "interpolated" if tried else "tracked"
 
     def _emit(self, final: bool) -> dict[str, FaceRecords]:
@@ -392,3 +350,4 @@ class FaceTracker:
             if self._det_frames[pos]:
                 keep_from = min(keep_from, self._det_frames[pos][0])
         self._tried = {f for f in self._tried if f >= keep_from}
+        self._refuted = {p: {f for f in r if f >= keep_from} for p, r in self._refuted.items()}

@@ -114,10 +114,13 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     assert crossing["subjects"] == 2 and crossing["frames"] == 60 and crossing["found_pct"] > 50
     assert "| today | hard | 1 |" in table and "| hard-crossing-1280x720 | hard | today |" in table
     assert "hard_found_today" in figures["goals"] and figures["extract"]["write_assemble_ms"] > 0
+    refine = figures["face_methods"]["methods"]["refine"]["sets"]  # beside today's, by default
+    assert refine["hard"]["found_pct"] > 50 and "hard_ms_ratio_refine" in figures["goals"]
 
 
 def test_face_methods_are_named_changes_of_the_face_settings():
-    assert FACE_METHODS["today"] == {} and parse_methods("today") == ("today",)
+    assert FACE_METHODS["today"] == {"follow": "detect"} and parse_methods("today") == ("today",)
+    assert method_settings(FaceSettings(), FACE_METHODS["refine"]) == FaceSettings()  # the default
     with pytest.raises(ValueError, match="unknown face method nope"):
         parse_methods("today,nope")
     changed = method_settings(FaceSettings(), {"every": 2, "thresholds": [0.5, 0.6, 0.6]})

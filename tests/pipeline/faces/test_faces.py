@@ -13,74 +13,15 @@ import torch
 from skimage.data import astronaut
 
 from pipeline.faces.detect import FaceConfig, box_iou, detect_faces, downscale, load_detector
-from pipeline.faces.track import FaceRecords, FaceTracker
+from pipeline.faces.track import SOURCES, FaceRecords, FaceTracker
 from pipeline.synth.faces import SOURCE_BOX, SOURCE_LANDMARKS
-from pipeline.video.decode import FrameChunk, iter_chunks
-
-H, W = 90, 160  # scripted frames; work_size=W keeps them at full size
-SCRIPT_CFG = FaceConfig(work_size=W, every=5, max_gap=8)
-
+from pipeline.video.decode import iter_chunks
+from tests.pipeline.faces.scripted import SCRIPT_CFG, marks_of, track
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- scripted detections ----------------------------------------------------------------------------
-
-
-def marks_of(box) -> np.ndarray:
-    """Five landmarks at fixed places of a box (so that interpolated landmarks can be checked)."""
-    x1, y1, x2, y2 = box
-    u = np.array([0.3, 0.7, 0.5, 0.35, 0.65])
-    v = np.array([0.4, 0.4, 0.6, 0.8, 0.8])
-    return np.stack([x1 + u * (x2 - x1), y1 + v * (y2 - y1)], axis=1)
-
-
-class ScriptedDetector:
-    """Stands in for MTCNN: frame i (its index is written in its pixels) shows the faces `script(i)`."""
-
-    device = torch.device("cpu")
-
-    def __init__(self, script):
-        self.script = script  # frame index -> list of (box, score)
-        self.calls: list[int] = []
-
-    def detect(self, frames, landmarks=True):
-        index = (frames[:, 0, 0, 0].long() * 256 + frames[:, 0, 0, 1].long()).tolist()
-        self.calls += index
-        boxes, scores, points = [], [], []
-        for i in index:
-            faces = self.script(i)
-            if not faces:
-                boxes.append(None), scores.append([None]), points.append(None)
-                continue
-            boxes.append(np.array([f[0] for f in faces], dtype=object))
-            scores.append(np.array([f[1] for f in faces], dtype=object))
-            points.append(np.array([marks_of(f[0]) for f in faces], dtype=object))
-        return np.array(boxes, dtype=object), np.array(scores, dtype=object), np.array(points, dtype=object)
-
-
-def chunks_of(n: int, size: int) -> list[FrameChunk]:
-    """Frames 0..n-1, each one colour that encodes its index."""
-    out = []
-    for start in range(0, n, size):
-        idx = np.arange(start, min(start + size, n))
-        frames = np.zeros((len(idx), H, W, 3), np.uint8)
-        frames[..., 0] = (idx // 256)[:, None, None]
-        frames[..., 1] = (idx % 256)[:, None, None]
-        out.append(FrameChunk(start=start, frames=frames))
-    return out
-
-
-def track(script, n: int, chunk: int = 16, positions=("main",), cfg=SCRIPT_CFG):
-    """Run the tracker over n scripted frames; records per position, detector calls, per-push records."""
-    detector = ScriptedDetector(script)
-    tracker = FaceTracker(cfg, positions, detector=detector)
-    pushes = []
-    for c in chunks_of(n, chunk):
-        pushes.append((c, tracker.push(c)))
-    rest = tracker.flush()
-    parts = {p: [r[p] for _, r in pushes] + [rest[p]] for p in positions}
-    return {p: FaceRecords.concat(v) for p, v in parts.items()}, detector.calls, pushes
 
 
 def moving_box(i: int) -> np.ndarray:
@@ -221,14 +162,17 @@ def _chosen_videos(root: Path) -> list[dict]:
     return special + plain
 
 
-def test_tracker_finds_the_true_faces_in_encoded_video(synth_affwild2: Path, detector):
+@pytest.mark.parametrize("follow", ["detect", "refine"])
+def test_tracker_finds_the_true_faces_in_encoded_video(synth_affwild2: Path, follow):
+    cfg = FaceConfig(follow=follow)
+    detector = load_detector(cfg=cfg)
     videos = _chosen_videos(synth_affwild2)
     assert any(v["no_face_frames"] for v in videos) and any(len(v["subjects"]) == 2 for v in videos)
     ious, found, faces, false = [], 0, 0, 0
     for v in videos:
         truth = pq.read_table(synth_affwild2 / "synth_truth" / f"{v['name']}.parquet").to_pandas()
         positions = tuple(s.rsplit("_", 1)[1] if len(v["subjects"]) > 1 else "main" for s in v["subjects"])
-        tracker = FaceTracker(FaceConfig(), positions, detector=detector)
+        tracker = FaceTracker(cfg, positions, detector=detector)
         parts = {p: [] for p in positions}
         for chunk in iter_chunks(synth_affwild2 / v["path"]):
             for p, r in tracker.push(chunk).items():
@@ -236,6 +180,8 @@ def test_tracker_finds_the_true_faces_in_encoded_video(synth_affwild2: Path, det
         for p, r in tracker.flush().items():
             parts[p].append(r)
         assert tracker.detected_frames < v["frames"]
+        if follow == "refine":  # whole frames only now and then: the faces are followed by refinement
+            assert tracker.detected_frames < v["frames"] / cfg.every and tracker.refined_boxes > 0
         for subject, pos in zip(v["subjects"], positions, strict=True):
             r = FaceRecords.concat(parts[pos])
             t = truth[truth.subject == subject].sort_values("index")
@@ -243,10 +189,11 @@ def test_tracker_finds_the_true_faces_in_encoded_video(synth_affwild2: Path, det
             has = t.face.to_numpy()
             iou = box_iou(r.box, t[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
             ious.append(iou[has & r.face])
-            found += int((has & r.face).sum())
+            found += int((has & r.face & (iou >= 0.5)).sum())  # the subject's own face, not just a box
             faces += int(has.sum())
             false += int((~has & r.face).sum())
             assert (r.source[~r.face] == "none").all() and (r.source[r.face] != "none").all()
+            assert set(r.source) <= set(SOURCES) and ("refined" in r.source) == (follow == "refine")
             if len(positions) == 2:  # the right person, not just a face
                 assert np.median(iou[has & r.face]) >= 0.85, subject
         for start, stop in v["no_face_frames"]:

@@ -1,0 +1,409 @@
+"""Following faces by refinement (`FaceConfig.follow` "refine"): the part of `FaceTracker` that decides, per
+sample, where whole frames are detected and where each subject's face is looked for near its last box.
+
+At each sample s (every `every`-th frame) each position whose face was seen recently is looked for near
+where it is expected (its last box moved on at its speed) by refinement (`pipeline.faces.refine`): at s
+directly, or, for a face that moves more than `FAST` face widths per sample or was not found there, step
+by step up to s (a step moves it about `STEP` face widths, at most a sample).
+MTCNN runs on the whole (downscaled) frame where a position has no recent face, where refinement fails,
+and at least every `detect_every` frames (new faces, "main" moving to a stronger one); the faces it
+misses but refinement finds are kept ("refined"), and where a position is still without one the frame
+is detected again with its contrast normalised (when low) and at `search_size` (small faces, at most
+every `detect_every` frames). Faces are assigned to positions near where each is expected, so two
+subjects passing each other keep their identity.
+
+Between two samples where a position's face is one face moving smoothly (`linked`, and no jump),
+nothing is looked at: the records are interpolated ("tracked"). Where it is not (the face appears,
+disappears or jumps), the face is refined frame by frame forwards from its last box and backwards from
+the sample's face (backwards also into the `look_back` frames before, for a face that appears); only
+frames that neither reaches while the face was there at both samples are detected whole. Every refined
+box passed the track's O-Net threshold in its own frame; a frame where refinement looked for a
+position's face and found none is "refuted" for it, and a gap holding one is not filled.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+
+from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, downscale
+from pipeline.faces.records import Det, jump, linked
+from pipeline.faces.refine import lift_contrast, refine_faces
+
+Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
+Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box change per frame, its frame
+CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
+FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
+STEP = 0.5  # ... in steps of the frames that move it about this many face widths
+
+
+@dataclass
+class Step:
+    """One sample's processing: the faces found between the samples p and s, and at s."""
+
+    p: int | None  # the previous sample
+    s: int  # this sample
+    before: dict[str, Det | None]  # each position's face at p
+    after: dict[str, Det | None]  # each position's face at s (so far)
+    results: dict[int, dict[str, Det]] = field(default_factory=lambda: defaultdict(dict))  # frames < s
+    looked: set[int] = field(default_factory=set)  # frames refinement or detection looked at
+
+
+def _pack(dets: list[Det]) -> tuple[FrameDetections, list[str]]:
+    """Faces of one frame as `FrameDetections` and their sources."""
+    if not dets:
+        return FrameDetections.empty(), []
+    return (
+        FrameDetections(
+            np.stack([d.box for d in dets]).astype(np.float32),
+            np.array([d.score for d in dets], np.float32),
+            np.stack([d.landmarks for d in dets]).astype(np.float32),
+        ),
+        [d.source for d in dets],
+    )
+
+
+def _fixed(frame: torch.Tensor) -> Small:
+    """A `Small` that gives `frame` (h, w, 3) for its one index."""
+    return lambda _: frame[None]
+
+
+class Follower:
+    """Refinement-mode processing of `FaceTracker` (a mixin: the tracker owns the state declared here)."""
+
+    cfg: FaceConfig
+    positions: tuple[str, ...]
+    detector: MTCNN
+    frame_size: tuple[int, int] | None
+    refined_boxes: int  # boxes refinement looked at (for throughput reports)
+    _frontier: int
+    _emitted: int
+    _tried: set[int]
+    _dets: dict[str, dict[int, Det]]
+    _det_frames: dict[str, list[int]]
+    _last: dict[str, tuple[int, np.ndarray] | None]
+    _last_sample: int | None
+    _last_assign: dict[str, Det | None]
+    _full: dict[int, np.ndarray]  # full-resolution frames not yet returned: (H, W, 3) uint8 views
+    _trail: dict[str, list[tuple[int, np.ndarray]]]  # per position: recent (frame, box) of its face
+    _refuted: dict[str, set[int]]  # per position: frames where refinement found no face of it
+    _last_full: int  # last frame detected whole
+    _last_search: int  # last frame detected whole at `search_size`
+
+    def _detect(self, indices: list[int], small: Small) -> dict[int, FrameDetections]:
+        raise NotImplementedError
+
+    def _associate(
+        self,
+        fd: FrameDetections,
+        last: dict[str, tuple[int, np.ndarray] | None],
+        frame: int,
+        sources: Sequence[str] | None = None,
+    ) -> dict[str, Det | None]:
+        raise NotImplementedError
+
+    # ---- expectation ----------------------------------------------------------------------------
+
+    def _speed(self, pos: str) -> np.ndarray | None:
+        """Box change per frame of the position's face over its recent trail; None if unknown."""
+        trail = self._trail[pos]
+        if len(trail) < 2:
+            return None
+        f1, b1 = trail[-1]
+        for f0, b0 in trail:  # the oldest entry within two samples of the newest
+            if f1 - f0 <= 2 * self.cfg.every and f1 > f0:
+                return (b1 - b0) / (f1 - f0)
+        return None
+
+    def _expected(self, pos: str, frame: int) -> np.ndarray | None:
+        """Where the position's face is expected in `frame`: its last box moved on at its speed; after
+        `max_gap + every` frames without it, its last box (a face that comes back where it left); None
+        after `detect_every` frames."""
+        if not self._trail[pos]:
+            return None
+        last, box = self._trail[pos][-1]
+        if frame - last > self.cfg.detect_every:
+            return None
+        speed = self._speed(pos)
+        if speed is None or frame - last > self.cfg.max_gap + self.cfg.every:
+            return box
+        return box + speed * (frame - last)
+
+    def _pace(self, pos: str) -> float:
+        """Face widths the position's face moves per frame (0 where its speed is unknown)."""
+        speed = self._speed(pos)
+        if speed is None:
+            return 0.0
+        box = self._trail[pos][-1][1]
+        centre = (speed[:2] + speed[2:]) / 2
+        return float(np.hypot(*centre)) / max(float(box[2] - box[0]), 1.0)
+
+    def _heads(self, positions: Sequence[str]) -> dict[str, Head]:
+        """Walk heads at each position's last face, moving on at its speed."""
+        heads: dict[str, Head] = {}
+        for pos in positions:
+            if self._trail[pos]:
+                frame, box = self._trail[pos][-1]
+                heads[pos] = (box, self._speed(pos), frame)
+        return heads
+
+    def _linked(self, a: Det | None, b: Det | None, steps: int, pos: str) -> bool:
+        """`linked` without jumps (a face moving fast between disjoint boxes is followed, not guessed)."""
+        if a is not None and b is not None and jump(a, b):
+            return False
+        return linked(a, b, self.cfg, self._speed(pos), steps)
+
+    # ---- refinement -----------------------------------------------------------------------------
+
+    def _refine_at(
+        self, frame: int, expect: dict[str, np.ndarray], taken: Sequence[np.ndarray] = (), search: bool = True
+    ) -> dict[str, Det | None]:
+        """The face of each position near its expected box in `frame`; None where refinement finds none,
+        or where the face found is another position's (`taken` boxes, or a clash between two of these:
+        the position whose expected box it overlaps less loses it). A None refutes the frame."""
+        names = list(expect)
+        if not names:
+            return {}
+        assert self.frame_size is not None
+        height, width = self.frame_size
+        boxes = np.stack([expect[n] for n in names])  # (k, 4)
+        found = refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg, search)
+        self.refined_boxes += len(names)
+        out: dict[str, Det | None] = {}
+        for name, f in zip(names, found, strict=True):
+            if f is None:
+                out[name] = None
+                continue
+            box = f.box.copy()
+            box[[0, 2]] = box[[0, 2]].clip(0, width)
+            box[[1, 3]] = box[[1, 3]].clip(0, height)
+            out[name] = Det(box, f.landmarks, f.score, "refined")
+        for i, a in enumerate(names):
+            det_a = out[a]
+            if det_a is None:
+                continue
+            if any(float(box_iou(det_a.box, t)) >= CLASH_IOU for t in taken):
+                out[a] = None
+                continue
+            for b in names[i + 1 :]:
+                det_b = out[b]
+                if det_b is None or float(box_iou(det_a.box, det_b.box)) < CLASH_IOU:
+                    continue
+                if float(box_iou(det_a.box, expect[a])) >= float(box_iou(det_b.box, expect[b])):
+                    out[b] = None
+                else:
+                    out[a] = None
+                    break
+        for name, det in out.items():
+            if det is None:
+                self._refuted[name].add(frame)
+        return out
+
+    def _taken(self, step: Step, f: int, pos: str) -> list[np.ndarray]:
+        """Boxes of the other positions in frame f: found there, or else between their faces at p and s."""
+        boxes = []
+        for q in self.positions:
+            a, b = step.before[q], step.after[q]
+            if q == pos:
+                continue
+            if q in step.results[f] or f in self._dets[q]:
+                boxes.append((step.results[f].get(q) or self._dets[q][f]).box)
+            elif f == step.s and b is not None:
+                boxes.append(b.box)
+            elif step.p is not None and step.p < f < step.s and a is not None and b is not None:
+                boxes.append(a.box + (b.box - a.box) * (f - step.p) / (step.s - step.p))
+        return boxes
+
+    def _walk(self, step: Step, frames: Sequence[int], heads: dict[str, Head]) -> None:
+        """Refine each head's face at `frames` in turn (either direction) into step.results; a head stops
+        where refinement fails or where its face is already known (the other walk met it)."""
+        for f in frames:
+            heads = {
+                pos: h
+                for pos, h in heads.items()
+                if pos not in step.results[f]
+                and f not in self._dets[pos]
+                and (step.p is None or f > step.p or step.before[pos] is None)
+                and abs(f - h[2]) <= self.cfg.max_gap + self.cfg.every
+            }
+            if not heads:
+                return
+            expect = {pos: box if v is None else box + v * (f - at) for pos, (box, v, at) in heads.items()}
+            taken = [b for pos in heads for b in self._taken(step, f, pos)]
+            step.looked.add(f)
+            for pos, det in self._refine_at(f, expect, taken).items():
+                if det is None:
+                    del heads[pos]
+                    continue
+                step.results[f][pos] = det
+                box, v, at = heads[pos]
+                change = (det.box - box) / (f - at)
+                heads[pos] = (det.box, change if v is None else (v + change) / 2, f)
+
+    # ---- one sample -----------------------------------------------------------------------------
+
+    def _follow(self, samples: list[int], small: Small) -> None:
+        """Process the samples in order (refinement mode): each sample and the frames before it."""
+        for s in samples:
+            self._follow_sample(s, small)
+        if samples:
+            self._frontier = samples[-1] + 1
+
+    def _follow_sample(self, s: int, small: Small) -> None:
+        cfg = self.cfg
+        p = self._last_sample
+        step = Step(p, s, dict(self._last_assign), dict.fromkeys(self.positions))
+        expect = {pos: self._expected(pos, s) for pos in self.positions}
+        walked: set[str] = set()
+        live = [pos for pos in self.positions if expect[pos] is not None] if p is not None else []
+        if p is not None and live:
+            # each face at s: refined where it is expected, or followed there step by step where it
+            # moves too fast for that or was not found there
+            fast = [pos for pos in live if self._pace(pos) * cfg.every > FAST]
+            jumped = {pos: expect[pos] for pos in live if pos not in fast}
+            step.looked.add(s)
+            # a face seen at p is not searched for around its expected box: if it is not there, it is
+            # followed step by step from p instead
+            seen = {pos: e for pos, e in jumped.items() if step.before[pos] is not None}
+            step.after.update(self._refine_at(s, seen, search=False))  # type: ignore[arg-type]
+            others = {pos: e for pos, e in jumped.items() if pos not in seen}
+            taken = [d.box for d in step.after.values() if d is not None]
+            step.after.update(self._refine_at(s, others, taken))  # type: ignore[arg-type]
+            lost = [pos for pos in live if step.after[pos] is None and step.before[pos] is not None]
+            pace = max([self._pace(pos) for pos in lost] + [1e-6])
+            stride = int(min(max(STEP / pace, 1), s - p))
+            self._walk(step, range(s, p, -stride)[::-1], self._heads(lost))
+            for pos in lost:  # where a long step lost the face: frame by frame from its last one
+                if stride > 1 and pos not in step.results[s]:
+                    f0 = max([f for f in range(p + 1, s) if pos in step.results[f]], default=None)
+                    heads = self._heads([pos])
+                    if f0 is not None and pos in heads:
+                        heads = {pos: (step.results[f0][pos].box, heads[pos][1], f0)}
+                    self._walk(step, range(p + 1 if f0 is None else f0 + 1, s + 1), heads)
+            for pos in lost:
+                step.after[pos] = step.results[s].pop(pos, None)
+                walked |= {pos} if step.after[pos] is not None else set()
+        since = s - self._last_full  # whole frames: periodically, and at most every `search_every` frames
+        missing = any(d is None for d in step.after.values())  # while a position has no face
+        if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every):
+            known = [d for d in step.after.values() if d is not None]
+            step.after = self._whole(s, expect, small, known, set(live))
+        if p is not None and s - p > 1:
+            todo = [
+                pos
+                for pos in self.positions
+                if pos not in walked and not self._linked(step.before[pos], step.after[pos], s - p, pos)
+            ]
+            if todo:
+                self._between(step, todo, small)
+        self._tried.update(step.looked)
+        self._tried.add(s)
+        for f in sorted(k for k in step.results if k < s):
+            for pos, det in sorted(step.results[f].items()):
+                self._put(pos, f, det)
+        for pos, got in step.after.items():
+            if got is not None:
+                self._put(pos, s, got)
+        self._last_sample, self._last_assign = s, step.after
+
+    def _whole(
+        self,
+        s: int,
+        expect: dict[str, np.ndarray | None],
+        small: Small,
+        known: list[Det],
+        refined: set[str],
+    ) -> dict[str, Det | None]:
+        """MTCNN on the whole frame `s` (with its contrast normalised where it is low, `lift_gain`), with
+        the faces already `known` there and the faces it misses near their `expect`ed boxes added (found
+        by refinement, for the positions not `refined` at s yet). Where a position is still without a
+        face, the frame again at `search_size` (small faces; at most once every `detect_every` frames)."""
+        cfg = self.cfg
+        self._last_full = s
+        # positions take faces near where they are expected (two subjects crossing keep their identity)
+        last = {p: None if e is None else (s, e) for p, e in expect.items()}
+        plain = small([s])[0]  # (h, w, 3) uint8
+        faces = list(known)
+        assign: dict[str, Det | None] = dict.fromkeys(self.positions)
+        for view in ("work", "search"):
+            frame: torch.Tensor | None = None
+            if view == "work":
+                lifted = lift_contrast(plain, cfg)
+                frame = plain if lifted is None else lifted
+            elif cfg.search_size > cfg.work_size and s - self._last_search >= cfg.detect_every:
+                frame = downscale(self._full[s][None], cfg.search_size)[0]
+                self._last_search = s
+            if frame is None:
+                continue
+            fd = self._detect([s], _fixed(frame))[s]
+            faces += [
+                Det(b, m, float(c))
+                for b, m, c in zip(fd.boxes, fd.landmarks, fd.scores, strict=True)
+                if all(float(box_iou(b, d.box)) < CLASH_IOU for d in faces)
+            ]
+            if view == "work":
+                missed = {
+                    p: e
+                    for p, e in expect.items()
+                    if e is not None
+                    and p not in refined
+                    and all(float(box_iou(e, d.box)) < cfg.track_iou for d in faces)
+                }
+                faces += [d for d in self._refine_at(s, missed, [d.box for d in faces]).values() if d]
+            packed, sources = _pack(faces)
+            assign = self._associate(packed, dict(last), s, sources)
+            if all(d is not None for d in assign.values()):
+                break
+        return assign
+
+    def _put(self, pos: str, frame: int, det: Det) -> None:
+        """Record the face of `pos` in `frame`: a frame after its last face, or one found looking back."""
+        self._dets[pos][frame] = det
+        insort(self._det_frames[pos], frame)
+        trail = self._trail[pos]
+        if trail and frame < trail[-1][0]:
+            return
+        self._last[pos] = (frame, det.box)
+        trail.append((frame, det.box))
+        while trail and frame - trail[0][0] > 2 * self.cfg.every:
+            trail.pop(0)
+
+    # ---- between two samples --------------------------------------------------------------------
+
+    def _between(self, step: Step, todo: list[str], small: Small) -> None:
+        """Faces of the positions `todo` in the frames between samples p and s (not linked): refined
+        forwards from each face's last box and backwards from its face at s (and on back over the
+        `look_back` frames not yet returned, where the face was not there at p); detected whole where
+        neither reaches while the face was there at both samples."""
+        p, s = step.p, step.s
+        assert p is not None
+        self._walk(step, range(p + 1, s), self._heads(todo))
+        backward: dict[str, Head] = {}
+        for pos in todo:
+            det = step.after[pos]
+            if det is not None:  # moving back at the speed from the face's last box to this one
+                prior = self._trail[pos][-1] if self._trail[pos] else None
+                speed = None if prior is None else (det.box - prior[1]) / (s - prior[0])
+                backward[pos] = (det.box, speed, s)
+        self._walk(
+            step, range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward
+        )
+        both = [pos for pos in todo if step.before[pos] is not None and step.after[pos] is not None]
+        unresolved = [f for f in range(p + 1, s) if any(pos not in step.results[f] for pos in both)]
+        if not unresolved:
+            return
+        dets = self._detect(unresolved, small)  # refinement lost a face that was there at both samples
+        last = dict(self._last)
+        for f in unresolved:
+            assign = self._associate(dets[f], last, f)
+            for pos in both:
+                det = assign[pos]
+                if pos not in step.results[f] and det is not None:
+                    step.results[f][pos] = det
+        step.looked.update(unresolved)

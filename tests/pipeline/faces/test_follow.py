@@ -1,0 +1,124 @@
+"""Following faces by refinement (`FaceConfig.follow` "refine"), with scripted stand-ins for MTCNN and for
+refinement: which frames are detected whole, which are refined, and what each record's source says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.faces import follow
+from pipeline.faces.records import SOURCES
+from tests.pipeline.faces.scripted import FOLLOW_CFG, SCRIPT_CFG, ScriptedRefiner, track
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+N = 100
+
+
+def moving_box(i: int) -> np.ndarray:
+    return np.array([10 + 1.0 * i, 20 + 0.3 * i, 40 + 1.0 * i, 60 + 0.3 * i])
+
+
+def visible(i: int) -> bool:
+    """The face leaves the picture on frames 41 to 52 (longer than max_gap) and comes back on 53."""
+    return not 41 <= i <= 52
+
+
+def plain(i: int) -> list:
+    return [(moving_box(i), 0.99)]
+
+
+def scene(i: int) -> list:
+    return plain(i) if visible(i) else []
+
+
+@pytest.fixture
+def refiner(monkeypatch):
+    """A scripted refinement that finds the face wherever it is visible."""
+    fake = ScriptedRefiner(scene)
+    monkeypatch.setattr(follow, "refine_faces", fake)
+    return fake
+
+
+def test_a_lost_then_refound_face_is_followed_without_detecting_the_frames_between(refiner):
+    recs, calls, _ = track(scene, N, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    truth = np.array([visible(i) for i in range(N)])
+    np.testing.assert_array_equal(r.face, truth)  # lost and found again to the frame
+    np.testing.assert_allclose(
+        r.box[truth], np.stack([moving_box(i) for i in np.flatnonzero(truth)]), atol=1e-3
+    )
+    samples = set(range(0, N, FOLLOW_CFG.every)) | {N - 1}
+    assert set(calls) <= samples  # whole frames only at samples: never the frames between
+    assert 41 - 1 in refiner.calls and 53 in refiner.calls  # the frames around the gap were refined
+    assert r.source[40] == "refined" and r.source[53] == "refined"
+    assert (r.source[41:53] == "none").all() and set(r.source) <= set(SOURCES)
+    assert {"detected", "refined", "tracked"} <= set(r.source)
+    # today's method detects every frame between the samples around the loss and the return
+    _, today, _ = track(scene, N, cfg=SCRIPT_CFG)
+    assert {41, 53} <= set(today) - samples
+    assert len(calls) < len(today) / 2
+
+
+def test_a_face_whole_frame_detection_misses_is_followed_by_refinement(monkeypatch):
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(scene))
+
+    def dim(i: int) -> list:  # whole-frame detection stops seeing the face from frame 20 on
+        return scene(i) if i < 20 else []
+
+    recs, calls, _ = track(dim, 40, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    assert r.face.all()
+    assert set(r.source[20:]) == {"refined", "tracked"}  # never detected whole, never without a face
+    assert set(calls) <= set(range(0, 40, FOLLOW_CFG.every)) | {39}
+
+
+def test_a_face_found_late_is_followed_back_to_where_it_appeared(monkeypatch):
+    def late(i: int) -> list:  # whole-frame detection finds the face only from frame 25 on
+        return plain(i) if i >= 25 else []
+
+    appear = 13  # refinement sees it from frame 13
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i >= appear else []))
+    recs, _, _ = track(late, 50, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    assert not r.face[:appear].any() and r.face[appear:].all()
+    assert (r.source[appear:25] == "refined").all()
+
+
+def test_refinement_boxes_only_frames_where_it_finds_the_face(monkeypatch):
+    # the face is visible on 0-59; refinement (the O-Net gate) finds it only there
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(lambda i: scene(i) if i < 60 else []))
+    recs, _, _ = track(lambda i: scene(i) if i < 60 else [], 90, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    assert r.face[:41].all() and r.face[53:60].all() and not r.face[60:].any()
+
+
+def test_two_faces_crossing_keep_their_identity(monkeypatch):
+    def crossing(i: int) -> list:
+        left = np.array([10.0 + 2 * i, 20, 40 + 2 * i, 60])  # starts on the left, moves right
+        right = np.array([120.0 - 2 * i, 25, 150 - 2 * i, 65])  # starts on the right, moves left
+        hidden = 24 <= i <= 31  # the right face passes in front of the left one
+        return [(right, 0.99)] if hidden else [(left, 0.99), (right, 0.995)]
+
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(crossing))
+    recs, _, _ = track(crossing, 60, positions=("left", "right"), cfg=FOLLOW_CFG)
+    left, right = recs["left"], recs["right"]
+    assert right.face.all()
+    np.testing.assert_allclose(right.box[:, 0], 120.0 - 2 * np.arange(60), atol=1e-3)
+    seen = left.face
+    assert seen[:24].all() and seen[32:].all()
+    np.testing.assert_allclose(left.box[seen, 0], 10.0 + 2 * np.flatnonzero(seen), atol=1e-3)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_chunk_size_does_not_change_the_followed_records(refiner, chunk):
+    reference, _, _ = track(scene, N, chunk=16, cfg=FOLLOW_CFG)
+    recs, _, pushes = track(scene, N, chunk=chunk, cfg=FOLLOW_CFG)
+    for field in ("index", "face", "box", "landmarks", "score", "source"):
+        np.testing.assert_array_equal(getattr(recs["main"], field), getattr(reference["main"], field))
+    emitted = 0
+    lag = FOLLOW_CFG.every + FOLLOW_CFG.max_gap + FOLLOW_CFG.look_back + 1
+    for c, out in pushes:
+        r = out["main"]
+        assert r.index.tolist() == list(range(emitted, emitted + len(r)))
+        emitted += len(r)
+        assert emitted >= c.stop - lag
