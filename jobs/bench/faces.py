@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
+import numpy as np
+
 from jobs.bench.scores import pooled
 from jobs.bench.stages import FacePass, face_pass
 from jobs.bench.videos import BenchVideo
@@ -68,11 +70,10 @@ def method_settings(settings: FaceSettings, overrides: Mapping[str, Any]) -> Fac
     return replace(settings, face=replace(settings.face, **values))
 
 
-def pass_figures(passed: FacePass) -> dict[str, float]:
+def pass_figures(passed: FacePass) -> dict[str, Any]:
     """Pooled scores, speed and the worst video's found share of one method on one set."""
-    found = {v.name: sum(s.found for s in v.scores.values()) / max(sum(s.face_frames for s in v.scores.values()), 1)
-             for v in passed.videos}  # fmt: skip
-    worst = min(found, key=found.__getitem__)
+    found = {v.name: pooled(v.scores.values()).found_pct for v in passed.videos}
+    worst = min((n for n in found if np.isfinite(found[n])), key=found.__getitem__, default=None)
     return {
         **passed.score.figures(),
         "videos": float(len(passed.videos)),
@@ -80,8 +81,8 @@ def pass_figures(passed: FacePass) -> dict[str, float]:
         "fps": passed.frames / passed.face_seconds,
         "ms_per_frame": 1000 * passed.face_seconds / passed.frames,
         "align_ms_per_frame": 1000 * passed.align_seconds / passed.frames,
-        "worst_video_found_pct": 100 * found[worst],
-        "worst_video": worst,  # type: ignore[dict-item]
+        "worst_video_found_pct": found[worst] if worst else float("nan"),
+        "worst_video": worst or "-",
     }
 
 

@@ -142,13 +142,14 @@ def face_pass(
                 kept += len(crops)
         if not any(parts.values()):
             raise RuntimeError(f"the face stage gave no rows for {video.path}")
-        records = {
-            s: tuple(np.concatenate([r[c] for r in p]) for c in ("index", "face", "box"))
+        records = {  # subject -> (n,) decode index, (n,) face, (n, 4) box
+            s: (np.concatenate([r["index"] for r in p]), np.concatenate([r["face"] for r in p]),
+                np.concatenate([r["box"] for r in p]))
             for s, p in parts.items()
             if p
-        }
+        }  # fmt: skip
         truth = {s: (t.face, t.boxes) for s, t in video.truth.items()}
-        scores = video_score(truth, records)  # type: ignore[arg-type]
+        scores = video_score(truth, records)
         result.frames += frames
         result.face_seconds += detect_s
         result.align_seconds += align_s

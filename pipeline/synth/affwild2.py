@@ -222,6 +222,7 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
                     examples[task] += lines
                     continue
                 valid = invalid_mask(plan.frames, plan.no_face, rng_for(cfg, plan.index, k, 10 + t))
+                valid &= track.face  # a face hidden behind another (hard crossing) is not labelled either
                 folder = root / ANNOTATIONS / TASK_FOLDERS[task] / SET_FOLDERS[plan.split]
                 write_text(folder / f"{name}.txt", annotation_lines(task, track, valid))
                 labelled[task][plan.split] += int(valid.sum())

@@ -250,11 +250,9 @@ def _draw_marks(rgb: np.ndarray, box: np.ndarray, marks: tuple[bool, ...]) -> No
         patch[:] = patch * (1 - cover) + cover * MARK_COLOUR
 
 
-def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
-    """Composite one face into `frame` (H, W, 3) uint8, in place; returns its box (4,) and landmarks (5, 2).
-
-    The whole sprite must fit inside the frame (the caller keeps faces inside).
-    """
+def placement(state: FaceState) -> tuple[int, int, int, int, np.ndarray]:
+    """Where `render_face` puts the sprite of `state`: its top-left corner ox, oy and size nw, nh in frame
+    pixels, and the scale (kx, ky) from sprite to frame pixels."""
     sprite = load_sprite(state.identity)
     sh, sw = sprite.rgb.shape[:2]
     k = state.height / (sprite.box[3] - sprite.box[1])
@@ -262,7 +260,28 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
     kx, ky = nw / sw, nh / sh
     # place the resized sprite so that its face box centre lands on (cx, cy)
     bcx, bcy = (sprite.box[0] + sprite.box[2]) / 2 * kx, (sprite.box[1] + sprite.box[3]) / 2 * ky
-    ox, oy = round(state.cx - bcx), round(state.cy - bcy)
+    return round(state.cx - bcx), round(state.cy - bcy), nw, nh, np.array([kx, ky])
+
+
+def sprite_cover(state: FaceState, box: np.ndarray) -> float:
+    """The share of `box` (4,) in frame pixels that the sprite of `state` (unturned) hides: its mean
+    opacity over the box's pixels."""
+    ox, oy, nw, nh, _ = placement(state)
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    if x2 <= x1 or y2 <= y1:
+        return 0.0
+    _, alpha = _resized(nw, nh, state.identity)  # (nh, nw, 1)
+    inside = alpha[max(y1 - oy, 0) : max(y2 - oy, 0), max(x1 - ox, 0) : max(x2 - ox, 0), 0]
+    return float(inside.sum() / ((x2 - x1) * (y2 - y1)))
+
+
+def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
+    """Composite one face into `frame` (H, W, 3) uint8, in place; returns its box (4,) and landmarks (5, 2).
+
+    The whole sprite must fit inside the frame (the caller keeps faces inside).
+    """
+    sprite = load_sprite(state.identity)
+    ox, oy, nw, nh, (kx, ky) = placement(state)
     fh, fw = frame.shape[:2]
     if ox < 0 or oy < 0 or ox + nw > fw or oy + nh > fh:
         raise ValueError(f"face sprite at ({ox}, {oy}) size {nw}x{nh} does not fit a {fw}x{fh} frame")
@@ -278,6 +297,12 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
     blended = region + a * (face * 255 - region)
     frame[oy : oy + nh, ox : ox + nw] = (blended + 0.5).astype(np.uint8)
     return box + [ox, oy, ox, oy], landmarks + [ox, oy]
+
+
+def face_box(state: FaceState) -> np.ndarray:
+    """The box (4,) in frame pixels that `render_face` returns for an unturned face at `state`."""
+    ox, oy, _, _, (kx, ky) = placement(state)
+    return load_sprite(state.identity).box * [kx, ky, kx, ky] + [ox, oy, ox, oy]
 
 
 def turn(

@@ -12,8 +12,10 @@ Each variant (`HARD`, names in `VARIANTS`) is one video of its own size and fram
   of the face box;
 - `profile` (1280x720): the head turning from frontal to 70 degrees (`pipeline.synth.faces.turn`); past
   about 60 degrees the far side of the face is out of sight, and towards 70 MTCNN loses the face;
-- `crossing` (1280x720): two people passing each other, one higher than the other; `_left` is the one who
-  starts on the left and ends on the right.
+- `crossing` (1280x720): two people passing each other, one in front of the other (larger and a little
+  lower); `_left` is the one who starts on the left and ends on the right. While the one in front hides
+  more than `HIDDEN` (70 %) of the other's face box, that face counts as not shown (it is drawn, what
+  shows of it is too little to be a face: a box there would hold the other person's face).
 
 Every variant uses other identities than the photo (`pipeline.synth.faces.identity`), tinted faces, and
 the truth of `pipeline.synth.video.TRUTH_SCHEMA`: the box and landmarks of every subject in every frame
@@ -34,11 +36,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.synth.faces import render_face, sprite_size
+from pipeline.synth.faces import face_box, render_face, sprite_cover, sprite_size
 from pipeline.synth.video import Draw, Track, make_track, smooth_curve, write_video
 
 VARIANTS: tuple[str, ...] = ("low_contrast", "dark", "small", "fast", "occluded", "profile", "crossing")
 OCCLUDER_COLOUR = np.array([0.16, 0.30, 0.36], np.float32)  # a muted blue-grey: no skin, no face
+HIDDEN = 0.7  # crossing: a face whose box is hidden more than this by the one in front counts as not shown
+BACK_SCALE = 0.85  # crossing: face size of the person behind, relative to the one in front
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class HardVariant:
     occluder: bool = False  # an ellipse in front of part of the face
     yaw: float = 0.0  # the head's turn at the end of the video, degrees (0: frontal throughout)
     crossing: bool = False  # two people passing each other (subjects left and right)
+    apart: float = 0.08  # crossing: vertical distance of the two face centres, fraction of the frame height
 
 
 HARD: dict[str, HardVariant] = {
@@ -112,22 +117,35 @@ def _ramp(frames: int, start: float, stop: float) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def _crossing(frames: int, v: HardVariant, rng: np.random.Generator, tracks: dict[str, Track]) -> None:
+def _crossing(
+    frames: int, v: HardVariant, rng: np.random.Generator, tracks: dict[str, Track]
+) -> tuple[list[str], dict[str, np.ndarray]]:
     """Puts the left and right tracks on crossing paths (in place): the left one from the left to the right,
-    the other back, one at 37 % of the frame height and the other at 63 %, crossing in the middle."""
+    the other back, one nearer the camera (in front, larger and lower) than the other. Where the one in
+    front hides more than `HIDDEN` of the other's face box, that face counts as not shown. Returns the
+    positions in drawing order (the one behind first) and the frames where each is drawn though its face
+    counts as not shown."""
     width, height = v.width, v.height
     progress = _ramp(frames, 0.1, 0.9)
-    upper = "left" if rng.random() < 0.5 else "right"
+    front = "left" if rng.random() < 0.5 else "right"
+    back = "right" if front == "left" else "left"
     for pos, track in tracks.items():
+        if pos == back:
+            track.height = BACK_SCALE * track.height  # further away
         # (n, 4) sprite extent around the face box centre: left, top, right, bottom
         ext = np.array([sprite_size(h, track.identity) for h in track.height])
-        x_lo, x_hi = ext[:, 0] + 3, width - ext[:, 2] - 3
-        x_lo, x_hi = x_lo + 0.05 * width, x_hi - 0.05 * width
+        x_lo, x_hi = ext[:, 0] + 0.05 * width, width - ext[:, 2] - 0.05 * width
         along = progress if pos == "left" else 1 - progress
         track.cx = x_lo + along * (x_hi - x_lo)
         wobble = 0.02 * height * (smooth_curve(frames, v.fps, rng, knot_s=1.0) - 0.5)
-        centre = (0.37 if pos == upper else 0.63) * height + wobble
+        centre = (0.5 + (v.apart if pos == front else -v.apart) / 2) * height + wobble
         track.cy = np.clip(centre, ext[:, 1] + 3, height - ext[:, 3] - 3)
+    cover = np.array(
+        [sprite_cover(tracks[front].state(i), face_box(tracks[back].state(i))) for i in range(frames)]
+    )
+    hidden = tracks[back].face & (cover > HIDDEN)
+    tracks[back].face = tracks[back].face & ~hidden
+    return [back, front], {back: hidden}
 
 
 def hard_scene(
@@ -159,18 +177,32 @@ def hard_scene(
         if v.yaw:
             track.yaw = (1 if rng.random() < 0.5 else -1) * v.yaw * _ramp(frames, 0.15, 0.95)
         by_position[pos] = track
+    order: list[str] = list(by_position)  # drawing order; crossing: the one behind first
+    hidden: dict[str, np.ndarray] = {}  # crossing: frames where a face is drawn but hidden
     if v.crossing:
-        _crossing(frames, v, rng, by_position)
+        order, hidden = _crossing(frames, v, rng, by_position)
     subjects = {names[p]: t for p, t in by_position.items()}
-    return subjects, HardScene(v, subjects, int(rng.integers(2**31)))
+    scene = HardScene(v, subjects, int(rng.integers(2**31)), [names[p] for p in order],
+                      {names[p]: h for p, h in hidden.items()})  # fmt: skip
+    return subjects, scene
 
 
 class HardScene:
     """Draws frame i of a hard video: the faces (motion-blurred where the variant says), the occluder, then
-    the scene's contrast, darkness and noise. Returns each visible face's box and landmarks at frame i."""
+    the scene's contrast, darkness and noise. Returns the box and landmarks of each face shown at frame i
+    (a face hidden behind another is drawn but not shown)."""
 
-    def __init__(self, variant: HardVariant, subjects: dict[str, Track], seed: int) -> None:
+    def __init__(
+        self,
+        variant: HardVariant,
+        subjects: dict[str, Track],
+        seed: int,
+        order: list[str] | None = None,
+        hidden: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.v, self.subjects, self.seed = variant, subjects, seed
+        self.order = order or list(subjects)  # drawing order: later ones in front
+        self.hidden = hidden or {}  # subject -> (n,) bool: drawn, though its face counts as not shown
         self._noise: np.ndarray | None = None  # (3, H, W, 3) float32 sensor noise, made at the first frame
         frames = next(iter(subjects.values())).frames
         rng = np.random.default_rng([seed, 1])
@@ -186,14 +218,16 @@ class HardScene:
 
     def __call__(self, image: np.ndarray, i: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         shown = {}
-        for name, track in self.subjects.items():
-            if not track.face[i]:
+        for name in self.order:
+            track = self.subjects[name]
+            hidden = name in self.hidden and bool(self.hidden[name][i])
+            if not (track.face[i] or hidden):
                 continue
-            shown[name] = (
-                self._face(image, track, i) if self.v.blur > 1 else render_face(image, track.state(i))
-            )
+            drawn = self._face(image, track, i) if self.v.blur > 1 else render_face(image, track.state(i))
             if self.v.occluder:
-                _ellipse(image, shown[name][0], self.occluder[i])
+                _ellipse(image, drawn[0], self.occluder[i])
+            if not hidden:
+                shown[name] = drawn
         if self.v.scene_contrast != 1 or self.v.scene_gain != 1 or self.v.noise > 0:
             x = image.astype(np.float32)  # (H, W, 3)
             x = (128.0 + self.v.scene_contrast * (x - 128.0)) * self.v.scene_gain
