@@ -45,7 +45,7 @@ class FaceConfig:
     # sample and on every frame between two samples where a face changed (the method before refinement).
     follow: Literal["refine", "detect"] = "refine"
     detect_every: int = 30  # "refine": most frames between two full detections while every face is followed
-    refine_face: int = 96  # "refine": face side in pixels of the refinement crop (the crop's resolution)
+    refine_face: int = 128  # "refine": face side in pixels of the refinement crop (the crop's resolution)
     refine_margin: float = 2.5  # "refine": crop side in face sides (the search reaches ~0.6 face sides away)
     # "refine": R-Net and O-Net score thresholds inside a live track (a new face needs `thresholds` and
     # `min_score`); the O-Net score gates every refined box
