@@ -39,6 +39,7 @@ from pipeline.faces.refine import lift_contrast, refine_faces
 Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
 Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box change per frame, its frame
 CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
+AMBIGUOUS = 0.15  # ... which goes to neither where their expected boxes overlap it about as much
 FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
 STEP = 0.5  # ... in steps of the frames that move it about this many face widths
 
@@ -166,7 +167,8 @@ class Follower:
     ) -> dict[str, Det | None]:
         """The face of each position near its expected box in `frame`; None where refinement finds none,
         or where the face found is another position's (`taken` boxes, or a clash between two of these:
-        the position whose expected box it overlaps less loses it). A None refutes the frame."""
+        the position whose expected box it overlaps less loses it, and both where that is not clear, as
+        where two faces cross). A None refutes the frame."""
         names = list(expect)
         if not names:
             return {}
@@ -195,7 +197,11 @@ class Follower:
                 det_b = out[b]
                 if det_b is None or float(box_iou(det_a.box, det_b.box)) < CLASH_IOU:
                     continue
-                if float(box_iou(det_a.box, expect[a])) >= float(box_iou(det_b.box, expect[b])):
+                near_a, near_b = float(box_iou(det_a.box, expect[a])), float(box_iou(det_b.box, expect[b]))
+                if abs(near_a - near_b) < AMBIGUOUS:  # both expected there (faces crossing): neither
+                    out[a] = out[b] = None
+                    break
+                if near_a > near_b:
                     out[b] = None
                 else:
                     out[a] = None
@@ -265,7 +271,9 @@ class Follower:
         if p is not None and live:
             # each face at s: refined where it is expected, or followed there step by step where it
             # moves too fast for that or was not found there
-            fast = [pos for pos in live if self._pace(pos) * cfg.every > FAST]
+            fast = [
+                pos for pos in live if self._pace(pos) * cfg.every > FAST and step.before[pos] is not None
+            ]
             jumped = {pos: expect[pos] for pos in live if pos not in fast}
             step.looked.add(s)
             # a face seen at p is not searched for around its expected box: if it is not there, it is
@@ -292,7 +300,7 @@ class Follower:
         since = s - self._last_full  # whole frames: periodically, and at most every `search_every` frames
         missing = any(d is None for d in step.after.values())  # while a position has no face
         if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every):
-            known = [d for d in step.after.values() if d is not None]
+            known = {pos: d for pos, d in step.after.items() if d is not None}
             step.after = self._whole(s, expect, small, known, set(live))
         if p is not None and s - p > 1:
             todo = [
@@ -317,19 +325,22 @@ class Follower:
         s: int,
         expect: dict[str, np.ndarray | None],
         small: Small,
-        known: list[Det],
+        known: dict[str, Det],
         refined: set[str],
     ) -> dict[str, Det | None]:
         """MTCNN on the whole frame `s` (with its contrast normalised where it is low, `lift_gain`), with
-        the faces already `known` there and the faces it misses near their `expect`ed boxes added (found
-        by refinement, for the positions not `refined` at s yet). Where a position is still without a
-        face, the frame again at `search_size` (small faces; at most once every `detect_every` frames)."""
+        the faces already `known` there (by position) and the faces it misses near their `expect`ed boxes
+        added (found by refinement, for the positions not `refined` at s yet). Where a position is still
+        without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
+        frames). "main" takes its face among all of them (it may move to a much stronger one); a left or
+        right face already known keeps its position, and the other takes the face nearest where it is
+        expected."""
         cfg = self.cfg
         self._last_full = s
         # positions take faces near where they are expected (two subjects crossing keep their identity)
         last = {p: None if e is None else (s, e) for p, e in expect.items()}
         plain = small([s])[0]  # (h, w, 3) uint8
-        faces = list(known)
+        faces = list(known.values())
         assign: dict[str, Det | None] = dict.fromkeys(self.positions)
         for view in ("work", "search"):
             frame: torch.Tensor | None = None
@@ -356,10 +367,35 @@ class Follower:
                     and all(float(box_iou(e, d.box)) < cfg.track_iou for d in faces)
                 }
                 faces += [d for d in self._refine_at(s, missed, [d.box for d in faces]).values() if d]
-            packed, sources = _pack(faces)
-            assign = self._associate(packed, dict(last), s, sources)
+            assign = self._assign(s, faces, known, last)
             if all(d is not None for d in assign.values()):
                 break
+        return assign
+
+    def _assign(
+        self,
+        s: int,
+        faces: list[Det],
+        known: dict[str, Det],
+        last: dict[str, tuple[int, np.ndarray] | None],
+    ) -> dict[str, Det | None]:
+        """Which face of frame s each position takes (see `_whole`)."""
+        if "main" in self.positions or not known:
+            packed, sources = _pack(faces)
+            return self._associate(packed, dict(last), s, sources)
+        assign: dict[str, Det | None] = {pos: known.get(pos) for pos in self.positions}
+        pool = [f for f in faces if all(float(box_iou(f.box, k.box)) < CLASH_IOU for k in known.values())]
+        for pos in self.positions:
+            if assign[pos] is not None or not pool:
+                continue
+            entry = last[pos]
+            if entry is None:
+                best = max(pool, key=lambda f: f.score * float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+            else:
+                centre = (entry[1][:2] + entry[1][2:]) / 2
+                best = min(pool, key=lambda f: float(np.hypot(*((f.box[:2] + f.box[2:]) / 2 - centre))))
+            assign[pos] = best
+            pool.remove(best)
         return assign
 
     def _put(self, pos: str, frame: int, det: Det) -> None:

@@ -164,6 +164,15 @@ class FaceTracker(Follower):
                 swap = box_iou(prev["left"], fd.boxes[b]) + box_iou(prev["right"], fd.boxes[a])
                 if swap > keep:
                     a, b = b, a
+            elif self.cfg.follow == "refine" and (prev["left"] is not None or prev["right"] is not None):
+                # one side seen recently: it keeps the face nearer its box (the other may have crossed)
+                q = "left" if prev["left"] is not None else "right"
+                centre = (prev[q][:2] + prev[q][2:]) / 2  # type: ignore[index]
+                near = min(
+                    (a, b), key=lambda k: float(np.hypot(*(centre - (fd.boxes[k, :2] + fd.boxes[k, 2:]) / 2)))
+                )
+                far = b if near == a else a
+                a, b = (near, far) if q == "left" else (far, near)
             return {"left": a, "right": b}
         (k,) = top  # one face: the side of the nearer recent face, or its side of the frame
         centres = {p: (box[0] + box[2]) / 2 for p, box in prev.items() if box is not None}
