@@ -122,3 +122,19 @@ def test_chunk_size_does_not_change_the_followed_records(refiner, chunk):
         assert r.index.tolist() == list(range(emitted, emitted + len(r)))
         emitted += len(r)
         assert emitted >= c.stop - lag
+
+
+def test_a_face_back_after_a_long_absence_on_the_other_side_takes_its_own_position(monkeypatch):
+    def scene2(i: int) -> list:
+        left = np.array([10.0 + i, 20, 40 + i, 60])  # on the left at first, ends on the right
+        right = np.array([110.0 - i, 25, 140 - i, 65])  # the other way, hidden on 10-59 (passing behind)
+        return [(left, 0.99)] + ([(right, 0.995)] if i < 10 or i >= 60 else [])
+
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(scene2))
+    recs, _, _ = track(scene2, 80, positions=("left", "right"), cfg=FOLLOW_CFG)
+    left, right = recs["left"], recs["right"]
+    assert left.face.all()
+    np.testing.assert_allclose(left.box[:, 0], 10.0 + np.arange(80), atol=1e-3)  # never the other face
+    back = np.flatnonzero(right.face[60:]) + 60
+    assert len(back) >= 10 and not right.face[10:60].any()
+    np.testing.assert_allclose(right.box[back, 0], 110.0 - back, atol=1e-3)

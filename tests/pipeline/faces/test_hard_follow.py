@@ -1,0 +1,81 @@
+"""Following faces by refinement on hard synthetic video (`pipeline.synth.hard`, a seed `lwaffect bench` does
+not use), through real H.264 decoding and real MTCNN: found share, IoU, identity and no box on a frame
+without a face, beside today's method on the same videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.faces.detect import FaceConfig, box_iou, load_detector
+from pipeline.faces.track import FaceRecords, FaceTracker
+from pipeline.synth.hard import positions, write_hard
+from pipeline.video.decode import DecodeConfig, iter_chunks
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
+SEED = 3  # neither the bench's (0) nor the synth tests' (5)
+VARIANTS = ("dark", "low_contrast", "small", "fast", "crossing")  # where whole-frame detection fails most
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, tuple[Path, dict[str, tuple[str, np.ndarray, np.ndarray]]]]:
+    """variant -> (video, subject -> (position, face (n,), true boxes (n, 4)))."""
+    folder = tmp_path_factory.mktemp("hard_follow")
+    out = {}
+    for variant in VARIANTS:
+        path = folder / f"{variant}.mp4"
+        truth = write_hard(path, variant, 2.0, SEED).to_pandas()
+        subjects = {}
+        for name in dict.fromkeys(truth["subject"]):
+            rows = truth[truth["subject"] == name]
+            pos = name.rsplit("_", 1)[1] if positions(variant) != ("main",) else "main"
+            subjects[name] = (
+                pos,
+                rows["face"].to_numpy(bool),
+                rows[["x1", "y1", "x2", "y2"]].to_numpy(float),
+            )
+        out[variant] = (path, subjects)
+    return out
+
+
+def follow(path: Path, cfg: FaceConfig, pos: tuple[str, ...]) -> dict[str, FaceRecords]:
+    tracker = FaceTracker(cfg, pos, load_detector(cfg=cfg))
+    parts: dict[str, list[FaceRecords]] = {p: [] for p in pos}
+    for chunk in iter_chunks(path, DecodeConfig(chunk_frames=16, isolate=False)):
+        for p, r in tracker.push(chunk).items():
+            parts[p].append(r)
+    for p, r in tracker.flush().items():
+        parts[p].append(r)
+    return {p: FaceRecords.concat(v) for p, v in parts.items()}
+
+
+def scores(videos, cfg: FaceConfig) -> dict[str, tuple[int, int, int, list[float]]]:
+    """Per subject: true face frames, frames found (IoU >= 0.5 with its own true box), boxes on frames
+    without its face, IoUs of the boxes given on its face frames."""
+    out = {}
+    for path, subjects in videos.values():
+        recs = follow(path, cfg, tuple(p for p, _, _ in subjects.values()))
+        for name, (pos, face, boxes) in subjects.items():
+            r = recs[pos]
+            iou = box_iou(r.box.astype(np.float64), np.nan_to_num(boxes))
+            given = face & r.face
+            out[name] = (int(face.sum()), int((given & (iou >= 0.5)).sum()), int((~face & r.face).sum()),
+                         iou[given].tolist())  # fmt: skip
+    return out
+
+
+def test_refinement_finds_the_hard_faces_with_their_identity_and_no_box_without_a_face(videos):
+    new = scores(videos, FaceConfig(follow="refine"))
+    today = scores(videos, FaceConfig(follow="detect"))
+    true, found, wrong = (sum(s[k] for s in new.values()) for k in range(3))
+    assert found / true >= 0.95, new
+    for name, (t, f, _, _) in new.items():
+        assert f / t >= 0.85, (name, f, t)  # every subject, the crossing's two included (their own boxes)
+    # no box in a faceless stretch (dark, low_contrast); where a face is mostly hidden behind the other
+    # person (crossing) MTCNN may still see its edge: no more boxes there than whole-frame detection gives
+    assert all(new[n][2] == 0 for n in new if "crossing" not in n)
+    assert wrong <= max(sum(today[n][2] for n in today if "crossing" in n), 2)
+    assert np.median(np.concatenate([s[3] for s in new.values()])) >= 0.8
+    assert found > sum(s[1] for s in today.values())  # more than whole-frame detection finds
