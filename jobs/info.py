@@ -10,11 +10,12 @@ def registry_text() -> str:
     from model.configs import MODEL_CONFIGS
 
     lines = ["model configs:"]
+    wide = max(len(name) for name in MODEL_CONFIGS)
     for name, cfg in MODEL_CONFIGS.items():
         maps = "+".join(("28x28", "14x14", "7x7")[level.source] for level in cfg.levels)
         width = sum(level.dim for level in cfg.levels)
         lines.append(
-            f"  {name:<8} {cfg.description} (maps {maps}, features {width}, window {cfg.num_frames})"
+            f"  {name:<{wide}} {cfg.description} (maps {maps}, features {width}, window {cfg.num_frames})"
         )
     lines.append("tasks:")
     for name, task in TASKS.items():

@@ -1,8 +1,9 @@
 """The affect model: backbone tail, multi-scale TAM and a task head over cached boundary maps.
 
 `AffectModel.forward(maps)` takes the maps at the freeze boundary as a tuple of (B, T, C, H, W) tensors
-(stride 8 and stride 16, as the feature cache stores them), computes the last backbone stage per frame,
-runs the TAM levels and returns raw head outputs: (B, T, outputs) for frame tasks, (B, outputs) for a clip
+(stride 8 and stride 16, as the feature cache stores them), standardises per channel the maps the TAM
+reads (`MapStandardiser`), computes the last backbone stage per frame where a level reads its stride-32
+map, runs the TAM levels and returns raw head outputs: (B, T, outputs) for frame tasks, (B, outputs) for a clip
 task. For every task the outputs are pre-activation (VA before tanh too): `predict` or `heads.activate`
 turns them into predictions, the losses take them as they are.
 """
@@ -43,6 +44,35 @@ class ModelConfig:
         return cls(**fields)
 
 
+class MapStandardiser(nn.Module):
+    """Per-channel standardisation of the cached maps before the TAM: (x - mean) / std per map.
+
+    The frozen backbone's boundary maps carry a large constant part shared by every face (on the stride-8
+    map of a randomly initialised MobileNetV4-small the spread over frames is about a third of the spread
+    over positions), which buries small, local changes; standardising each channel with the training
+    set's statistics (`fit`, kept as buffers in the checkpoint) puts them on the TAM's scale. The tail still
+    reads the maps as the backbone made them. Identity until fitted.
+    """
+
+    def __init__(self, channels: tuple[int, ...]):
+        super().__init__()
+        for k, c in enumerate(channels):
+            self.register_buffer(f"mean{k}", torch.zeros(c))  # (C,)
+            self.register_buffer(f"std{k}", torch.ones(c))  # (C,)
+        self.count = len(channels)
+
+    def fit(self, stats: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Set each map's (C,) mean and std."""
+        for k, (mean, std) in enumerate(stats):
+            getattr(self, f"mean{k}").copy_(mean)
+            getattr(self, f"std{k}").copy_(std)
+
+    def forward(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) map number k -> standardised, same shape."""
+        mean, std = getattr(self, f"mean{k}"), getattr(self, f"std{k}")
+        return (x - mean.to(x.dtype)[:, None, None]) / std.to(x.dtype)[:, None, None]
+
+
 class AffectModel(nn.Module):
     """Tail + TAM + head; `backbone` is the spec of the backbone whose maps it reads (`backbone_spec`)."""
 
@@ -52,8 +82,10 @@ class AffectModel(nn.Module):
         self.task = get_task(task)
         self.backbone_spec = dict(backbone)  # backbone, weights_hash, input_size, boundary, tail_output, ...
         map_shapes = tuple(tuple(s) for s in [*backbone["boundary"], backbone["tail_output"]])
-        self.tail = tail
+        self.standardise = MapStandardiser(tuple(int(shape[0]) for shape in map_shapes[:2]))
         self.tam = MultiScaleTAM(config.levels, map_shapes, config.num_frames)
+        # the tail only where a level reads its stride-32 map (a model on the cached maps alone has none)
+        self.tail = tail if 2 in self.tam.sources else None
         self.head = TaskHead(self.task, self.tam.out_dim, config.head_dropout)
 
     @property
@@ -66,9 +98,15 @@ class AffectModel(nn.Module):
         s16 = maps[1].to(dtype)
         s8 = maps[0].to(dtype) if self.tam.sources & {0} else maps[0]
         b, t = s16.shape[:2]
-        _, _, s32 = self.tail((s8, s16.flatten(0, 1)))  # (B*T, 96, 14, 14) -> (B*T, 960, 7, 7)
-        s32 = s32.reshape(b, t, *s32.shape[1:])  # -> (B, T, 960, 7, 7)
-        features = self.tam((s8, s16, s32))  # -> (B, T, F)
+        s32 = s16  # placeholder where no level reads the tail's map
+        if self.tail is not None:
+            _, _, s32 = self.tail((s8, s16.flatten(0, 1)))  # (B*T, 96, 14, 14) -> (B*T, 960, 7, 7)
+            s32 = s32.reshape(b, t, *s32.shape[1:])  # -> (B, T, 960, 7, 7)
+        read = self.tam.sources  # only the maps a level reads are standardised
+        maps = tuple(
+            self.standardise(k, m) if k < 2 and k in read else m for k, m in enumerate((s8, s16, s32))
+        )
+        features = self.tam(maps)  # -> (B, T, F)
         return self.head(features, mask)  # -> (B, T, outputs) or (B, outputs)
 
     @torch.no_grad()

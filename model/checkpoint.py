@@ -126,9 +126,10 @@ def load_checkpoint(
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of the wrong shape
         raise CheckpointError(f"checkpoint {path} does not match its model: {e}") from e
-    if result.missing_keys or result.unexpected_keys:
+    missing = [k for k in result.missing_keys if not k.startswith("standardise.")]  # older: identity
+    if missing or result.unexpected_keys:
         raise CheckpointError(
-            f"checkpoint {path} does not match its model: missing {result.missing_keys[:5]}, "
+            f"checkpoint {path} does not match its model: missing {missing[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
     return model.to(device).eval(), doc

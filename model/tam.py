@@ -12,6 +12,9 @@ and time) and then channels, and returns one vector per frame, (B, T, dim):
   separable, so the per-offset map can give each frame its own output; interpolation between neighbouring
   time patches could not (it blurs changes shorter than a time patch, e.g. brief AU onsets) and would give
   the frames inside a patch nearly the same prediction.
+- Reading the places: by default the frame vector is the mean of the space tokens; with `pool="position"`
+  each token is narrowed to READ_DIM and one linear map reads all places, so a cue at one place of the face
+  (an action unit's region) keeps its own weights instead of being averaged with every other place.
 - Variable T: token mixing is an MLP over the token axis, so its size is fixed by `num_frames`, the
   sequence length the level is built for (the seed's 32). A level takes any T <= num_frames: the sequence
   is padded to num_frames by repeating its last frame (which also rounds up to a multiple of time_patch)
@@ -28,6 +31,8 @@ from torch import nn
 
 from model.mixer import MixerBlock
 
+READ_DIM = 8  # width each space token is narrowed to before a "position" read
+
 
 @dataclass(frozen=True)
 class LevelConfig:
@@ -41,6 +46,9 @@ class LevelConfig:
     token_mlp_dim: int = 256  # hidden width of the token-mixing MLP
     channel_mlp_dim: int = 1024  # hidden width of the channel-mixing MLP
     dropout: float = 0.0  # dropout inside both MLPs
+    pool: str = (
+        "mean"  # frame vector from the space tokens: "mean" over them, or "position" (a read per place)
+    )
 
 
 def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -76,6 +84,13 @@ class TAMLevel(nn.Module):
             )
         )
         self.norm = nn.LayerNorm(cfg.dim)
+        if cfg.pool not in ("mean", "position"):
+            raise ValueError(f"pool must be mean or position, got {cfg.pool!r}")
+        # "position": each token narrowed to READ_DIM, then one linear map over all places (D x Ns x READ_DIM)
+        self.narrow = nn.Linear(cfg.dim, READ_DIM) if cfg.pool == "position" else None
+        self.place_read = (
+            nn.Linear(self.spatial_tokens * READ_DIM, cfg.dim) if cfg.pool == "position" else None
+        )
         self.time_upsample = nn.Linear(cfg.dim, cfg.time_patch * cfg.dim)
 
     def tubelets(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +111,11 @@ class TAMLevel(nn.Module):
         x = pad_frames(x, self.padded_frames)  # (B, T, C, H, W) -> (B, T', C, H, W)
         tokens = self.tubelet_embed(self.tubelets(x))  # -> (B, N, D)
         tokens = self.norm(self.blocks(tokens))
-        pooled = tokens.reshape(b, self.time_patches, self.spatial_tokens, -1).mean(2)  # -> (B, Nt, D)
+        tokens = tokens.reshape(b, self.time_patches, self.spatial_tokens, -1)  # -> (B, Nt, Ns, D)
+        if self.narrow is not None and self.place_read is not None:
+            pooled = self.place_read(self.narrow(tokens).flatten(2))  # (B, Nt, Ns * READ_DIM) -> (B, Nt, D)
+        else:
+            pooled = tokens.mean(2)  # -> (B, Nt, D)
         frames = self.time_upsample(pooled)  # (B, Nt, D) -> (B, Nt, tp * D)
         frames = frames.reshape(b, self.padded_frames, self.cfg.dim)  # -> (B, T', D), offset k of patch j
         return frames[:, :t]  # -> (B, T, D)

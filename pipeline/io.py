@@ -6,6 +6,7 @@ into place once complete, so the final name never holds a partial file; on failu
 removed. A target is a local path (its folder is created) or a path on a pyarrow filesystem (local, S3, ...;
 the folder must exist). A temporary name starts with `TMP_PREFIX` (hidden) and ends with `TMP_SUFFIX`, so
 neither a listing of the folder nor a reader looking for the target's suffix takes it for a finished file.
+`atomic_path` is for a file written within one block, `AtomicFile` for one written over a long time.
 
 May import: the standard library and pyarrow.
 """
@@ -38,29 +39,46 @@ def is_temporary(name: str) -> bool:
     return name.startswith(TMP_PREFIX)
 
 
+class AtomicFile:
+    """A file made under a temporary name in its target's folder: `commit` renames it to the target,
+    `abort` removes it. For a file written over a long time (a cache shard streamed row group by row
+    group); `atomic_path` is the same for a file written within one block. `path`: the target, a local
+    path (its folder is created) or a path on the pyarrow filesystem `fs` (the folder must exist)."""
+
+    def __init__(self, path: str | os.PathLike[str], fs: pafs.FileSystem | None = None):
+        self.target, self.fs = str(path), fs
+        if fs is None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder, name = str(Path(path).parent), Path(path).name
+        else:
+            folder, _, name = self.target.rpartition("/")
+        self.path = f"{folder}/{temporary_name(name)}"  # where to write the file
+
+    def commit(self) -> None:
+        """Rename the written file to the target (replacing any file there)."""
+        if self.fs is None:
+            os.replace(self.path, self.target)
+        else:
+            self.fs.move(self.path, self.target)
+
+    def abort(self) -> None:
+        """Remove the temporary file, if it was created."""
+        if self.fs is None:
+            Path(self.path).unlink(missing_ok=True)
+        elif self.fs.get_file_info(self.path).type == pafs.FileType.File:
+            self.fs.delete_file(self.path)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], fs: pafs.FileSystem | None = None) -> Iterator[str]:
     """A temporary path in `path`'s folder to write the file to; renamed to `path` when the block ends,
     removed when it raises. `fs`: the pyarrow filesystem `path` is on; None for a local path."""
-    if fs is None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        local = target.with_name(temporary_name(target.name))
-        try:
-            yield str(local)
-            os.replace(local, target)
-        except BaseException:
-            local.unlink(missing_ok=True)
-            raise
-        return
-    folder, _, name = str(path).rpartition("/")
-    tmp = f"{folder}/{temporary_name(name)}"
+    target = AtomicFile(path, fs)
     try:
-        yield tmp
-        fs.move(tmp, str(path))
+        yield target.path
+        target.commit()
     except BaseException:
-        if fs.get_file_info(tmp).type == pafs.FileType.File:
-            fs.delete_file(tmp)
+        target.abort()
         raise
 
 

@@ -2,9 +2,9 @@
 
 `bench_extract` starts a local Ray (timed apart), then times `jobs.extract.driver.extract` on a folder of
 videos: Ray Data stages, actors loading their models, every frame decoded, tracked, aligned, run through
-the backbone and written to the cache, shards assembled. Its face boxes are read back from the cache and
-scored against the truth (`jobs.bench.scores`), and the worker time of writing the maps (part files) and
-assembling the shards is reported per decoded frame.
+the backbone and written once into the cache's shards. Its face boxes are read back from the cache and
+scored against the truth (`jobs.bench.scores`), and the worker time of writing the maps into the shards is
+reported per decoded frame.
 
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
 `interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,

@@ -1,7 +1,7 @@
 """Benchmark of the feature cache and the temporal model: cache write / read, map fidelity, train, predict.
 
 The cache figures come from writing the backbone maps of the benchmark's face crops as one subject's shard
-with the pipeline's writer (part files, then the atomic shard assembly) and reading it back whole
+with the pipeline's writer (streamed into the shard, renamed into place) and reading it back whole
 (`FeatureCache.read`, a warm read: the file is in the page cache). Bytes per frame are the shard's size on
 disk over its rows; the raw figure is the uncompressed float16 maps. The fidelity figure is the cosine
 between each frame's cached maps (bf16 where the pipeline uses it, stored as float16) and the same frame's

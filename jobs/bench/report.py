@@ -163,7 +163,7 @@ def markdown(f: dict[str, Any]) -> str:
             used = " (pipeline)" if name == bb["pipeline"] else ""
             rows.append(("backbone", f"{name}{used}", bb[name]["fps"], f"batch {bb.get('batch_size', '-')}"))
     c = f["cache"]
-    rows.append(("cache", "write (parts + shard)", c["write_fps"],
+    rows.append(("cache", "write (streamed shard)", c["write_fps"],
                  f"{_n(c['write_mb_s'])} MB/s, {_n(c['bytes_per_frame'] / 1000)} kB/frame "
                  f"(raw {_n(c['raw_bytes_per_frame'] / 1000)} kB)"))  # fmt: skip
     rows.append(("cache", "read (whole shard, warm)", c["read_fps"],
@@ -178,7 +178,7 @@ def markdown(f: dict[str, Any]) -> str:
                  f"{_found(e)}"))  # fmt: skip
     if "write_assemble_ms" in e:
         rows.append(("extract", "write + assemble (worker time)", None,
-                     f"{_n(e['write_assemble_ms'], 2)} ms per decoded frame (part files, then shards)"))  # fmt: skip
+                     f"{_n(e['write_assemble_ms'], 2)} ms per decoded frame"))  # fmt: skip
     if "steady_fps" in e:
         rows.append(("extract", "steady (long - short memory run)", e["steady_fps"],
                      f"extract speed-up over naive {_n(e.get('speedup_vs_naive_steady'))}x"))  # fmt: skip

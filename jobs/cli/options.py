@@ -56,7 +56,8 @@ Recipe = Annotated[
     typer.Option(help="Training recipe: default or seed (the seed paper's settings); flags given win."),
 ]
 ModelConfig = Annotated[
-    str | None, typer.Option(help="Model config: tam_s1, tam_s2 or tam_s3 (default: the recipe's).")
+    str | None,
+    typer.Option(help="Model config: tam_s1, tam_s2, tam_s3 or tam_local (default: the recipe's)."),
 ]
 Epochs = Annotated[int, typer.Option(min=1, help="Maximum number of epochs.")]
 SeqLen = Annotated[int | None, typer.Option(min=1, help="Frames per window (default: the recipe's).")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -136,21 +137,28 @@ def extract(
     Exit status 0 when every video was cached, 2 when some failed (listed in CACHE/failures.parquet),
     1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
     """
-    from jobs.extract.config import ExtractConfig, FaceSettings
-    from jobs.extract.driver import extract as run_extract
-    from model.backbone import BackboneConfig
+    from jobs.extract.runtime import RayStart, RuntimeConfig  # no torch: Ray starts while the rest loads
+    from jobs.extract.select import work_left
 
-    weights = None if backbone_weights is None else str(backbone_weights)
-    if weights is None and not pretrained:
-        typer.echo(
-            "note: randomly initialised backbone (pass --backbone-weights FILE or --pretrained)", err=True
-        )
-    cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=FaceSettings(mode=faces),
-                        backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
-                        address=address, rebuild=rebuild,
-                        subjects=tuple(only) if only else None)  # fmt: skip
-    with _fails_with_1("extract", ValueError, OSError, RuntimeError):
-        report = run_extract(cfg, say=_say)
+    names = tuple(only) if only else None
+    when = partial(work_left, input, cache, split, names, rebuild)  # a rerun with nothing to do starts no Ray
+    with RayStart(RuntimeConfig(address=address), when) as ray_start:
+        from jobs.extract.config import ExtractConfig, FaceSettings
+        from jobs.extract.driver import extract as run_extract
+        from model.backbone import BackboneConfig
+
+        weights = None if backbone_weights is None else str(backbone_weights)
+        if weights is None and not pretrained:
+            typer.echo(
+                "note: randomly initialised backbone (pass --backbone-weights FILE or --pretrained)", err=True
+            )
+        cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject,
+                            faces=FaceSettings(mode=faces),
+                            backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
+                            address=address, rebuild=rebuild,
+                            subjects=names)  # fmt: skip
+        with _fails_with_1("extract", ValueError, OSError, RuntimeError):
+            report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:
         typer.echo(f"failed: {failure.subject} ({failure.stage}): {failure.reason}")
     raise typer.Exit(report.exit_code)

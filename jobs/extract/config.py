@@ -2,7 +2,7 @@
 (what the face stage does).
 
 Where the stages run is `jobs.extract.runtime.RuntimeConfig`; how the frozen backbone is run is
-`pipeline.features.FeatureConfig`; the shard layout is `pipeline.cache.write.ShardConfig`.
+`pipeline.features.FeatureConfig`; the shard layout is `pipeline.cache.shard.ShardConfig`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from jobs.extract.runtime import RuntimeConfig
 from model.backbone import BackboneConfig
-from pipeline.cache.write import ShardConfig
+from pipeline.cache.shard import ShardConfig
 from pipeline.faces.align import AlignConfig
 from pipeline.faces.detect import FaceConfig
 from pipeline.features import FeatureConfig

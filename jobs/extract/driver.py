@@ -6,13 +6,13 @@ Pipeline (Ray Data, streaming; nothing holds a whole video):
 work items (one per video: path + subjects still to cache, longest videos first)
   -> FaceStage     actor pool: decode in chunks, detect/track (stateful per video), align -> crop rows
   -> BackboneStage actor pool: frozen backbone on the face rows -> s8/s16 maps (float16)
-  -> WriteStage    actor pool: part files CACHE/parts/<run>/<subject>/<start>-<stop>.parquet -> summaries
-  -> driver        tracks coverage per subject; once a subject's parts cover all its frames, a driver
-                   thread assembles its shard atomically and updates the manifest
+  -> WriteStage    one actor: streams each subject's rows into its shard (temporary name), closes it (rename
+                   into place) once complete -> summary rows
+  -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it)
 ```
 
 Sizing (`jobs.extract.runtime.plan_stages`): the CPU reservations of the pools never add up to every CPU, so no
-stage starves; on 2 CPUs one face worker (1 CPU), one backbone worker (0.5 CPU) and one writer (0.25 CPU).
+stage starves; on 2 CPUs one face worker (1 CPU), one backbone worker (0.5 CPU) and the writer (0.25 CPU).
 Face workers take one video at a time; the backbone batches rows across videos.
 
 Every stage measures its own seconds per row; the driver sums them into the per-stage table. A video
@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,18 +35,20 @@ import numpy as np
 
 from jobs.extract.config import ExtractConfig
 from jobs.extract.rows import END, FAIL, FRAME, summaries
-from jobs.extract.runtime import StagePlan, plan_stages, ray_session
+from jobs.extract.runtime import RayStart, StagePlan, plan_stages, ray_session
+from jobs.extract.select import select_subjects
 from jobs.extract.stages.backbone import BackboneStage
 from jobs.extract.stages.face import FaceStage
-from jobs.extract.stages.write import WriteStage
+from jobs.extract.stages.write import WriteStage, pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
 from model.backbone import build_backbone
-from model.tasks import SPLITS
+from pipeline.cache.layout import shard_file
+from pipeline.cache.schema import ManifestEntry
 from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter, Failure
-from pipeline.datasets import Catalogue, Subject, load_catalogue
+from pipeline.datasets import Catalogue, load_catalogue
 
-STAGES = ("decode", "detect", "align", "backbone", "write", "assemble")
+STAGES = ("decode", "detect", "align", "backbone", "write")
 Say = Callable[[str], None]
 
 
@@ -74,7 +74,7 @@ class ExtractReport:
     failures: list[Failure] = field(default_factory=list)  # subjects that could not be cached
     frames: float = 0.0  # decoded video frames
     rows: int = 0  # cached rows (frames x subjects)
-    wall_s: float = 0.0  # wall-clock seconds of the whole call (Ray start and model loading included)
+    wall_s: float = 0.0  # wall-clock seconds of the call, Ray and models starting included (from ray_start)
     startup_s: float = 0.0  # seconds until the first result came back (Ray start, model loading, first chunk)
     stages: dict[str, StageTime] = field(default_factory=lambda: {s: StageTime() for s in STAGES})
     plan: str = ""  # stage pool sizes
@@ -103,23 +103,6 @@ class ExtractReport:
         return "\n".join(lines)
 
 
-def select_subjects(catalogue: Catalogue, split: str, names: tuple[str, ...] | None) -> list[Subject]:
-    """Subjects of `split` in any task (all subjects for "all"), optionally only `names`."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
-    if split == "all":
-        chosen = list(catalogue.subjects.values())
-    else:
-        picked = {s.name: s for task in catalogue.tasks() for s in catalogue.subjects_in(task, split)}
-        chosen = [catalogue.subjects[n] for n in catalogue.subjects if n in picked]
-    if names is not None:
-        missing = sorted(set(names) - set(catalogue.subjects))
-        if missing:
-            raise ValueError(f"subjects not in {catalogue.root}: {', '.join(missing)}")
-        chosen = [s for s in chosen if s.name in set(names)]
-    return chosen
-
-
 def cache_spec(cfg: ExtractConfig) -> dict:
     """The cache spec of this configuration (builds the backbone once to read its shapes and hash)."""
     backbone = build_backbone(cfg.backbone)
@@ -130,16 +113,16 @@ def cache_spec(cfg: ExtractConfig) -> dict:
 
 
 class Progress:
-    """Driver-side state: coverage per subject, assembly, stage times, per-video and overall progress.
+    """Driver-side state: per-video and overall progress, stage times, the manifest as shards complete.
 
     Progress shows on `display` (`jobs.progress`): a bar per video in flight (its frames out of the
     container's count) and one overall (frames of every video, the videos done in its label); without a
     terminal, a plain line every 15 s and one per finished video.
     """
 
-    def __init__(self, writer: CacheWriter, run_id: str, items: list[dict], report: ExtractReport, say: Say,
+    def __init__(self, writer: CacheWriter, items: list[dict], report: ExtractReport, say: Say,
                  display: ProgressDisplay | None = None):  # fmt: skip
-        self.writer, self.run_id, self.report, self.say = writer, run_id, report, say
+        self.writer, self.report, self.say = writer, report, say
         self.display = display or ProgressDisplay(say, bars=False)
         self.expected = {item["video"]: item.get("frames") for item in items}  # container frame counts
         counts = list(self.expected.values())
@@ -148,12 +131,7 @@ class Progress:
         self.bars: dict[str, Bar] = {}  # video -> its bar while in flight
         self.video_of = {s: item["video"] for item in items for s, _ in json.loads(item["subjects"])}
         self.pending = {item["video"]: {s for s, _ in json.loads(item["subjects"])} for item in items}
-        self.spans: dict[str, dict[int, int]] = {s: {} for s in self.video_of}
-        self.total: dict[str, int] = {}
         self.failed: dict[str, Failure] = {}
-        self.futures: dict[str, Future] = {}
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble")
-        self.lock = threading.RLock()  # the assembly thread and the driver loop share the state below
         self.videos_done, self.started = 0, time.perf_counter()
 
     def _label(self, done: int) -> str:
@@ -169,15 +147,11 @@ class Progress:
         bar.advance(frames)
 
     def update(self, batch: dict[str, np.ndarray]) -> None:
-        with self.lock:
-            self._update(batch)
-
-    def _update(self, batch: dict[str, np.ndarray]) -> None:
         stages = self.report.stages
         for summary in summaries(batch):
             self.report.nodes.update(summary.nodes)
+            stages["write"].seconds += summary.times["t_write"]
             if summary.kind == FRAME:
-                self.spans[summary.subject][summary.start] = summary.stop
                 w, n_face = summary.times["w_video"], summary.times["n_face"]
                 self.report.frames += w
                 self._advance(self.video_of[summary.subject], w)
@@ -185,49 +159,31 @@ class Progress:
                     stages[name].frames += frames
                     stages[name].seconds += summary.times[f"t_{name}"]
                 stages["write"].frames += summary.stop - summary.start
-                stages["write"].seconds += summary.times["t_write"]
             elif summary.kind == END:
-                self.total[summary.subject] = summary.frames
+                self._cached(summary.subject, summary.frames, summary.faces, summary.bytes)
             elif summary.kind == FAIL:
                 self._fail(
                     Failure(self.video_of[summary.subject], summary.subject, summary.stage, summary.reason)
                 )
-            self._maybe_assemble(summary.subject)
+
+    def _cached(self, subject: str, frames: int, faces: int, size: int) -> None:
+        if subject in self.failed or subject in self.report.cached:
+            return
+        video = self.video_of[subject]
+        entry = ManifestEntry(subject, video, frames, faces, size, self.writer.spec_hash, shard_file(subject))
+        self.writer.record(entry)
+        self.report.cached.append(subject)
+        self.report.rows += frames
+        self.say(f"  cached {subject}: {frames} frames, {faces} with a face, {size / 2**20:.1f} MiB")
+        self._resolved(subject)
 
     def _fail(self, failure: Failure) -> None:
-        with self.lock:
-            if failure.subject in self.failed:
-                return
-            self.failed[failure.subject] = failure
-            self.report.failures.append(failure)
-            self.writer.discard(self.run_id, failure.subject)
-            self.say(f"  failed {failure.subject} ({failure.stage}): {failure.reason}")
-            self._resolved(failure.subject)
-
-    def _maybe_assemble(self, subject: str) -> None:
-        total = self.total.get(subject)
-        if total is None or subject in self.futures or subject in self.failed:
+        if failure.subject in self.failed or failure.subject in self.report.cached:
             return
-        if sum(stop - start for start, stop in self.spans[subject].items()) != total:
-            return
-        future = self.pool.submit(self._assemble, subject, total)
-        self.futures[subject] = future
-
-    def _assemble(self, subject: str, total: int) -> None:
-        started = time.perf_counter()
-        try:
-            entry = self.writer.assemble(self.run_id, subject, self.video_of[subject], total)
-        except Exception as err:  # a shard that cannot be written is a failure of this subject only
-            self._fail(Failure(self.video_of[subject], subject, "write", f"{type(err).__name__}: {err}"))
-            return
-        with self.lock:
-            t = self.report.stages["assemble"]
-            t.frames, t.seconds = t.frames + entry.frames, t.seconds + time.perf_counter() - started
-            self.report.cached.append(subject)
-            self.report.rows += entry.frames
-            mib = entry.bytes / 2**20
-            self.say(f"  cached {subject}: {entry.frames} frames, {entry.faces} with a face, {mib:.1f} MiB")
-            self._resolved(subject)
+        self.failed[failure.subject] = failure
+        self.report.failures.append(failure)
+        self.say(f"  failed {failure.subject} ({failure.stage}): {failure.reason}")
+        self._resolved(failure.subject)
 
     def _resolved(self, subject: str) -> None:
         video = self.video_of[subject]
@@ -245,8 +201,7 @@ class Progress:
             )
 
     def finish(self) -> None:
-        """Wait for the assemblies; subjects that got no result at all are failures."""
-        self.pool.shutdown(wait=True)
+        """Subjects that got no result at all are failures."""
         for subject, video in self.video_of.items():
             if subject not in self.failed and subject not in self.report.cached:
                 self._fail(
@@ -262,9 +217,7 @@ class Progress:
         self.overall.close()
 
 
-def _build_dataset(
-    cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter, run_id: str
-) -> Any:
+def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -296,16 +249,19 @@ def _build_dataset(
     return ds.map_batches(
         WriteStage,
         batch_size=cfg.runtime.write_batch,
-        compute=ray.data.ActorPoolStrategy(size=plan.write_actors),
+        compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
         num_cpus=plan.write_cpus,
-        fn_constructor_kwargs={"writer": writer.part_writer(run_id)},
+        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
     )
 
 
-def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
-    """Extract every subject of the split that has no complete shard yet; returns what happened."""
+def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | None = None) -> ExtractReport:
+    """Extract every subject of the split that has no complete shard yet; returns what happened.
+
+    `ray_start`: Ray begun before this call (`jobs.extract.runtime.RayStart`), which its owner stops; the
+    report's wall-clock and start-up seconds then count from its beginning."""
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-    began = time.perf_counter()
+    began = time.perf_counter() if ray_start is None else ray_start.began  # start-up counts from there
     catalogue = load_catalogue(cfg.input, strict=False)
     for problem in catalogue.errors:
         say(f"note: {problem}")
@@ -331,12 +287,12 @@ def extract(cfg: ExtractConfig, say: Say | None = None) -> ExtractReport:
     order = sorted(todo, key=lambda v: -paths[v].stat().st_size if paths[v].is_file() else 0)
     items = [{"video": v, "path": str(paths[v]), "subjects": json.dumps(todo[v])} for v in order]
     runtime = cfg.runtime if cfg.address is None else replace(cfg.runtime, address=cfg.address)
-    run_id = writer.new_run()
     with progress_display(say) as display:
         frames = {v: _frame_count(catalogue, v) for v in order}
-        progress = Progress(writer, run_id, [{**i, "frames": frames[i["video"]]} for i in items], report, say,
-                            display)  # fmt: skip
-        _run(cfg, runtime, items, writer, run_id, report, progress, began, say)
+        progress = Progress(
+            writer, [{**i, "frames": frames[i["video"]]} for i in items], report, say, display
+        )
+        _run(cfg, runtime, items, writer, report, progress, began, say, ray_start)
     say(report.table())
     say(f"nodes: {', '.join(sorted(report.nodes))}")
     say(
@@ -358,23 +314,22 @@ def _frame_count(catalogue: Catalogue, video: str) -> int | None:
         return None
 
 
-def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWriter, run_id: str,
-         report: ExtractReport, progress: Progress, began: float, say: Say) -> None:  # fmt: skip
+def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWriter, report: ExtractReport,
+         progress: Progress, began: float, say: Say, ray_start: RayStart | None) -> None:  # fmt: skip
     """The Ray part of `extract`: stream every item through the stages into `progress`."""
     todo = [s for item in items for s, _ in json.loads(item["subjects"])]
     try:
-        with ray_session(runtime) as resources:
+        with ray_session(runtime, ray_start) as resources:
             plan = plan_stages(runtime, resources.get("CPU", 1.0), resources.get("GPU", 0.0), cfg.device)
             report.plan = plan.describe()
             say(f"{len(items)} videos to extract; {report.plan}")
-            ds = _build_dataset(cfg, plan, items, writer, run_id)
+            ds = _build_dataset(cfg, plan, items, writer)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 report.startup_s = report.startup_s or time.perf_counter() - began
                 progress.update(batch)
             progress.finish()
         report.wall_s = time.perf_counter() - began
     finally:
-        progress.pool.shutdown(wait=True)
         progress.close()
         writer.write_failures(report.failures, todo)
         writer.finish()

@@ -13,10 +13,12 @@ and subject, plus marker rows that end a subject:
   `w_video`, the row's share of one decoded frame (1 / subjects of the video), so that sums over rows
   give each stage's frames and time; `node`, the Ray node the row was made on.
 
-Summary rows (`WriteStage` -> driver), columns SUMMARY_COLUMNS + TIME_COLUMNS: one per part file written
-(FRAME: frames `start`..`stop` of the subject, `faces`, the part's summed times, `n_face` its rows with a
-face) and one per marker row passed through (END, FAIL); `nodes` lists the nodes that made and wrote the
-rows. `summary_batch` builds them, `summaries` reads them back.
+Summary rows (`WriteStage` -> driver), columns SUMMARY_COLUMNS + TIME_COLUMNS; the maps never reach the
+driver. FRAME: a run of consecutive frames `start`..`stop` of a subject went to its shard (`faces`, the
+run's summed times, `n_face` its rows with a face); END: the subject's shard is complete and in place
+(`frames`, `faces`, `bytes`: its manifest entry); FAIL: the subject failed (`stage`, `reason`). `nodes`
+lists the nodes that made and wrote the rows, `t_write` each row's share of the write call's seconds.
+`summary_batch` builds them, `summaries` reads them back.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import numpy as np
 
 FRAME, END, FAIL = 0, 1, 2  # row kinds
 
-# per-row shares of the stages' seconds and of a decoded frame; the write stage sums them per part
+# per-row shares of the stages' seconds and of a decoded frame; the write stage sums them per run
 PART_TIMES = ("t_decode", "t_detect", "t_align", "t_backbone", "w_video")
-SUMMARY_COLUMNS = ("kind", "subject", "video", "start", "stop", "faces", "frames", "stage", "reason", "nodes")
+SUMMARY_COLUMNS = ("kind", "subject", "video", "start", "stop", "faces", "frames", "bytes", "stage", "reason",
+                   "nodes")  # fmt: skip
 TIME_COLUMNS = ("t_decode", "t_detect", "t_align", "t_backbone", "t_write", "w_video", "n_face")
 
 
@@ -75,6 +78,7 @@ _DEFAULTS: dict[str, Any] = {
     "stop": 0,
     "faces": 0,
     "frames": 0,
+    "bytes": 0,
     "stage": "",
     "reason": "",
     "nodes": "",
@@ -83,9 +87,11 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def summary_batch(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Summary rows, each a dict of some summary columns -> a batch of every column (the rest default)."""
+    """Summary rows, each a dict of some summary columns -> a batch of every column (the rest default);
+    without rows, empty columns of the defaults' types."""
     return {
-        c: np.array([row.get(c, _DEFAULTS[c]) for row in rows]) for c in (*SUMMARY_COLUMNS, *TIME_COLUMNS)
+        c: np.array([row.get(c, _DEFAULTS[c]) for row in rows], dtype=None if rows else type(_DEFAULTS[c]))
+        for c in (*SUMMARY_COLUMNS, *TIME_COLUMNS)
     }
 
 
@@ -93,14 +99,15 @@ def summary_batch(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 class Summary:
     """One summary row, as the driver reads it."""
 
-    kind: int  # FRAME: a part was written; END: the subject's rows all went through; FAIL: it failed
+    kind: int  # FRAME: rows went to the shard; END: the shard is complete and in place; FAIL: it failed
     subject: str
     video: str
-    start: int  # FRAME: first frame index of the part
+    start: int  # FRAME: first frame index of the run
     stop: int  # FRAME: one past its last
-    faces: int  # FRAME: frames of the part with a face
-    frames: int  # END: the subject's frame count
-    stage: str  # FAIL: the stage that failed (decode, faces, ...)
+    faces: int  # FRAME: frames of the run with a face; END: of the shard
+    frames: int  # END: the shard's frame count
+    bytes: int  # END: the shard's size on disk
+    stage: str  # FAIL: the stage that failed (decode, faces, write, ...)
     reason: str  # FAIL: why
     nodes: tuple[str, ...]  # Ray nodes that made and wrote the rows
     times: dict[str, float]  # TIME_COLUMNS: the part's seconds per stage, decoded frames, face rows
@@ -117,6 +124,7 @@ def summaries(batch: dict[str, np.ndarray]) -> Iterator[Summary]:
             stop=int(batch["stop"][i]),
             faces=int(batch["faces"][i]),
             frames=int(batch["frames"][i]),
+            bytes=int(batch["bytes"][i]),
             stage=str(batch["stage"][i]),
             reason=str(batch["reason"][i]),
             nodes=tuple(n for n in str(batch["nodes"][i]).split(",") if n),

@@ -4,6 +4,7 @@
 kept apart from what the stages do. `ray_session` starts a local Ray on loopback only
 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `address="local"`, no dashboard, quiet logs) or joins a cluster
 (`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which `ray start` enables by default in Ray 2.60).
+`RayStart` begins that in a background thread, so that it overlaps the driver's own start-up.
 `plan_stages` sizes the stage pools so that their CPU reservations never add up to every CPU: on 2 cores
 an actor pool that claims all CPUs starves the other stages and Ray Data waits "backpressured" forever.
 `node_address` tells a stage worker which node it runs on (reported per row, listed in the run's report).
@@ -14,8 +15,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0" keeps a local Ray on 127.0.0.1 (read at import)
 UV_HOOK_VAR = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"  # "0": workers of a local Ray start without `uv run`
@@ -37,10 +43,11 @@ class RuntimeConfig:
     backbone_actors: int | None = None  # frozen-backbone workers; None: 1 per GPU, else 1
     backbone_cpus: float | None = None  # CPUs reserved per backbone worker; None: plan_stages
     backbone_threads: int | None = None  # torch threads of a CPU backbone worker; None: plan_stages
-    write_actors: int = 1  # part-file writers
-    write_cpus: float = 0.25  # CPUs reserved per writer
+    write_cpus: float = 0.25  # CPUs reserved for the writer (one per run: it holds every open shard)
     backbone_batch: int = 64  # rows per backbone call
-    write_batch: int = 128  # rows per part-file write call
+    # rows per write call; None: each block as the backbone sends it, so that no summary waits for more
+    # rows (the writer cuts its own row groups)
+    write_batch: int | None = None
     # largest Ray Data block between stages; Ray's default (128 MiB) would hold a whole short video's crops
     # (150 kB a frame) in one block, so nothing downstream starts before the video is done and the face
     # worker's memory grows with the video; 8 MiB is about one decode chunk of crops
@@ -61,17 +68,12 @@ class StagePlan:
     backbone_cpus: float  # CPUs reserved per backbone worker
     backbone_gpus: float  # GPUs per backbone worker
     backbone_threads: int  # torch threads per backbone worker
-    write_actors: int  # part-file writers
-    write_cpus: float  # CPUs reserved per writer
+    write_cpus: float  # CPUs reserved for the writer (one)
     device: str  # "cuda" or "cpu": where the backbone and detector run
 
     @property
     def reserved_cpus(self) -> float:
-        return (
-            self.face_actors * self.face_cpus
-            + self.backbone_actors * self.backbone_cpus
-            + self.write_actors * self.write_cpus
-        )
+        return self.face_actors * self.face_cpus + self.backbone_actors * self.backbone_cpus + self.write_cpus
 
     def describe(self) -> str:
         return (
@@ -82,7 +84,7 @@ class StagePlan:
                 if self.backbone_gpus
                 else f" ({self.backbone_threads} threads)"
             )
-            + f", write {self.write_actors} x {self.write_cpus:g} CPU on {self.device}"
+            + f", write 1 x {self.write_cpus:g} CPU on {self.device}"
         )
 
 
@@ -96,7 +98,7 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
     gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
     if gpu and gpus < 1:
         raise RuntimeError("a GPU was asked for but the Ray cluster has none")
-    write = cfg.write_actors * cfg.write_cpus
+    write = cfg.write_cpus
     if gpu:
         backbone_actors = cfg.backbone_actors or max(1, int(gpus))
         backbone_cpus = cfg.backbone_cpus if cfg.backbone_cpus is not None else 1.0
@@ -121,7 +123,6 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
         backbone_cpus=backbone_cpus,
         backbone_gpus=backbone_gpus if gpu else 0.0,
         backbone_threads=threads,
-        write_actors=cfg.write_actors,
         write_cpus=cfg.write_cpus,
         device="cuda" if gpu else "cpu",
     )
@@ -146,32 +147,114 @@ def _loopback_host(address: str) -> str | None:
     return host if host.startswith("127.") else None
 
 
-@contextlib.contextmanager
-def ray_session(cfg: RuntimeConfig) -> Iterator[dict[str, float]]:
-    """Ray for the duration of the block: joined, or started locally (and stopped after); yields resources."""
+def _init(cfg: RuntimeConfig) -> bool:
+    """Start a local Ray or join a cluster unless Ray is running in this process; whether it did."""
     import ray
 
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
-    started = False
-    if not ray.is_initialized():
-        address = cluster_address(cfg)
-        if address is None:
-            _loopback_only()
-            ray.init(
-                address="local",
-                num_cpus=cfg.num_cpus or os.cpu_count(),
-                include_dashboard=False,
-                object_store_memory=cfg.object_store_memory,
-                logging_level=logging.WARNING,
-                _temp_dir=cfg.temp_dir,
-            )
-        else:
-            _cluster_mode()
-            _token_auth()
-            # on a loopback cluster (127.0.0.x) the driver claims the address it joins as its node's
-            ray.init(address=address, logging_level=logging.WARNING, _node_ip_address=_loopback_host(address))
-        started = True
+    if ray.is_initialized():
+        return False
+    address = cluster_address(cfg)
+    if address is None:
+        _loopback_only()
+        ray.init(
+            address="local",
+            num_cpus=cfg.num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=cfg.object_store_memory,
+            logging_level=logging.WARNING,
+            _temp_dir=cfg.temp_dir,
+        )
+    else:
+        _cluster_mode()
+        _token_auth()
+        # on a loopback cluster (127.0.0.x) the driver claims the address it joins as its node's
+        ray.init(address=address, logging_level=logging.WARNING, _node_ip_address=_loopback_host(address))
+    return True
+
+
+class RayStart:
+    """Ray started (local) or joined (a cluster) in a background thread, so that it overlaps the rest of the
+    driver's start-up: its imports (torch, timm, the detector), the catalogue and the cache spec. Start it
+    first thing, pass it to `ray_session`, which waits for it, and close it (or leave its `with` block) to
+    stop the Ray it started. `when`, where given, is asked first (`jobs.extract.select.work_left`: is there
+    anything to extract?); where it says no, no Ray starts early.
+
+    The thread lives until `close`: a local Ray's processes are tied to the thread that started them
+    (Linux PR_SET_PDEATHSIG) and would die with it. Ray sets its SIGTERM handler only from the main
+    thread; this sets the same one (exit, so that Ray shuts down at exit) until `close`.
+    """
+
+    def __init__(self, cfg: RuntimeConfig, when: Callable[[], bool] | None = None):
+        self.cfg = cfg
+        self.when = when  # asked first, in the thread: False leaves Ray to `ray_session`, if needed at all
+        self.skipped = False  # `when` said no
+        self.began = time.perf_counter()  # when it was begun: the driver's start-up is timed from here
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._error: BaseException | None = None
+        self._sigterm: Any = None  # the SIGTERM handler before this one, restored by `close`
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+        logging.getLogger("ray._private.worker").addFilter(_NOT_MAIN_THREAD_NOTE)
+        self._thread = threading.Thread(target=self._own, name="ray-start", daemon=True)
+        self._thread.start()
+
+    def _own(self) -> None:
+        import ray
+
+        try:
+            self.skipped = self.when is not None and not self.when()
+            started = False if self.skipped else _init(self.cfg)
+        except BaseException as err:  # raised again by `wait`, in the driver's thread
+            self._error = err
+            started = False
+        finally:
+            self._ready.set()
+        if started:
+            self._stop.wait()
+            ray.shutdown()
+
+    def wait(self) -> None:
+        """Block until Ray is up; raise what starting it raised."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Stop the Ray this started (after it finished starting)."""
+        self._stop.set()
+        self._thread.join()
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
+
+    def __enter__(self) -> RayStart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _NotMainThreadNote(logging.Filter):
+    # Ray's note that it set no SIGTERM handler from a thread: `RayStart` sets it
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+_NOT_MAIN_THREAD_NOTE = _NotMainThreadNote()
+
+
+@contextlib.contextmanager
+def ray_session(cfg: RuntimeConfig, start: RayStart | None = None) -> Iterator[dict[str, float]]:
+    """Ray for the duration of the block: one begun by `start` (stopped by its owner), one already running
+    in this process, or else one joined or started locally here (and stopped after: also where `start`
+    skipped starting it); yields resources."""
+    import ray
+
+    if start is not None:
+        start.wait()
+    started = _init(cfg) if start is None or start.skipped else False
     _quiet_data()
     try:
         yield ray.cluster_resources()

@@ -5,7 +5,8 @@ each task's loss options; `recipe_config` builds the `TrainConfig` of a task fro
 given beside it (command-line flags) win over the recipe's. In every recipe norms and biases get no weight
 decay (`pipeline.temporal.optim.param_groups`).
 
-- `default`: what measures best on the learnability set (`python -m jobs.learnability`, README);
+- `default`: what measures best on the learnability set (`python -m jobs.learnability`, README): AU on
+  `tam_local` (the only config that learns its local marks there), the other tasks on `tam_s1`;
 - `seed`: the seed paper authors' released settings of their best AU run (their `hparams.yaml` and
   training module): one mixer level (`tam_s1`), windows of 8 frames, AdamW with learning rate 5e-4 and
   weight decay 2e-5, batch 128, a cosine schedule restarted every 2,000 steps down to 1e-6 with no
@@ -58,6 +59,7 @@ RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         "default",
         "the settings that measure best on the learnability set",
+        tasks=(("au", (("config", "tam_local"),)),),
     ),
     "seed": Recipe(
         "seed",

@@ -46,6 +46,7 @@ from pipeline.io import atomic_path
 from pipeline.metrics import Average
 from pipeline.temporal.optim import EMA, Schedule, make_scheduler, param_groups, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
+from pipeline.temporal.stats import map_statistics
 from pipeline.temporal.validate import validate
 from pipeline.temporal.windows import NoFace, WindowConfig, WindowDataset, window_loader
 
@@ -248,6 +249,7 @@ class Trainer:
         self.cfg, self.data, self.device, self.say = cfg, data, device, say
         model = build_model(cfg.config, cfg.task, _backbone_for(cfg, data.spec), num_frames=cfg.seq_len)
         check_backbone(model, data.spec)
+        model.standardise.fit(map_statistics(data.cache, data.train))
         self.model = model.to(device)
         self.loss_fn = loss_for(cfg.task, **dict(cfg.loss_options))
         kind = get_task(cfg.task).kind

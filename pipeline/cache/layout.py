@@ -7,11 +7,12 @@ CACHE/cache.json               the cache spec (`pipeline.cache.spec`)
 CACHE/shards/<subject>.parquet one shard per subject (name encoded by `encode_subject`)
 CACHE/manifest.parquet         subject, video, frames, faces, bytes, spec_hash, file
 CACHE/failures.parquet         video, subject, stage, reason of the last extraction's failures
-CACHE/parts/<run>/<subject>/<start>-<stop>.parquet  part files of an extraction in progress
 ```
 
 Every file is written under a temporary name (`pipeline.io.temporary_name`) in its folder and renamed into
-place, so a file under its final name is whole; temporary files are never listed as shards.
+place, so a file under its final name is whole; temporary files are never listed as shards. A shard in
+the making is such a temporary file in `CACHE/shards/` (`pipeline.cache.shard`). Older versions kept part
+files in `CACHE/parts/`; a writer removes that folder where it finds one.
 
 May import: pyarrow, pipeline.io.
 """
@@ -26,7 +27,7 @@ from pipeline.io import is_temporary
 
 SPEC_FILE = "cache.json"
 SHARDS_DIR = "shards"
-PARTS_DIR = "parts"
+PARTS_DIR = "parts"  # part files of older versions' extractions (removed on sight)
 MANIFEST_FILE = "manifest.parquet"
 FAILURES_FILE = "failures.parquet"
 SHARD_SUFFIX = ".parquet"
@@ -68,22 +69,6 @@ def decode_subject(encoded: str) -> str:
 def shard_file(subject: str) -> str:
     """Shard path of a subject relative to the cache root."""
     return f"{SHARDS_DIR}/{encode_subject(subject)}{SHARD_SUFFIX}"
-
-
-def part_dir(root: str, run_id: str, subject: str) -> str:
-    """The folder of a subject's part files in run `run_id`."""
-    return f"{root}/{PARTS_DIR}/{run_id}/{encode_subject(subject)}"
-
-
-def part_file(start: int, stop: int) -> str:
-    """Name of the part file of frames [start, stop)."""
-    return f"{start:09d}-{stop:09d}.parquet"
-
-
-def part_span(name: str) -> tuple[int, int]:
-    """(start, stop) of a part file's name."""
-    start, stop = name.removesuffix(".parquet").split("-")
-    return int(start), int(stop)
 
 
 def list_shards(fs: pafs.FileSystem, root: str) -> dict[str, pafs.FileInfo]:

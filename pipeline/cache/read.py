@@ -69,7 +69,7 @@ def complete_shards(fs: pafs.FileSystem, root: str, made_with: str) -> dict[str,
             entries[subject] = (ManifestEntry(**row), info.path)
             continue
         try:
-            meta = read_metadata(pq.read_schema(info.path, filesystem=fs))
+            meta = read_metadata(pq.read_metadata(info.path, filesystem=fs))
         except (OSError, pa.ArrowException):  # not a whole Parquet file
             continue
         if meta.get("complete") and meta.get("spec_hash") == made_with:
@@ -173,7 +173,7 @@ class FeatureCache:
 
     def metadata(self, subject: str) -> dict[str, Any]:
         """The JSON description stored in a subject's shard."""
-        return read_metadata(self._file(subject).schema_arrow)
+        return read_metadata(self._file(subject).metadata)
 
     def _file(self, subject: str) -> pq.ParquetFile:
         files: OrderedDict[str, pq.ParquetFile] = getattr(self._local, "files", None) or OrderedDict()

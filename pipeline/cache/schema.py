@@ -3,9 +3,10 @@ JSON description every shard carries.
 
 A shard holds one subject: one row per decoded frame (`index` 0-based), the face record of that frame and
 the frozen backbone's maps at the freeze boundary (`s8` stride 8, `s16` stride 16) as fixed-size lists of
-float16. The schema metadata key `lwaffect` holds a JSON document that makes the shard self-describing:
-the cache spec (`pipeline.cache.spec`), its hash, the lwaffect version, subject, video, frame and face
-counts and the `complete` flag.
+float16. The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
+the shard self-describing: the cache spec (`pipeline.cache.spec`), its hash, the lwaffect version,
+subject, video, frame and face counts and the `complete` flag. The footer is written last, when a shard
+is closed, so the counts are those of the whole shard.
 
 May import: numpy, pyarrow, model (the version), pipeline.cache.spec.
 """
@@ -19,16 +20,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from model import __version__
 from pipeline.cache.spec import MAP_NAMES, spec_hash
 
-META_KEY = b"lwaffect"  # schema metadata key holding the shard's JSON description
+META_KEY = "lwaffect"  # key of the shard's JSON description in its Parquet footer
 MAP_DTYPES = {"float16": pa.float16()}  # supported stored dtypes of the maps
 
 
 def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> pa.Schema:
-    """The Arrow schema of a shard (and of a part file) for boundary map shapes `((C, H, W), ...)`."""
+    """The Arrow schema of a shard for boundary map shapes `((C, H, W), ...)`."""
     if len(boundary) != len(MAP_NAMES):
         raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got shapes {boundary}")
     value = MAP_DTYPES[dtype]
@@ -90,8 +92,8 @@ def frames_table(
 
 def shard_metadata(
     spec: Mapping[str, Any], subject: str, video: str, frames: int, faces: int, complete: bool
-) -> dict[bytes, bytes]:
-    """Schema metadata of a shard or part file."""
+) -> dict[str, str]:
+    """The key-value metadata of a shard's Parquet footer: `META_KEY` -> its JSON description."""
     doc = {
         "spec": spec,
         "spec_hash": spec_hash(spec),
@@ -102,12 +104,12 @@ def shard_metadata(
         "faces": int(faces),
         "complete": bool(complete),
     }
-    return {META_KEY: json.dumps(doc).encode()}
+    return {META_KEY: json.dumps(doc)}
 
 
-def read_metadata(schema: pa.Schema) -> dict[str, Any]:
-    """The JSON description stored in a shard's schema; empty when absent."""
-    raw = (schema.metadata or {}).get(META_KEY)
+def read_metadata(meta: pq.FileMetaData) -> dict[str, Any]:
+    """The JSON description in a shard's Parquet footer (`pq.read_metadata`'s); empty when absent."""
+    raw = (meta.metadata or {}).get(META_KEY.encode())
     return json.loads(raw) if raw else {}
 
 

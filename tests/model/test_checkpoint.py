@@ -28,6 +28,7 @@ CACHE_SPEC = {  # as the feature cache records it
 def saved(backbone, tmp_path_factory):
     torch.manual_seed(3)
     model = build_model("tam_s2", "au", backbone=backbone, num_frames=8).eval()
+    model.standardise.fit([(torch.rand(c), torch.rand(c) + 0.5) for c in (64, 96)])  # kept in the file
     path = tmp_path_factory.mktemp("ckpt") / "best.ckpt"
     meta = {"metric": {"name": "mean F1", "value": 0.41}, "au_thresholds": [0.4] * 12, "extra": {"epoch": 3}}
     save_checkpoint(path, model, meta)
@@ -103,3 +104,22 @@ def test_files_that_are_not_checkpoints(tmp_path):
     save_file({"w": torch.zeros(2)}, tmp_path / "future.safetensors", metadata={"lwaffect": json.dumps(doc)})
     with pytest.raises(CheckpointError, match="upgrade lwaffect"):
         load_checkpoint(tmp_path / "future.safetensors")
+
+
+def test_checkpoint_from_before_map_standardisation_loads_as_identity(saved, tmp_path):
+    from safetensors import safe_open
+
+    model, path = saved
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith("standardise.")}
+    older = tmp_path / "older.safetensors"
+    save_file(tensors, str(older), metadata=meta)
+    loaded, _ = load_checkpoint(older)
+    assert torch.equal(loaded.standardise.mean0, torch.zeros(64)) and torch.equal(
+        loaded.standardise.std1, torch.ones(96)
+    )
+    tensors.pop(next(k for k in tensors if k.startswith("head.")))
+    save_file(tensors, str(older), metadata=meta)
+    with pytest.raises(CheckpointError, match="missing"):  # any other missing tensor is still an error
+        load_checkpoint(older)

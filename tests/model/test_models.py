@@ -31,6 +31,11 @@ PARAMS = {
     ("tam_s3", "expr"): 6_350_720,
     ("tam_s3", "ah"): 6_345_337,
     ("tam_s3", "emi"): 6_349_182,
+    ("tam_local", "va"): 2_143_634,
+    ("tam_local", "au"): 2_146_204,
+    ("tam_local", "expr"): 2_145_176,
+    ("tam_local", "ah"): 2_143_377,
+    ("tam_local", "emi"): 2_144_662,
 }
 FROZEN_PARAMS = 317_568  # stem and stages up to the stride-16 map of mobilenetv4_conv_small
 
@@ -88,7 +93,7 @@ def test_forward_backward_with_masked_frames(backbone, config, task):
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
-    assert any(p.grad.abs().sum() > 0 for p in model.tail.parameters())
+    assert model.tail is None or any(p.grad.abs().sum() > 0 for p in model.tail.parameters())
     pred = activate(task, out.detach())
     if spec.activation == "softmax":
         torch.testing.assert_close(pred.sum(-1), torch.ones(pred.shape[:-1]))
@@ -104,7 +109,7 @@ def test_gradients_reach_only_the_trainable_part(backbone, config):
     maps = tuple(m.reshape(1, 4, *m.shape[1:]) for m in maps)
     model(maps).sum().backward()
     assert all(p.grad is None and not p.requires_grad for p in backbone.frozen.parameters())
-    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is not None for p in model.parameters())  # tail (where a level reads it), TAM, head
     assert all(p.grad is None for p in backbone.tail.parameters())  # the model trains its own copy
 
 
@@ -172,3 +177,30 @@ def test_unknown_names_are_refused(backbone):
         build_model("tam_s1", "xyz", backbone=backbone)
     with pytest.raises(TypeError, match="unknown model config fields"):
         build_model("tam_s1", "au", backbone=backbone, depth=3)
+
+
+def test_maps_are_standardised_per_channel_before_the_tam(backbone):
+    model = build_model("tam_s3", "va", backbone=backbone, num_frames=8)
+    maps = random_maps(backbone, 2, 8)
+    for k in (0, 1):  # identity until fitted
+        torch.testing.assert_close(model.standardise(k, maps[k]), maps[k])
+    stats = [(m.mean(dim=(0, 1, 3, 4)), m.std(dim=(0, 1, 3, 4))) for m in maps]  # (C,) each
+    model.standardise.fit(stats)
+    for k in (0, 1):
+        z = model.standardise(k, maps[k])
+        torch.testing.assert_close(z.mean(dim=(0, 1, 3, 4)), torch.zeros(len(stats[k][0])), atol=1e-5, rtol=0)
+        torch.testing.assert_close(z.std(dim=(0, 1, 3, 4)), torch.ones(len(stats[k][0])), atol=1e-4, rtol=0)
+    # the TAM reads the standardised maps: the fitted model answers differently on the same input
+    fresh = build_model("tam_s3", "va", backbone=backbone, num_frames=8)
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("standardise.")},
+                          strict=False)  # fmt: skip
+    with torch.no_grad():
+        assert not torch.allclose(model.eval()(maps), fresh.eval()(maps))
+
+
+def test_a_model_on_the_cached_maps_alone_has_no_tail(backbone):
+    local = build_model("tam_local", "au", backbone=backbone, num_frames=8)
+    assert local.tail is None
+    assert not any(k.startswith("tail.") for k in local.state_dict())
+    assert build_model("tam_s1", "au", backbone=backbone, num_frames=8).tail is not None
+    assert local(random_maps(backbone, 1, 8)).shape == (1, 8, 12)

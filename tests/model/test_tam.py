@@ -92,3 +92,26 @@ def test_multiscale_concatenates_levels():
         out = tam(maps)
     assert tam.out_dim == 20 and out.shape == (2, 4, 20)
     assert tam.sources == {0, 2}
+
+
+def test_position_read_sees_where_a_change_is():
+    torch.manual_seed(0)
+    lvl = level(pool="position")
+    # one narrowed vector per place, read by one linear map over all places
+    assert lvl.place_read.in_features == lvl.spatial_tokens * lvl.narrow.out_features
+    x = torch.randn(2, 8, *SHAPE)
+    out = lvl(x)
+    assert out.shape == (2, 8, 16)
+    out.sum().backward()
+    assert lvl.place_read.weight.grad is not None and lvl.narrow.weight.grad.abs().sum() > 0
+    # the same tokens at other places give other outputs (a mean over places would not tell)
+    tokens = torch.randn(1, lvl.num_tokens, 16)
+    swapped = tokens.reshape(1, 2, 4, 16).flip(2).reshape(1, lvl.num_tokens, 16)
+    read = lambda t: lvl.place_read(lvl.narrow(t.reshape(1, 2, 4, 16)).flatten(2))  # noqa: E731
+    assert not torch.allclose(read(tokens), read(swapped))
+    assert torch.allclose(tokens.reshape(1, 2, 4, 16).mean(2), swapped.reshape(1, 2, 4, 16).mean(2))
+
+
+def test_unknown_pool_is_refused():
+    with pytest.raises(ValueError, match="pool"):
+        level(pool="max")

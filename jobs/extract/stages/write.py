@@ -1,49 +1,56 @@
-"""The extraction's write stage for Ray Data: stage rows with maps -> part files, and summary rows.
+"""The extraction's write stage for Ray Data: stage rows with maps -> each subject's shard, and summary rows.
 
-Kept in a module of its own so that its workers import neither torch nor the detector. Rows and summaries
-are those of `jobs.extract.rows`.
+Every map is written once, here, where the rows are: one `pipeline.cache.shard.ShardWriter` per subject
+streams row groups into the subject's shard under a temporary name, and closes it (footer, rename into
+place) once the subject's END row has come and every frame before it. The driver gets only summary rows
+(`jobs.extract.rows`): one per run of consecutive frames written, one per closed shard (END, with its
+frame, face and byte counts, for the manifest) and one per failed subject (FAIL). A subject's rows must
+all reach the same writer, so the stage has one worker (`jobs.extract.runtime.plan_stages`).
+
+Kept in a module of its own so that its worker imports neither torch nor the detector.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import numpy as np
 
-from jobs.extract.rows import FRAME, PART_TIMES, summary_batch
+from jobs.extract.rows import END, FAIL, FRAME, PART_TIMES, summary_batch
 from jobs.extract.runtime import node_address
 from pipeline.cache.schema import frames_table
-from pipeline.cache.write import PartWriter
+from pipeline.cache.shard import ShardOpener, ShardWriter
+
+# test hook: seconds the stage sleeps once the first row group of a shard is written, so that a test can
+# kill a run in the middle of a write (read by the driver, which passes it on)
+PAUSE_VAR = "LWAFFECT_WRITE_PAUSE_S"
+
+
+def pause_from_env() -> float:
+    """The test hook's pause (`PAUSE_VAR`), 0 when unset."""
+    return float(os.environ.get(PAUSE_VAR) or 0.0)
 
 
 class WriteStage:
-    """Ray Data stage: rows with maps -> part files; returns one summary row per part and per marker row.
+    """Ray Data stage: rows with maps -> shards; returns summary rows.
 
-    Each subject's rows of a batch are sorted by frame index and written as one part per run of
-    consecutive indices (`PartWriter.write`), so the driver can tell from the summaries when a subject's
-    parts cover all its frames.
+    Each subject's frame rows of a batch are sorted by frame index and handed to its shard writer as runs
+    of consecutive indices; marker rows come after them: END closes the shard once complete, FAIL drops
+    it. Rows of a subject that failed or was closed are ignored.
     """
 
-    def __init__(self, writer: PartWriter):
-        self.writer = writer
+    def __init__(self, opener: ShardOpener, pause_s: float = 0.0):
+        self.opener, self.pause_s = opener, pause_s
+        self.writers: dict[str, ShardWriter] = {}  # subjects with a shard in the making
+        self.done: set[str] = set()  # subjects closed or failed
         self.node = node_address()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         out: list[dict[str, Any]] = []
         kind = batch["kind"]
-        for i in np.flatnonzero(kind != FRAME):
-            out.append(
-                {
-                    "kind": int(kind[i]),
-                    "subject": str(batch["subject"][i]),
-                    "video": str(batch["video"][i]),
-                    "frames": int(batch["frames"][i]),
-                    "stage": str(batch["stage"][i]),
-                    "reason": str(batch["reason"][i]),
-                }
-            )
         frames = np.flatnonzero(kind == FRAME)
         subjects = batch["subject"][frames]
         for subject in dict.fromkeys(subjects.tolist()):
@@ -51,33 +58,27 @@ class WriteStage:
             rows = rows[np.argsort(batch["index"][rows], kind="stable")]
             index = batch["index"][rows]
             for run in np.split(rows, np.flatnonzero(np.diff(index) != 1) + 1):
-                out.append(self._write(batch, run))
-        n = max(len(out), 1)
+                out += self._write(batch, run)
+        for i in np.flatnonzero(kind != FRAME):
+            subject, video = str(batch["subject"][i]), str(batch["video"][i])
+            if kind[i] == FAIL:
+                out += self._drop(subject, video, str(batch["stage"][i]), str(batch["reason"][i]))
+            else:
+                out += self._settle(subject, video, frames=int(batch["frames"][i]))
         made_on = {
             self.node,
             *(str(x) for x in batch["node"] if x),
         }  # this writer, and where the rows were made
         nodes = ",".join(sorted(made_on))
         for row in out:
-            row["t_write"] = (time.perf_counter() - started) / n
+            row["t_write"] = (time.perf_counter() - started) / len(out)
             row["nodes"] = nodes
         return summary_batch(out)
 
-    def _write(self, batch: dict[str, np.ndarray], run: np.ndarray) -> dict[str, Any]:
+    def _write(self, batch: dict[str, np.ndarray], run: np.ndarray) -> list[dict[str, Any]]:
         subject, video = str(batch["subject"][run[0]]), str(batch["video"][run[0]])
-        table = frames_table(
-            self.writer.schema,
-            batch["index"][run],
-            batch["face"][run],
-            batch["box"][run],
-            batch["score"][run],
-            batch["landmarks"][run],
-            batch["source"][run].tolist(),
-            (batch["s8"][run], batch["s16"][run]),
-        )
-        self.writer.write(subject, video, table)
         face = batch["face"][run]
-        row = {
+        row: dict[str, Any] = {
             "kind": FRAME,
             "subject": subject,
             "video": video,
@@ -88,4 +89,60 @@ class WriteStage:
         }
         for column in PART_TIMES:
             row[column] = float(batch[column][run].sum())
-        return row
+        if subject in self.done:
+            return [row]  # counted for progress, not written
+        writer = self._writer(subject, video)
+        try:
+            writer.add(
+                frames_table(
+                    writer.schema,
+                    batch["index"][run],
+                    face,
+                    batch["box"][run],
+                    batch["score"][run],
+                    batch["landmarks"][run],
+                    batch["source"][run].tolist(),
+                    (batch["s8"][run], batch["s16"][run]),
+                )
+            )
+        except Exception as err:
+            return [row, *self._drop(subject, video, "write", f"{writer.path}: {type(err).__name__}: {err}")]
+        if self.pause_s and writer.groups:
+            time.sleep(self.pause_s)
+            self.pause_s = 0.0
+        return [row, *self._settle(subject, video)]
+
+    def _writer(self, subject: str, video: str) -> ShardWriter:
+        if subject not in self.writers:
+            self.writers[subject] = self.opener.open(subject, video)
+        return self.writers[subject]
+
+    def _settle(self, subject: str, video: str, frames: int | None = None) -> list[dict[str, Any]]:
+        """Note the frame count (END row) and close the shard once complete: its END summary row."""
+        if subject in self.done:
+            return []
+        writer = self._writer(subject, video)
+        try:
+            if frames is not None:
+                writer.end(frames)
+            if not writer.complete:
+                return []
+            entry = writer.close()
+        except Exception as err:
+            return self._drop(subject, video, "write", f"{writer.path}: {type(err).__name__}: {err}")
+        del self.writers[subject]
+        self.done.add(subject)
+        return [
+            {"kind": END, "subject": subject, "video": video, "frames": entry.frames, "faces": entry.faces,
+             "bytes": entry.bytes}
+        ]  # fmt: skip
+
+    def _drop(self, subject: str, video: str, stage: str, reason: str) -> list[dict[str, Any]]:
+        """Discard a failed subject's shard: its FAIL summary row."""
+        if subject in self.done:
+            return []
+        self.done.add(subject)
+        writer = self.writers.pop(subject, None)
+        if writer is not None:
+            writer.discard()
+        return [{"kind": FAIL, "subject": subject, "video": video, "stage": stage, "reason": reason}]

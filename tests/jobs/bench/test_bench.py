@@ -94,9 +94,13 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     found = dict(numbers(figures))
     assert len(found) > 40
     counts = ("wrong_boxes", "switches", "no_face_frames")  # may well be 0 (and so may their goals)
+    # the steady rate is a difference of two timed runs of 1 and 10 s of video: on a loaded machine the
+    # short run can take as long as the long one, and the bench then reports 0 (not measurable)
+    noisy = ("memory.marginal_fps",)
     bad = {
-        k: v for k, v in found.items() if not (math.isfinite(v) and (v > 0 or any(c in k for c in counts)))
-    }
+        k: v for k, v in found.items()
+        if not (math.isfinite(v) and (v > 0 or any(c in k for c in counts) or (k in noisy and v == 0)))
+    }  # fmt: skip
     assert not bad, bad
     assert figures["setup"]["frames"] == 60 and figures["setup"]["width"] == 640
     # the real extract job found the synthetic face where it is

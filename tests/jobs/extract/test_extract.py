@@ -1,8 +1,8 @@
 """`lwaffect extract` end to end: real decode, MTCNN, timm (random init) and Ray on the synthetic data set.
 
 One local extraction of a few subjects is the reference. Against it: the true face boxes of the
-generator; a rerun (skips everything); bad videos beside a good one; a run killed with SIGKILL and
-resumed; and a run on a two-node Ray cluster on loopback addresses (127.0.0.2 / 127.0.0.3).
+generator; a rerun (skips everything); bad videos beside a good one; a run killed with SIGKILL inside a
+shard's write and resumed; and a run on a two-node Ray cluster on loopback addresses (127.0.0.2 / 127.0.0.3).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import ray
 from jobs.extract.config import ExtractConfig, FaceSettings
 from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
+from jobs.extract.stages.write import PAUSE_VAR
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import read_metadata
 from pipeline.faces.detect import box_iou
 from pipeline.features import cosine_per_frame
+from pipeline.io import is_temporary
 from tests.helpers import write_video
 
 pytestmark = pytest.mark.slow
@@ -121,7 +123,9 @@ def test_extraction_finds_the_true_faces(dataset, reference):
             assert set(got.source[start:stop]) == {"none"}
             assert not got.maps[0][start:stop].any()
         centres[subject] = np.median((got.box[got.face, 0] + got.box[got.face, 2]) / 2)
-        assert read_metadata(pq.read_schema(Path(location) / cache.manifest()["file"][0].as_py()))["complete"]
+        assert read_metadata(pq.read_metadata(Path(location) / cache.manifest()["file"][0].as_py()))[
+            "complete"
+        ]
     left = next(s for s in subjects if s.endswith("_left"))
     right = next(s for s in subjects if s.endswith("_right"))
     assert centres[left] < centres[right]
@@ -130,7 +134,7 @@ def test_extraction_finds_the_true_faces(dataset, reference):
     table = next(line for line in lines if line.startswith("stage")).splitlines()
     assert table[0].split() == ["stage", "frames", "seconds", "frames/s"]
     assert [row.split()[0] for row in table[1:]] == [*report.stages, "end-to-end"]
-    for stage in ("decode", "detect", "align", "backbone", "write", "assemble"):
+    for stage in ("decode", "detect", "align", "backbone", "write"):
         assert report.stages[stage].frames > 0 and report.stages[stage].seconds > 0, stage
     manifest = cache.manifest().to_pylist()
     assert {r["subject"] for r in manifest} == set(subjects)
@@ -206,10 +210,11 @@ def test_bad_videos_are_failures_and_the_run_goes_on(dataset, local_ray, tmp_pat
 
 
 def ray_processes(marker: str) -> list:
-    """Processes whose command line or RAY_TMPDIR mentions `marker` (a temp folder only ours use)."""
+    """Processes whose command line or RAY_TMPDIR mentions `marker` (a temp folder only ours use), and
+    their descendants (Ray's agents rename themselves, and some get no RAY_TMPDIR)."""
     import psutil  # bundled with Ray: on sys.path once ray is imported
 
-    found = []
+    found = {}
     for proc in psutil.process_iter(["pid", "cmdline", "environ"]):
         try:
             text = (
@@ -217,11 +222,11 @@ def ray_processes(marker: str) -> list:
                 + " "
                 + str((proc.info["environ"] or {}).get("RAY_TMPDIR"))
             )
+            if marker in text and proc.pid != os.getpid():
+                found |= {p.pid: p for p in [proc, *proc.children(recursive=True)]}
         except (psutil.Error, TypeError):
             continue
-        if marker in text and proc.pid != os.getpid():
-            found.append(proc)
-    return found
+    return list(found.values())
 
 
 def stop_ray_processes(marker: str) -> None:
@@ -313,19 +318,27 @@ def test_two_node_cluster_gives_the_same_cache(dataset, reference, cluster, tmp_
     assert_same_cache(location, reference[0], subjects)
 
 
+def temporary_shards(location: str) -> list[Path]:
+    """Shards in the making: temporary files in CACHE/shards/."""
+    folder = Path(location) / "shards"
+    return [p for p in folder.iterdir() if is_temporary(p.name)] if folder.is_dir() else []
+
+
 @pytest.mark.timeout(300)
-def test_killed_run_resumes_to_the_same_cache(dataset, reference, cluster, tmp_path):
+def test_a_run_killed_inside_a_shard_write_resumes_to_the_same_cache(dataset, reference, cluster, tmp_path):
     root, subjects, _ = dataset
     subjects = subjects[:2]  # the two-subject video: one video keeps the killed and the resumed run short
     address, env = cluster
     location = str(tmp_path / "cache")
-    proc = subprocess.Popen([*extract_command(root, location, subjects), "--address", address], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    # the test hook makes the writer sleep once a shard's first row group is written: kill it there
+    killed_env = dict(env, **{PAUSE_VAR: "120"})
+    proc = subprocess.Popen([*extract_command(root, location, subjects), "--address", address], cwd=REPO,
+                            env=killed_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             check_complete_shards_only(location)  # never a partial shard, at any moment
-            if any((Path(location) / "parts").glob("*/*/*.parquet")):
+            if any(p.stat().st_size > 4096 for p in temporary_shards(location)):  # a row group of maps
                 break
             time.sleep(0.1)
         assert proc.poll() is None, "the extraction ended before it could be killed"
@@ -334,10 +347,9 @@ def test_killed_run_resumes_to_the_same_cache(dataset, reference, cluster, tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
-    partial = check_complete_shards_only(location)
-    assert partial < len(subjects)
+    assert check_complete_shards_only(location) == 0 and temporary_shards(location)
     cfg = ExtractConfig(input=root, cache=location, faces=SETTINGS, subjects=tuple(subjects), address=address)
     report = extract(cfg, print)
-    assert report.exit_code == 0 and len(report.skipped) == partial
-    assert not (Path(location) / "parts").exists()
+    assert report.exit_code == 0 and report.skipped == [] and sorted(report.cached) == sorted(subjects)
+    assert temporary_shards(location) == []
     assert_same_cache(location, reference[0], subjects)

@@ -1,5 +1,5 @@
-"""The row protocol without Ray: stage rows through the write stage into part files and summaries, and the
-driver's coverage, assembly and failures from those summaries."""
+"""The row protocol without Ray: stage rows through the write stage straight into shards, and the driver's
+manifest, failures and stage times from its summary rows."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import json
 import numpy as np
 
 from jobs.extract.driver import ExtractReport, Progress
-from jobs.extract.rows import END, FAIL, FRAME, blank_rows, marker
+from jobs.extract.rows import END, FAIL, FRAME, blank_rows, marker, summaries
 from jobs.extract.stages.write import WriteStage
 from pipeline.cache.read import open_cache
+from pipeline.cache.shard import ShardConfig
 from pipeline.cache.spec import make_spec
 from pipeline.cache.write import CacheWriter
+from pipeline.io import is_temporary
 
 SMALL = [[4, 3, 3], [6, 2, 2]]
 
@@ -36,78 +38,104 @@ def frame_rows(subject, video, index, face, n_maps=SMALL):
     return rows
 
 
+def end_row(subject, video, kind=END, frames=0, stage="", reason=""):
+    row = marker(subject, video, kind, 8, frames=frames, stage=stage, reason=reason)
+    row.pop("crops")
+    row.update(s8=np.zeros((1, *SMALL[0]), np.float16), s16=np.zeros((1, *SMALL[1]), np.float16))
+    row["t_backbone"] = np.zeros(1)
+    return row
+
+
 def concat(*batches):
     keys = batches[0].keys()
     return {k: np.concatenate([b[k] for b in batches]) for k in keys}
 
 
-def test_write_stage_writes_contiguous_parts_and_passes_markers(tmp_path):
-    writer = CacheWriter(str(tmp_path), spec())
-    run = writer.new_run()
-    stage = WriteStage(writer.part_writer(run))
-    end = marker("a", "v", END, 8, frames=6)
-    end.pop("crops")
-    end.update(s8=np.zeros((1, *SMALL[0]), np.float16), s16=np.zeros((1, *SMALL[1]), np.float16))
-    end["t_backbone"] = np.zeros(1)
-    batch = concat(
-        frame_rows("a", "v", [3, 4, 5], [1, 1, 0]),
-        frame_rows("b", "v", [0, 1], [1, 1]),
-        frame_rows("a", "v", [0, 1, 2], [1, 0, 1]),  # out of order: joined with 3..5 into one part
-        end,
+def shard_names(root):
+    return sorted(p.name for p in (root / "shards").iterdir())
+
+
+def test_write_stage_streams_rows_into_shards_and_closes_them_once_complete(tmp_path):
+    writer = CacheWriter(str(tmp_path), spec(), shard=ShardConfig(row_group_size=4))
+    stage = WriteStage(writer.opener())
+    out = stage(
+        concat(
+            frame_rows("a", "v", [3, 4, 5], [1, 1, 0]),
+            frame_rows("b", "v", [0, 1, 2, 3, 4], [1, 1, 1, 1, 1]),
+            frame_rows("a", "v", [0, 1, 2], [1, 0, 1]),  # out of order: joined with 3..5 into one run
+            end_row("a", "v", frames=8),  # before a's last frames
+        )
     )
-    out = stage(batch)
-    kinds = out["kind"].tolist()
-    assert kinds.count(END) == 1 and kinds.count(FRAME) == 2
-    spans = sorted(
-        (s, a, b)
-        for k, s, a, b in zip(kinds, out["subject"], out["start"], out["stop"], strict=True)
-        if k == FRAME
-    )
-    assert spans == [("a", 0, 6), ("b", 0, 2)]
-    assert (out["t_write"] > 0).all()
-    entry = writer.assemble(run, "a", "v", 6)
-    assert (entry.frames, entry.faces) == (6, 4)
-    got = open_cache(str(tmp_path)).read("a")
-    assert got.index.tolist() == list(range(6))
-    assert got.maps[0][:, 0, 0, 0].tolist() == list(range(6))
+    got = list(summaries(out))
+    assert [(s.kind, s.subject, s.start, s.stop) for s in got] == [(FRAME, "a", 0, 6), (FRAME, "b", 0, 5)]
+    assert all(s.times["t_write"] > 0 for s in got)
+    names = shard_names(tmp_path)
+    assert len(names) == 2 and all(is_temporary(n) for n in names)  # a row group of each, in the making
+    assert open_cache(str(tmp_path)).subjects() == []
+
+    got = list(summaries(stage(frame_rows("a", "v", [6, 7], [1, 1]))))
+    assert [(s.kind, s.subject) for s in got] == [(FRAME, "a"), (END, "a")]
+    (end,) = [s for s in got if s.kind == END]
+    assert (end.frames, end.faces) == (8, 6) and end.bytes == (
+        tmp_path / "shards" / "a.parquet"
+    ).stat().st_size
+    cache = open_cache(str(tmp_path))
+    assert cache.subjects() == ["a"]  # readable from its own footer before the manifest lists it
+    assert cache.read("a").maps[0][:, 0, 0, 0].tolist() == list(range(8))
+
+    got = list(summaries(stage(end_row("b", "v", FAIL, stage="faces", reason="v.mp4: no face"))))
+    assert [(s.kind, s.subject, s.stage) for s in got] == [(FAIL, "b", "faces")]
+    assert shard_names(tmp_path) == ["a.parquet"]  # b's temporary file is gone
+    # rows of a closed or failed subject are counted for progress but not written
+    got = list(summaries(stage(concat(frame_rows("b", "v", [5], [1]), end_row("b", "v", frames=6)))))
+    assert [(s.kind, s.subject) for s in got] == [(FRAME, "b")]
+    assert shard_names(tmp_path) == ["a.parquet"]
 
 
-def summary(kind, subject, start=0, stop=0, frames=0, stage="", reason=""):
-    row = {
-        "kind": kind,
-        "subject": subject,
-        "video": "v",
-        "start": start,
-        "stop": stop,
-        "faces": stop - start,
-    }
-    row |= {"frames": frames, "stage": stage, "reason": reason, "nodes": "", "w_video": float(stop - start)}
-    row["n_face"] = 1.0
-    row |= {f"t_{s}": 0.1 for s in ("decode", "detect", "align", "backbone", "write")}
-    return {k: np.array([v]) for k, v in row.items()}
+def test_a_write_error_fails_only_that_subject(tmp_path):
+    writer = CacheWriter(str(tmp_path), spec(), shard=ShardConfig(row_group_size=4))
+    stage = WriteStage(writer.opener())
+    stage(frame_rows("a", "v", [0, 1, 2, 3, 4], [1] * 5))
+    got = list(summaries(stage(concat(frame_rows("a", "v", [2, 3], [1, 1]), frame_rows("c", "w", [0], [1])))))
+    fail = [s for s in got if s.kind == FAIL]
+    assert [(s.subject, s.stage) for s in fail] == [("a", "write")]
+    assert "a.parquet" in fail[0].reason and "came twice" in fail[0].reason
+    nothing = stage(end_row("a", "v", frames=5))  # already failed: nothing more, in typed empty columns
+    assert nothing["kind"].tolist() == [] and nothing["subject"].dtype.kind == "U"
+    assert [s.kind for s in summaries(stage(end_row("c", "w", frames=1)))] == [END]
+    assert shard_names(tmp_path) == ["c.parquet"]
 
 
-def test_progress_assembles_once_covered_and_discards_failed(tmp_path):
+def test_progress_lists_closed_shards_and_records_failures(tmp_path):
     writer = CacheWriter(str(tmp_path), spec())
-    run = writer.new_run()
-    parts = writer.part_writer(run)
-    stage = WriteStage(parts)
+    stage = WriteStage(writer.opener())
     items = [{"video": "v", "path": "v.mp4", "subjects": json.dumps([["a", "left"], ["b", "right"]])}]
     lines = []
     report = ExtractReport(cache=str(tmp_path))
-    progress = Progress(writer, run, items, report, lines.append)
-    for rows in (frame_rows("a", "v", [0, 1, 2], [1, 1, 1]), frame_rows("b", "v", [0, 1], [1, 1])):
-        progress.update(stage(rows))
-    progress.update(summary(END, "a", frames=5))  # 3 of 5 frames so far: not yet
-    progress.pool.shutdown(wait=True)
+    progress = Progress(writer, items, report, lines.append)
+    progress.update(stage(frame_rows("a", "v", [0, 1, 2], [1, 1, 1])))
+    progress.update(stage(frame_rows("b", "v", [0, 1], [1, 1])))
+    progress.update(stage(end_row("a", "v", frames=5)))  # 3 of 5 frames so far: not yet
     assert report.cached == []
-    progress.pool = type(progress.pool)(max_workers=1)
     progress.update(stage(frame_rows("a", "v", [3, 4], [1, 0])))
-    progress.update(summary(FAIL, "b", stage="faces", reason="v.mp4: no face found in 2 frames"))
+    progress.update(stage(end_row("b", "v", FAIL, stage="faces", reason="v.mp4: no face found in 2 frames")))
     progress.finish()
-    assert report.cached == ["a"]
+    assert report.cached == ["a"] and report.rows == 5
     assert [(f.subject, f.stage) for f in report.failures] == [("b", "faces")]
-    assert open_cache(str(tmp_path)).subjects() == ["a"]
-    assert not (tmp_path / "parts" / run / "b").exists()
+    manifest = open_cache(str(tmp_path)).manifest().to_pylist()
+    assert [(r["subject"], r["frames"], r["faces"]) for r in manifest] == [("a", 5, 4)]
+    assert manifest[0]["bytes"] == (tmp_path / "shards" / "a.parquet").stat().st_size
+    assert shard_names(tmp_path) == ["a.parquet"]
     assert any("v done" in line for line in lines)
     assert report.stages["write"].frames == 7 and report.stages["decode"].frames == 3.5
+    assert report.stages["write"].seconds > 0
+
+
+def test_progress_fails_subjects_without_a_result(tmp_path):
+    writer = CacheWriter(str(tmp_path), spec())
+    items = [{"video": "v", "path": "v.mp4", "subjects": json.dumps([["v", "main"]])}]
+    report = ExtractReport(cache=str(tmp_path))
+    progress = Progress(writer, items, report, lambda line: None)
+    progress.update(WriteStage(writer.opener())(frame_rows("v", "v", [0, 1], [1, 1])))
+    progress.finish()
+    assert [(f.subject, f.stage) for f in report.failures] == [("v", "pipeline")]

@@ -1,4 +1,5 @@
-"""Where the extraction runs, without starting Ray: stage sizing, the cluster address, loopback-only local Ray."""
+"""Where the extraction runs: stage sizing, the cluster address, loopback-only local Ray (without starting
+Ray), and a Ray started in a background thread (in a child process)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,67 @@ def test_a_local_ray_stays_on_loopback_without_uv_and_a_cluster_gets_both_back(m
     _cluster_mode()
     assert LOOPBACK_VAR not in os.environ and UV_HOOK_VAR not in os.environ
     assert ray_constants.ENABLE_RAY_CLUSTER and ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV
+
+
+RAY_START = """
+import sys
+from jobs.extract.runtime import RayStart, RuntimeConfig, ray_session
+cfg = RuntimeConfig(num_cpus=1, temp_dir=sys.argv[1])
+with RayStart(cfg) as start:
+    import torch  # the driver's own start-up goes on meanwhile
+    import ray
+    with ray_session(cfg, start) as resources:
+        print("cpus", resources["CPU"], flush=True)
+        print("task", ray.get(ray.remote(lambda: torch.ones(2).sum().item()).remote()), flush=True)
+    print("after session", ray.is_initialized(), flush=True)
+print("after close", ray.is_initialized(), flush=True)
+with RayStart(cfg, when=lambda: False) as start:  # nothing to do, it said: no early Ray
+    print("skipped", start.skipped, ray.is_initialized(), flush=True)
+    with ray_session(cfg, start) as resources:  # there was something after all: the session starts Ray
+        print("cpus", resources["CPU"], flush=True)
+    print("after session", ray.is_initialized(), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close_or_is_left_to_the_session(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import psutil
+
+    temp = tempfile.mkdtemp(prefix="lwr", dir="/tmp")  # Ray's socket paths must stay short
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        run = subprocess.run([sys.executable, "-c", RAY_START, temp], cwd=repo, capture_output=True, text=True,
+                             timeout=110)  # fmt: skip
+    finally:
+        left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
+        shutil.rmtree(temp, ignore_errors=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split("\n")[:4] == ["cpus 1.0", "task 2.0", "after session True", "after close False"]
+    assert run.stdout.split("\n")[4:7] == ["skipped True False", "cpus 1.0", "after session False"]
+    assert "SIGTERM handler is not set" not in run.stderr
+    assert left == [], left  # closing stopped the local Ray it started
+
+
+def test_work_left_is_a_subject_without_a_shard_file(tmp_path, synth_affwild2):
+    from jobs.extract.select import work_left
+    from pipeline.cache.layout import shard_file
+
+    cache = tmp_path / "cache"
+    one = "1-25-640x360"
+    assert work_left(synth_affwild2, str(cache), names=(one,))  # no cache yet
+    (cache / "shards").mkdir(parents=True)
+    (cache / shard_file(one)).write_bytes(b"")  # only its name counts: opening it needs the backbone
+    (cache / shard_file("2-30-1280x720")).with_name(".tmp-x-2-30-1280x720.parquet.tmp").write_bytes(b"")
+    assert not work_left(synth_affwild2, str(cache), names=(one,))
+    assert work_left(synth_affwild2, str(cache), names=(one,), rebuild=True)
+    assert work_left(synth_affwild2, str(cache), names=(one, "2-30-1280x720"))  # a temporary file is no shard
+    assert not work_left(synth_affwild2, str(cache), split="test", names=(one,))  # 1-25 is a train subject
+    assert not work_left(tmp_path / "no-such-input", str(cache))  # the extraction says what is wrong
+    assert not work_left(synth_affwild2, str(cache), names=("no-such-subject",))

@@ -46,6 +46,15 @@ def test_the_default_recipe_is_what_a_plain_train_config_holds():
         )  # fmt: skip
 
 
+def test_au_trains_on_local_reads_by_default_and_on_the_seeds_config_in_the_seed_recipe():
+    assert recipe_config("default", task="au", **PLACES).config == "tam_local"
+    assert {recipe_config("default", task=t, **PLACES).config for t in ("va", "expr", "ah", "emi")} == {
+        "tam_s1"
+    }
+    assert recipe_config("seed", task="au", **PLACES).config == "tam_s1"
+    assert recipe_config("default", task="au", **PLACES, config="tam_s3").config == "tam_s3"
+
+
 def test_settings_given_win_over_the_recipe_and_none_counts_as_not_given():
     cfg = recipe_config("seed", task="au", **PLACES, lr=1e-2, batch_size=None, seq_len=16)
     assert (cfg.lr, cfg.batch_size, cfg.seq_len, cfg.weight_decay) == (1e-2, 128, 16, 2e-5)

@@ -17,6 +17,7 @@ from jobs.train.trainer import TrainConfig, TrainError, train
 from model.backbone import RANDOM_INIT
 from model.checkpoint import load_checkpoint
 from pipeline.temporal.predictor import check_cache_spec
+from pipeline.temporal.stats import map_statistics
 from tests.helpers import FakeCache
 
 SHAPES = ((64, 28, 28), (96, 14, 14))
@@ -107,6 +108,11 @@ def test_a_run_writes_the_best_checkpoint_log_and_state(straight):
     check_cache_spec(meta, straight.cache.spec)
     assert meta["seq_len"] == 4 and meta["metric"]["value"] == pytest.approx(result.best_metric)
     assert meta["epoch"] == result.best_epoch
+    # the TAM reads the maps standardised with the training subjects' statistics, kept in the checkpoint
+    expected = map_statistics(straight.cache, ["t1", "t2_left", "t2_right"])
+    for k, (mean, std) in enumerate(expected):
+        torch.testing.assert_close(getattr(model.standardise, f"mean{k}"), mean)
+        torch.testing.assert_close(getattr(model.standardise, f"std{k}"), std)
     assert any("epoch 2/2" in line for line in straight.lines)
     assert any(line.startswith("[epoch 1] 1/") and "steps" in line for line in straight.lines)
 
@@ -228,16 +234,24 @@ def test_cli_passes_flags_and_reports_errors(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "lwaffect extract" in result.output
 
 
+@pytest.fixture(scope="module")
+def learn_cache(synth_affwild2, tmp_path_factory):
+    """The train and validation subjects of the default synthetic set, extracted with a random-init backbone."""
+    from jobs.learnability import make_cache
+
+    work = tmp_path_factory.mktemp("learn")
+    make_cache(synth_affwild2, work / "cache", say=lambda _: None)
+    return SimpleNamespace(root=synth_affwild2, cache=str(work / "cache"), work=work)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_learns_valence_and_arousal_from_synthetic_videos(synth_affwild2, tmp_path_factory):
+def test_learns_valence_and_arousal_from_synthetic_videos(learn_cache):
     """Random-init backbone, tam_s1, a few epochs: clearly above zero and above time-shifted labels."""
-    from jobs.learnability import make_cache, train_task
+    from jobs.learnability import train_task
 
-    root = synth_affwild2
-    work = tmp_path_factory.mktemp("learn")
-    make_cache(root, work / "cache", say=lambda _: None)
-    cfg = TrainConfig(task="va", input=root, cache=str(work / "cache"), output=work / "va", epochs=8,
+    work = learn_cache.work
+    cfg = TrainConfig(task="va", input=learn_cache.root, cache=learn_cache.cache, output=work / "va", epochs=8,
                       patience=8, batch_size=4, lr=1e-3, threads=1, log_every=0)  # fmt: skip
     learned = train_task(cfg, shuffled=False, say=lambda _: None)
     shifted = train_task(replace(cfg, output=work / "va-shifted"), shuffled=True, say=lambda _: None)

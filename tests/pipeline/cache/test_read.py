@@ -23,7 +23,7 @@ def test_shard_round_trip_is_self_describing(tmp_path):
     entry = writer.write_subject("3-25-854x480", "3-25-854x480", table)
     assert (entry.frames, entry.faces) == (20, int(face.sum()))
 
-    meta = read_metadata(pq.read_schema(tmp_path / shard_file("3-25-854x480")))
+    meta = read_metadata(pq.read_metadata(tmp_path / shard_file("3-25-854x480")))
     assert meta["complete"] is True
     assert (meta["subject"], meta["video"], meta["frames"], meta["faces"]) == (
         "3-25-854x480",
