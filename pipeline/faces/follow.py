@@ -5,12 +5,11 @@ At each sample s (every `every`-th frame) each position whose face was seen rece
 where it is expected (its last box moved on at its speed) by refinement (`pipeline.faces.refine`): at s
 directly, or, for a face that moves more than `FAST` face widths per sample or was not found there, step
 by step up to s (a step moves it about `STEP` face widths, at most a sample).
-MTCNN runs on the whole (downscaled) frame where a position has no recent face, where refinement fails,
-and at least every `detect_every` frames (new faces, "main" moving to a stronger one); the faces it
-misses but refinement finds are kept ("refined"), and where a position is still without one the frame
-is detected again with its contrast normalised (when low) and at `search_size` (small faces, at most
-every `detect_every` frames). Faces are assigned to positions near where each is expected, so two
-subjects passing each other keep their identity.
+MTCNN runs on the whole (downscaled) frame at the first sample, at least every `detect_every` frames (new
+faces, "main" moving to a stronger one) and, while a position is without a face, at most every
+`search_every` frames (`pipeline.faces.whole`: the faces it misses but refinement finds are kept, and
+each position takes the face near where it is expected, so two subjects passing each other keep their
+identity).
 
 Between two samples where a position's face is one face moving smoothly (`linked`, and no jump),
 nothing is looked at: the records are interpolated ("tracked"). Where it is not (the face appears,
@@ -25,21 +24,18 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-from facenet_pytorch import MTCNN
 
-from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, downscale
+from pipeline.faces.detect import box_iou
 from pipeline.faces.records import Det, jump, linked
-from pipeline.faces.refine import lift_contrast, refine_faces
+from pipeline.faces.refine import refine_faces
+from pipeline.faces.whole import CLASH_IOU, Small, WholeFrames
 
-Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
 Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box change per frame, its frame
-CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
-AMBIGUOUS = 0.15  # ... which goes to neither where their expected boxes overlap it about as much
+AMBIGUOUS = 0.15  # a face two positions' expected boxes overlap about as much goes to neither
 FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
 STEP = 0.5  # ... in steps of the frames that move it about this many face widths
 
@@ -56,31 +52,9 @@ class Step:
     looked: set[int] = field(default_factory=set)  # frames refinement or detection looked at
 
 
-def _pack(dets: list[Det]) -> tuple[FrameDetections, list[str]]:
-    """Faces of one frame as `FrameDetections` and their sources."""
-    if not dets:
-        return FrameDetections.empty(), []
-    return (
-        FrameDetections(
-            np.stack([d.box for d in dets]).astype(np.float32),
-            np.array([d.score for d in dets], np.float32),
-            np.stack([d.landmarks for d in dets]).astype(np.float32),
-        ),
-        [d.source for d in dets],
-    )
-
-
-def _fixed(frame: torch.Tensor) -> Small:
-    """A `Small` that gives `frame` (h, w, 3) for its one index."""
-    return lambda _: frame[None]
-
-
-class Follower:
+class Follower(WholeFrames):
     """Refinement-mode processing of `FaceTracker` (a mixin: the tracker owns the state declared here)."""
 
-    cfg: FaceConfig
-    positions: tuple[str, ...]
-    detector: MTCNN
     frame_size: tuple[int, int] | None
     refined_boxes: int  # boxes refinement looked at (for throughput reports)
     _frontier: int
@@ -91,23 +65,8 @@ class Follower:
     _last: dict[str, tuple[int, np.ndarray] | None]
     _last_sample: int | None
     _last_assign: dict[str, Det | None]
-    _full: dict[int, np.ndarray]  # full-resolution frames not yet returned: (H, W, 3) uint8 views
     _trail: dict[str, list[tuple[int, np.ndarray]]]  # per position: recent (frame, box) of its face
     _refuted: dict[str, set[int]]  # per position: frames where refinement found no face of it
-    _last_full: int  # last frame detected whole
-    _last_search: int  # last frame detected whole at `search_size`
-
-    def _detect(self, indices: list[int], small: Small) -> dict[int, FrameDetections]:
-        raise NotImplementedError
-
-    def _associate(
-        self,
-        fd: FrameDetections,
-        last: dict[str, tuple[int, np.ndarray] | None],
-        frame: int,
-        sources: Sequence[str] | None = None,
-    ) -> dict[str, Det | None]:
-        raise NotImplementedError
 
     # ---- expectation ----------------------------------------------------------------------------
 
@@ -319,84 +278,6 @@ class Follower:
             if got is not None:
                 self._put(pos, s, got)
         self._last_sample, self._last_assign = s, step.after
-
-    def _whole(
-        self,
-        s: int,
-        expect: dict[str, np.ndarray | None],
-        small: Small,
-        known: dict[str, Det],
-        refined: set[str],
-    ) -> dict[str, Det | None]:
-        """MTCNN on the whole frame `s` (with its contrast normalised where it is low, `lift_gain`), with
-        the faces already `known` there (by position) and the faces it misses near their `expect`ed boxes
-        added (found by refinement, for the positions not `refined` at s yet). Where a position is still
-        without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
-        frames). "main" takes its face among all of them (it may move to a much stronger one); a left or
-        right face already known keeps its position, and the other takes the face nearest where it is
-        expected."""
-        cfg = self.cfg
-        self._last_full = s
-        # positions take faces near where they are expected (two subjects crossing keep their identity)
-        last = {p: None if e is None else (s, e) for p, e in expect.items()}
-        plain = small([s])[0]  # (h, w, 3) uint8
-        faces = list(known.values())
-        assign: dict[str, Det | None] = dict.fromkeys(self.positions)
-        for view in ("work", "search"):
-            frame: torch.Tensor | None = None
-            if view == "work":
-                lifted = lift_contrast(plain, cfg)
-                frame = plain if lifted is None else lifted
-            elif cfg.search_size > cfg.work_size and s - self._last_search >= cfg.detect_every:
-                frame = downscale(self._full[s][None], cfg.search_size)[0]
-                self._last_search = s
-            if frame is None:
-                continue
-            fd = self._detect([s], _fixed(frame))[s]
-            faces += [
-                Det(b, m, float(c))
-                for b, m, c in zip(fd.boxes, fd.landmarks, fd.scores, strict=True)
-                if all(float(box_iou(b, d.box)) < CLASH_IOU for d in faces)
-            ]
-            if view == "work":
-                missed = {
-                    p: e
-                    for p, e in expect.items()
-                    if e is not None
-                    and p not in refined
-                    and all(float(box_iou(e, d.box)) < cfg.track_iou for d in faces)
-                }
-                faces += [d for d in self._refine_at(s, missed, [d.box for d in faces]).values() if d]
-            assign = self._assign(s, faces, known, last)
-            if all(d is not None for d in assign.values()):
-                break
-        return assign
-
-    def _assign(
-        self,
-        s: int,
-        faces: list[Det],
-        known: dict[str, Det],
-        last: dict[str, tuple[int, np.ndarray] | None],
-    ) -> dict[str, Det | None]:
-        """Which face of frame s each position takes (see `_whole`)."""
-        if "main" in self.positions or not known:
-            packed, sources = _pack(faces)
-            return self._associate(packed, dict(last), s, sources)
-        assign: dict[str, Det | None] = {pos: known.get(pos) for pos in self.positions}
-        pool = [f for f in faces if all(float(box_iou(f.box, k.box)) < CLASH_IOU for k in known.values())]
-        for pos in self.positions:
-            if assign[pos] is not None or not pool:
-                continue
-            entry = last[pos]
-            if entry is None:
-                best = max(pool, key=lambda f: f.score * float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
-            else:
-                centre = (entry[1][:2] + entry[1][2:]) / 2
-                best = min(pool, key=lambda f: float(np.hypot(*((f.box[:2] + f.box[2:]) / 2 - centre))))
-            assign[pos] = best
-            pool.remove(best)
-        return assign
 
     def _put(self, pos: str, frame: int, det: Det) -> None:
         """Record the face of `pos` in `frame`: a frame after its last face, or one found looking back."""

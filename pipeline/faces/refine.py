@@ -198,7 +198,7 @@ def refine_faces(
     windows = torch.stack([F.pad(w, (0, side - w.shape[-1], 0, side - w.shape[-2])) for w, _, _ in cut])
     origin = torch.tensor(np.stack([o for _, o, _ in cut]))  # (m, 2) frame px of each window's corner
     scale = torch.tensor([s for _, _, s in cut], dtype=torch.float64)  # (m,) window px per frame px
-    edges = torch.as_tensor(np.asarray(boxes, np.float64)) - torch.tensor([1.0, 1.0, 0.0, 0.0])
+    edges = torch.tensor(np.asarray(boxes, np.float64)) - torch.tensor([1.0, 1.0, 0.0, 0.0])  # (m, 4)
     expected = square((edges - origin.repeat(1, 2)) * scale[:, None]).float()  # (m, 4) window px
     contrast = torch.tensor([face_contrast(windows[i], expected[i], cfg) for i in range(m)])  # (m, 2)
     with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():

@@ -1,0 +1,150 @@
+"""Whole-frame detection in refinement mode (`FaceConfig.follow` "refine"): the part of `FaceTracker` that
+detects a whole frame when `pipeline.faces.follow` asks for it, adds the faces refinement finds near where
+they are expected, and says which face each position takes.
+
+The frame is detected at `work_size` (with its contrast normalised where it is dim or flat, `lift_gain`)
+and, where a position is still without a face, at `search_size` (small faces; at most once every
+`detect_every` frames). "main" takes its face among all of them (and may move to a much stronger one); a
+left or right face already found at the frame keeps its position, and the other takes the face nearest
+where it is expected, so that two subjects passing each other keep their identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+
+from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, downscale
+from pipeline.faces.records import Det
+from pipeline.faces.refine import lift_contrast
+
+Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
+CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
+
+
+def _pack(dets: list[Det]) -> tuple[FrameDetections, list[str]]:
+    """Faces of one frame as `FrameDetections` and their sources."""
+    if not dets:
+        return FrameDetections.empty(), []
+    return (
+        FrameDetections(
+            np.stack([d.box for d in dets]).astype(np.float32),
+            np.array([d.score for d in dets], np.float32),
+            np.stack([d.landmarks for d in dets]).astype(np.float32),
+        ),
+        [d.source for d in dets],
+    )
+
+
+def _fixed(frame: torch.Tensor) -> Small:
+    """A `Small` that gives `frame` (h, w, 3) for its one index."""
+    return lambda _: frame[None]
+
+
+class WholeFrames:
+    """Whole-frame detection of `FaceTracker` in refinement mode (a mixin: the tracker owns the state)."""
+
+    cfg: FaceConfig
+    positions: tuple[str, ...]
+    detector: MTCNN
+    _full: dict[int, np.ndarray]  # full-resolution frames not yet returned: (H, W, 3) uint8 views
+    _last_full: int  # last frame detected whole
+    _last_search: int  # last frame detected whole at `search_size`
+
+    def _detect(self, indices: list[int], small: Small) -> dict[int, FrameDetections]:
+        raise NotImplementedError
+
+    def _associate(
+        self,
+        fd: FrameDetections,
+        last: dict[str, tuple[int, np.ndarray] | None],
+        frame: int,
+        sources: Sequence[str] | None = None,
+    ) -> dict[str, Det | None]:
+        raise NotImplementedError
+
+    def _refine_at(
+        self, frame: int, expect: dict[str, np.ndarray], taken: Sequence[np.ndarray] = (), search: bool = True
+    ) -> dict[str, Det | None]:
+        raise NotImplementedError
+
+    def _whole(
+        self,
+        s: int,
+        expect: dict[str, np.ndarray | None],
+        small: Small,
+        known: dict[str, Det],
+        refined: set[str],
+    ) -> dict[str, Det | None]:
+        """MTCNN on the whole frame `s` (with its contrast normalised where it is low, `lift_gain`), with
+        the faces already `known` there (by position) and the faces it misses near their `expect`ed boxes
+        added (found by refinement, for the positions not `refined` at s yet). Where a position is still
+        without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
+        frames). "main" takes its face among all of them (it may move to a much stronger one); a left or
+        right face already known keeps its position, and the other takes the face nearest where it is
+        expected."""
+        cfg = self.cfg
+        self._last_full = s
+        # positions take faces near where they are expected (two subjects crossing keep their identity)
+        last = {p: None if e is None else (s, e) for p, e in expect.items()}
+        plain = small([s])[0]  # (h, w, 3) uint8
+        faces = list(known.values())
+        assign: dict[str, Det | None] = dict.fromkeys(self.positions)
+        for view in ("work", "search"):
+            frame: torch.Tensor | None = None
+            if view == "work":
+                lifted = lift_contrast(plain, cfg)
+                frame = plain if lifted is None else lifted
+            elif cfg.search_size > cfg.work_size and s - self._last_search >= cfg.detect_every:
+                frame = downscale(self._full[s][None], cfg.search_size)[0]
+                self._last_search = s
+            if frame is None:
+                continue
+            fd = self._detect([s], _fixed(frame))[s]
+            faces += [
+                Det(b, m, float(c))
+                for b, m, c in zip(fd.boxes, fd.landmarks, fd.scores, strict=True)
+                if all(float(box_iou(b, d.box)) < CLASH_IOU for d in faces)
+            ]
+            if view == "work":
+                missed = {
+                    p: e
+                    for p, e in expect.items()
+                    if e is not None
+                    and p not in refined
+                    and all(float(box_iou(e, d.box)) < cfg.track_iou for d in faces)
+                }
+                faces += [d for d in self._refine_at(s, missed, [d.box for d in faces]).values() if d]
+            assign = self._assign(s, faces, known, last)
+            if all(d is not None for d in assign.values()):
+                break
+        return assign
+
+    def _assign(
+        self,
+        s: int,
+        faces: list[Det],
+        known: dict[str, Det],
+        last: dict[str, tuple[int, np.ndarray] | None],
+    ) -> dict[str, Det | None]:
+        """Which face of frame s each position takes (see `_whole`)."""
+        if "main" in self.positions or not known:
+            packed, sources = _pack(faces)
+            return self._associate(packed, dict(last), s, sources)
+        assign: dict[str, Det | None] = {pos: known.get(pos) for pos in self.positions}
+        pool = [f for f in faces if all(float(box_iou(f.box, k.box)) < CLASH_IOU for k in known.values())]
+        for pos in self.positions:
+            if assign[pos] is not None or not pool:
+                continue
+            entry = last[pos]
+            if entry is None:
+                best = max(pool, key=lambda f: f.score * float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+            else:
+                centre = (entry[1][:2] + entry[1][2:]) / 2
+                best = min(pool, key=lambda f: float(np.hypot(*((f.box[:2] + f.box[2:]) / 2 - centre))))
+            assign[pos] = best
+            pool.remove(best)
+        return assign
