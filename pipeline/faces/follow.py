@@ -22,7 +22,7 @@ position's face and found none is "refuted" for it, and a gap holding one is not
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box 
 AMBIGUOUS = 0.15  # a face two positions' expected boxes overlap about as much goes to neither
 FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
 STEP = 0.5  # ... in steps of the frames that move it about this many face widths
+STAYED_IOU = 0.5  # a face not seen at the last sample is also looked for at its last box if that is apart
 
 
 @dataclass
@@ -183,7 +184,24 @@ class Follower(WholeFrames):
                 boxes.append(b.box)
             elif step.p is not None and step.p < f < step.s and a is not None and b is not None:
                 boxes.append(a.box + (b.box - a.box) * (f - step.p) / (step.s - step.p))
+            else:  # before p (looking back): between its faces found around f
+                near = self._around(q, f)
+                if near is not None:
+                    boxes.append(near)
         return boxes
+
+    def _around(self, pos: str, f: int) -> np.ndarray | None:
+        """The position's box in frame f interpolated between its faces found before and after f, where
+        those are at most `max_gap + every` frames apart; None otherwise."""
+        frames = self._det_frames[pos]
+        k = bisect_left(frames, f)
+        if k == 0 or k == len(frames):
+            return None
+        f0, f1 = frames[k - 1], frames[k]
+        if f1 - f0 > self.cfg.max_gap + self.cfg.every:
+            return None
+        b0, b1 = self._dets[pos][f0].box, self._dets[pos][f1].box
+        return b0 + (b1 - b0) * (f - f0) / (f1 - f0)
 
     def _walk(self, step: Step, frames: Sequence[int], heads: dict[str, Head]) -> None:
         """Refine each head's face at `frames` in turn (either direction) into step.results; a head stops
@@ -242,6 +260,12 @@ class Follower(WholeFrames):
             others = {pos: e for pos, e in jumped.items() if pos not in seen}
             taken = [d.box for d in step.after.values() if d is not None]
             step.after.update(self._refine_at(s, others, taken))  # type: ignore[arg-type]
+            # a face back after a gap may have turned: also looked for where it was last seen
+            stayed = {pos: self._trail[pos][-1][1] for pos in others if step.after[pos] is None}
+            stayed = {pos: b for pos, b in stayed.items() if float(box_iou(b, others[pos])) < STAYED_IOU}
+            if stayed:
+                taken = [d.box for d in step.after.values() if d is not None]
+                step.after.update(self._refine_at(s, stayed, taken))
             lost = [pos for pos in live if step.after[pos] is None and step.before[pos] is not None]
             pace = max([self._pace(pos) for pos in lost] + [1e-6])
             stride = int(min(max(STEP / pace, 1), s - p))
@@ -258,7 +282,9 @@ class Follower(WholeFrames):
                 walked |= {pos} if step.after[pos] is not None else set()
         since = s - self._last_full  # whole frames: periodically, and at most every `search_every` frames
         missing = any(d is None for d in step.after.values())  # while a position has no face
-        if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every):
+        # a face followed up to p and lost by refinement at s (fast, blurred): whole frames at once
+        dropped = any(step.before[pos] is not None and step.after[pos] is None for pos in live)
+        if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every) or dropped:
             known = {pos: d for pos, d in step.after.items() if d is not None}
             step.after = self._whole(s, expect, small, known, set(live))
         if p is not None and s - p > 1:
