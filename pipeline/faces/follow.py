@@ -123,10 +123,15 @@ class Follower(WholeFrames):
     # ---- refinement -----------------------------------------------------------------------------
 
     def _refine_at(
-        self, frame: int, expect: dict[str, np.ndarray], taken: Sequence[np.ndarray] = (), search: bool = True
+        self,
+        frame: int,
+        expect: dict[str, np.ndarray],
+        taken: Sequence[np.ndarray] | dict[str, list[np.ndarray]] = (),
+        search: bool = True,
     ) -> dict[str, Det | None]:
         """The face of each position near its expected box in `frame`; None where refinement finds none,
-        or where the face found is another position's (`taken` boxes, or a clash between two of these:
+        or where the face found is another position's (`taken` boxes, for all or per position, or a
+        clash between two of these:
         the position whose expected box it overlaps less loses it, and both where that is not clear, as
         where two faces cross). A None refutes the frame."""
         names = list(expect)
@@ -150,7 +155,8 @@ class Follower(WholeFrames):
             det_a = out[a]
             if det_a is None:
                 continue
-            if any(float(box_iou(det_a.box, t)) >= CLASH_IOU for t in taken):
+            others = taken.get(a, []) if isinstance(taken, dict) else taken
+            if any(float(box_iou(det_a.box, t)) >= CLASH_IOU for t in others):
                 out[a] = None
                 continue
             for b in names[i + 1 :]:
@@ -218,7 +224,7 @@ class Follower(WholeFrames):
             if not heads:
                 return
             expect = {pos: box if v is None else box + v * (f - at) for pos, (box, v, at) in heads.items()}
-            taken = [b for pos in heads for b in self._taken(step, f, pos)]
+            taken = {pos: self._taken(step, f, pos) for pos in heads}  # each head's own: not its face
             step.looked.add(f)
             for pos, det in self._refine_at(f, expect, taken).items():
                 if det is None:
@@ -279,7 +285,8 @@ class Follower(WholeFrames):
                     self._walk(step, range(p + 1 if f0 is None else f0 + 1, s + 1), heads)
             for pos in lost:
                 step.after[pos] = step.results[s].pop(pos, None)
-                walked |= {pos} if step.after[pos] is not None else set()
+                # a face found at s in one step from p is not followed through the frames between
+                walked |= {pos} if step.after[pos] is not None and stride < s - p else set()
         since = s - self._last_full  # whole frames: periodically, and at most every `search_every` frames
         missing = any(d is None for d in step.after.values())  # while a position has no face
         # a face followed up to p and lost by refinement at s (fast, blurred): whole frames at once
@@ -347,6 +354,9 @@ class Follower(WholeFrames):
             assign = self._associate(dets[f], last, f)
             for pos in both:
                 det = assign[pos]
-                if pos not in step.results[f] and det is not None:
-                    step.results[f][pos] = det
+                if pos in step.results[f] or det is None:
+                    continue
+                if any(float(box_iou(det.box, t)) >= CLASH_IOU for t in self._taken(step, f, pos)):
+                    continue  # another position's face there (found by refinement): not this one's
+                step.results[f][pos] = det
         step.looked.update(unresolved)
