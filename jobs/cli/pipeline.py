@@ -37,6 +37,15 @@ from jobs.cli.options import (
 )
 
 
+def _work_left(input: Path, cache: str, split: str, names: tuple[str, ...] | None = None,
+               rebuild: bool = False) -> bool:  # fmt: skip
+    """`jobs.extract.select.work_left`, imported in Ray's start-up thread (pyarrow, the catalogue readers):
+    the command's own imports go on meanwhile."""
+    from jobs.extract.select import work_left
+
+    return work_left(input, cache, split, names, rebuild)
+
+
 @app.command()
 def run(
     input: Input,
@@ -92,8 +101,8 @@ def run(
     video succeeded and every submission checks, 2 when some failed (listed in OUT/failures.parquet), 1
     for a usage or configuration error.
     """
+    from jobs.extract.runtime import RayStart, RuntimeConfig  # no torch: Ray starts while the rest loads
     from jobs.run.config import RunConfig
-    from jobs.run.driver import run as run_all
 
     training = dict(recipe=recipe, config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
                     batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
@@ -103,8 +112,14 @@ def run(
                     weights=tuple(weights or ()), output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
                     device=device, train_options=tuple(training.items()), retrain=retrain, final=final)  # fmt: skip
-    with _fails_with_1("run", ValueError, OSError):
-        report = run_all(cfg, say=_say)
+    # Ray starts at once where a subject lacks its shard (those of the split, and of every split where a
+    # model may be trained); the run stops it once the cache is complete
+    when = partial(_work_left, input, cfg.cache_location, split if weights else "all")
+    with RayStart(RuntimeConfig(address=address), when) as ray_start:
+        from jobs.run.driver import run as run_all
+
+        with _fails_with_1("run", ValueError, OSError):
+            report = run_all(cfg, say=_say, ray_start=ray_start)
     typer.echo(report.summary())
     raise typer.Exit(report.exit_code)
 
@@ -138,10 +153,9 @@ def extract(
     1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
     """
     from jobs.extract.runtime import RayStart, RuntimeConfig  # no torch: Ray starts while the rest loads
-    from jobs.extract.select import work_left
 
     names = tuple(only) if only else None
-    when = partial(work_left, input, cache, split, names, rebuild)  # a rerun with nothing to do starts no Ray
+    when = partial(_work_left, input, cache, split, names, rebuild)  # a rerun with nothing to do starts no Ray
     with RayStart(RuntimeConfig(address=address), when) as ray_start:
         from jobs.extract.config import ExtractConfig, FaceSettings
         from jobs.extract.driver import extract as run_extract

@@ -70,18 +70,23 @@ def needed_subjects(cfg: RunConfig, catalogue: Any, task: str, train: bool) -> l
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def extract_stage(cfg: RunConfig, subjects: list[str], say: Say) -> Stage:
-    """Extract the shards of `subjects` that the cache lacks; complete ones are reused."""
+def extract_stage(cfg: RunConfig, subjects: list[str], say: Say, ray_start: Any = None) -> Stage:
+    """Extract the shards of `subjects` that the cache lacks; complete ones are reused. `ray_start`: Ray
+    begun early (`jobs.extract.runtime.RayStart`), stopped here once the extraction is done."""
     from jobs.extract.config import ExtractConfig
     from jobs.extract.driver import extract
     from jobs.extract.runtime import RuntimeConfig
 
     started = time.perf_counter()
-    report = extract(
-        ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all",
-                      subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
-        say=say,
-    )  # fmt: skip
+    try:
+        report = extract(
+            ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all",
+                          subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
+            say=say, ray_start=ray_start,
+        )  # fmt: skip
+    finally:
+        if ray_start is not None:
+            ray_start.close()  # training and prediction need no Ray
     note = f"{len(report.cached)} subjects extracted, {len(report.skipped)} reused from the cache"
     parts = {name: {"items": t.frames, "seconds": t.seconds} for name, t in report.stages.items() if t.frames}
     return Stage("extract", time.perf_counter() - started, int(report.frames), "frames", note, parts=parts)
@@ -190,8 +195,11 @@ def given_model(task: str, path: Path) -> TaskModel:
                      metric=meta.get("metric"), epoch=meta.get("epoch"), sha256=file_hash(path, length=64))  # fmt: skip
 
 
-def run(cfg: RunConfig, say: Say | None = None) -> RunReport:
-    """Extract once, then per task take or train a model, predict, fill, write and check the submission."""
+def run(cfg: RunConfig, say: Say | None = None, ray_start: Any = None) -> RunReport:
+    """Extract once, then per task take or train a model, predict, fill, write and check the submission.
+
+    `ray_start`: Ray begun by the caller while this loads (`jobs.extract.runtime.RayStart`); the extraction
+    uses it and stops it when done."""
     from pipeline.cache.read import CacheError, open_cache
     from pipeline.datasets import load_catalogue
 
@@ -224,7 +232,7 @@ def run(cfg: RunConfig, say: Say | None = None) -> RunReport:
         bar = display.bar("run: extract", steps, "stages", keep=True)
         say(f"[extract] -> {cfg.cache_location}")
         try:
-            report.stages.append(extract_stage(cfg, subjects, say))
+            report.stages.append(extract_stage(cfg, subjects, say, ray_start))
             spec = dict(open_cache(cfg.cache_location).spec)
         except CacheError as e:  # e.g. a cache made with other settings: the message says what to do
             raise RunError(str(e)) from None

@@ -22,7 +22,7 @@ position's face and found none is "refuted" for it, and a gap holding one is not
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,36 +178,26 @@ class Follower(WholeFrames):
         return out
 
     def _taken(self, step: Step, f: int, pos: str) -> list[np.ndarray]:
-        """Boxes of the other positions in frame f: found there, or else between their faces at p and s."""
+        """Boxes of the other positions in frame f: found there (this step, or earlier), else between their
+        nearest faces found before and after f (at most `max_gap + every` frames apart)."""
         boxes = []
         for q in self.positions:
-            a, b = step.before[q], step.after[q]
             if q == pos:
                 continue
-            if q in step.results[f] or f in self._dets[q]:
-                boxes.append((step.results[f].get(q) or self._dets[q][f]).box)
-            elif f == step.s and b is not None:
-                boxes.append(b.box)
-            elif step.p is not None and step.p < f < step.s and a is not None and b is not None:
-                boxes.append(a.box + (b.box - a.box) * (f - step.p) / (step.s - step.p))
-            else:  # before p (looking back): between its faces found around f
-                near = self._around(q, f)
-                if near is not None:
-                    boxes.append(near)
+            known = {g: d.box for g, d in self._dets[q].items()}
+            known.update({g: r[q].box for g, r in step.results.items() if q in r})
+            if step.p is not None and step.before[q] is not None:
+                known[step.p] = step.before[q].box
+            if step.after[q] is not None:
+                known[step.s] = step.after[q].box
+            if f in known:
+                boxes.append(known[f])
+                continue
+            f0 = max((g for g in known if g < f), default=None)
+            f1 = min((g for g in known if g > f), default=None)
+            if f0 is not None and f1 is not None and f1 - f0 <= self.cfg.max_gap + self.cfg.every:
+                boxes.append(known[f0] + (known[f1] - known[f0]) * (f - f0) / (f1 - f0))
         return boxes
-
-    def _around(self, pos: str, f: int) -> np.ndarray | None:
-        """The position's box in frame f interpolated between its faces found before and after f, where
-        those are at most `max_gap + every` frames apart; None otherwise."""
-        frames = self._det_frames[pos]
-        k = bisect_left(frames, f)
-        if k == 0 or k == len(frames):
-            return None
-        f0, f1 = frames[k - 1], frames[k]
-        if f1 - f0 > self.cfg.max_gap + self.cfg.every:
-            return None
-        b0, b1 = self._dets[pos][f0].box, self._dets[pos][f1].box
-        return b0 + (b1 - b0) * (f - f0) / (f1 - f0)
 
     def _walk(self, step: Step, frames: Sequence[int], heads: dict[str, Head]) -> None:
         """Refine each head's face at `frames` in turn (either direction) into step.results; a head stops

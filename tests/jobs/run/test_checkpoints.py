@@ -89,7 +89,7 @@ def test_the_cli_passes_task_lists_and_training_flags_on(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake_run(cfg, say):
+    def fake_run(cfg, say, ray_start=None):
         seen.append(cfg)
         raise ValueError("stopped here")
 

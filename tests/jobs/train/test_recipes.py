@@ -81,7 +81,7 @@ def test_train_and_run_commands_pass_the_recipe_on(monkeypatch, tmp_path):
     assert CliRunner().invoke(app, base).exit_code == 0 and seen["train"].recipe == "default"
     assert seen["train"].seq_len == RECIPES["default"].seq_len
 
-    def fake_run(cfg, say):
+    def fake_run(cfg, say, ray_start=None):
         seen["run"] = cfg
         raise ValueError("stop here")
 
