@@ -155,7 +155,8 @@ def extract(
     from jobs.extract.runtime import RayStart, RuntimeConfig  # no torch: Ray starts while the rest loads
 
     names = tuple(only) if only else None
-    when = partial(_work_left, input, cache, split, names, rebuild)  # a rerun with nothing to do starts no Ray
+    # a rerun with nothing to do starts no Ray
+    when = partial(_work_left, input, cache, split, names, rebuild)
     with RayStart(RuntimeConfig(address=address), when) as ray_start:
         from jobs.extract.config import ExtractConfig, FaceSettings
         from jobs.extract.driver import extract as run_extract

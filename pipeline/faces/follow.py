@@ -4,7 +4,8 @@ sample, where whole frames are detected and where each subject's face is looked 
 At each sample s (every `every`-th frame) each position whose face was seen recently is looked for near
 where it is expected (its last box moved on at its speed) by refinement (`pipeline.faces.refine`): at s
 directly, or, for a face that moves more than `FAST` face widths per sample or was not found there, step
-by step up to s (a step moves it about `STEP` face widths, at most a sample).
+by step up to s (a step moves it about `STEP` face widths, at most a sample). A face not seen at the
+previous sample (back after a gap, where it may have turned) is also looked for at its last box.
 MTCNN runs on the whole (downscaled) frame at the first sample, at least every `detect_every` frames (new
 faces, "main" moving to a stronger one) and, while a position is without a face, at most every
 `search_every` frames (`pipeline.faces.whole`: the faces it misses but refinement finds are kept, and
@@ -17,7 +18,9 @@ disappears or jumps), the face is refined frame by frame forwards from its last 
 the sample's face (backwards also into the `look_back` frames before, for a face that appears); only
 frames that neither reaches while the face was there at both samples are detected whole. Every refined
 box passed the track's O-Net threshold in its own frame; a frame where refinement looked for a
-position's face and found none is "refuted" for it, and a gap holding one is not filled.
+position's face and found none is "refuted" for it, and a gap holding one is not filled. A face found
+(refined, or detected in a frame refinement lost) is not a position's where it is another position's
+face in that frame: found there, or between that position's faces found before and after it.
 """
 
 from __future__ import annotations
@@ -186,10 +189,11 @@ class Follower(WholeFrames):
                 continue
             known = {g: d.box for g, d in self._dets[q].items()}
             known.update({g: r[q].box for g, r in step.results.items() if q in r})
-            if step.p is not None and step.before[q] is not None:
-                known[step.p] = step.before[q].box
-            if step.after[q] is not None:
-                known[step.s] = step.after[q].box
+            a, b = step.before[q], step.after[q]
+            if step.p is not None and a is not None:
+                known[step.p] = a.box
+            if b is not None:
+                known[step.s] = b.box
             if f in known:
                 boxes.append(known[f])
                 continue
@@ -258,7 +262,11 @@ class Follower(WholeFrames):
             step.after.update(self._refine_at(s, others, taken))  # type: ignore[arg-type]
             # a face back after a gap may have turned: also looked for where it was last seen
             stayed = {pos: self._trail[pos][-1][1] for pos in others if step.after[pos] is None}
-            stayed = {pos: b for pos, b in stayed.items() if float(box_iou(b, others[pos])) < STAYED_IOU}
+            stayed = {
+                pos: b
+                for pos, b in stayed.items()
+                if float(box_iou(b, others[pos])) < STAYED_IOU  # type: ignore[arg-type]
+            }
             if stayed:
                 taken = [d.box for d in step.after.values() if d is not None]
                 step.after.update(self._refine_at(s, stayed, taken))
@@ -279,9 +287,7 @@ class Follower(WholeFrames):
                 walked |= {pos} if step.after[pos] is not None and stride < s - p else set()
         since = s - self._last_full  # whole frames: periodically, and at most every `search_every` frames
         missing = any(d is None for d in step.after.values())  # while a position has no face
-        # a face followed up to p and lost by refinement at s (fast, blurred): whole frames at once
-        dropped = any(step.before[pos] is not None and step.after[pos] is None for pos in live)
-        if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every) or dropped:
+        if p is None or since >= cfg.detect_every or (missing and since >= cfg.search_every):
             known = {pos: d for pos, d in step.after.items() if d is not None}
             step.after = self._whole(s, expect, small, known, set(live))
         if p is not None and s - p > 1:
