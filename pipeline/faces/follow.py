@@ -269,7 +269,13 @@ class Follower(WholeFrames):
             }
             if stayed:
                 taken = [d.box for d in step.after.values() if d is not None]
-                step.after.update(self._refine_at(s, stayed, taken))
+                first = self._refine_at(s, stayed, taken)
+                step.after.update(first)
+                # found away from where it was looked for: refined once more from there (a tighter box)
+                again = self._refine_at(s, {pos: d.box for pos, d in first.items() if d is not None}, taken)
+                step.after.update({pos: d for pos, d in again.items() if d is not None})
+                for pos in again:
+                    self._refuted[pos].discard(s)  # found by the first look
             lost = [pos for pos in live if step.after[pos] is None and step.before[pos] is not None]
             pace = max([self._pace(pos) for pos in lost] + [1e-6])
             stride = int(min(max(STEP / pace, 1), s - p))
