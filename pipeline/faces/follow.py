@@ -41,6 +41,7 @@ Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box 
 AMBIGUOUS = 0.15  # a face two positions' expected boxes overlap about as much goes to neither
 FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
 STEP = 0.5  # ... in steps of the frames that move it about this many face widths
+BEHIND = 0.25  # a refined face this much covered by another position's box needs a new face's O-Net score
 STAYED_IOU = 0.5  # a face not seen at the last sample is also looked for at its last box if that is apart
 
 
@@ -161,6 +162,9 @@ class Follower(WholeFrames):
             others = taken.get(a, []) if isinstance(taken, dict) else taken
             if any(float(box_iou(det_a.box, t)) >= CLASH_IOU for t in others):
                 out[a] = None
+                continue
+            if det_a.score < self.cfg.thresholds[2] and any(_covered(det_a.box, t) >= BEHIND for t in others):
+                out[a] = None  # a weak face partly behind another one: what shows of it may be too little
                 continue
             for b in names[i + 1 :]:
                 det_b = out[b]
@@ -362,3 +366,10 @@ class Follower(WholeFrames):
                     continue  # another position's face there (found by refinement): not this one's
                 step.results[f][pos] = det
         step.looked.update(unresolved)
+
+
+def _covered(box: np.ndarray, other: np.ndarray) -> float:
+    """Share of `box`'s area (4,) inside `other` (4,)."""
+    w = max(0.0, float(min(box[2], other[2]) - max(box[0], other[0])))
+    h = max(0.0, float(min(box[3], other[3]) - max(box[1], other[1])))
+    return w * h / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
