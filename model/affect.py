@@ -101,7 +101,9 @@ class AffectModel(nn.Module):
         if self.cached_names != tail.split.cached_names:
             raise ValueError(f"the tail reads {tail.split.cached_names}, the spec says {self.cached_names}")
         shapes = [tuple(s) for s in backbone["boundary"]]
-        self.standardise = MapStandardiser(tuple((n, int(s[0])) for n, s in zip(self.cached_names, shapes, strict=True)))
+        self.standardise = MapStandardiser(
+            tuple((n, int(s[0])) for n, s in zip(self.cached_names, shapes, strict=True))
+        )
         self.tam = MultiScaleTAM(config.levels, map_shapes, config.num_frames)
         # the tail only as far as the last map a level reads that the cache does not hold (often none)
         blocks = tail.split.tail_blocks_for(self.tam.sources)

@@ -47,7 +47,9 @@ class BackboneConfig:
 class FrozenPart(nn.Module):
     """The stem and the frozen blocks: images -> the cached maps; always in eval mode, no gradients."""
 
-    def __init__(self, stem: nn.Module, blocks: list[nn.Module], outputs: tuple[int, ...], channels_last: bool):
+    def __init__(
+        self, stem: nn.Module, blocks: list[nn.Module], outputs: tuple[int, ...], channels_last: bool
+    ):
         super().__init__()
         self.stem = stem
         self.blocks = nn.Sequential(*blocks)

@@ -10,9 +10,11 @@ import typer
 from jobs.cli.app import _fails_with_1, _say, app
 from jobs.cli.options import (
     DeviceName,
+    InputSize,
     Layout,
     Resolution,
     TaskName,
+    TrainableBlocks,
 )
 
 
@@ -135,15 +137,20 @@ def info(
     task: Annotated[
         TaskName | None, typer.Option("--task", "-t", help="Task of the described model.")
     ] = None,
+    trainable_blocks: TrainableBlocks = 2,
+    input_size: InputSize = 224,
 ) -> None:
-    """Registered model configs and tasks; parameters, GFLOPs and cached bytes per frame of one."""
-    from jobs.info import facts_text, registry_text
+    """Registered model configs and tasks; parameters, GFLOPs and cached bytes per frame of one; and per
+    number of trainable backbone blocks (0-5), the cache's bytes per frame and the parameters trained."""
+    from jobs.info import blocks_text, facts_text, registry_text
 
     if model is None and task is None:
         typer.echo(registry_text())
+        typer.echo(blocks_text(input_size=input_size))
         return
     if model is None or task is None:
         typer.echo("lwaffect info: give both --model NAME and --task T (or neither to list them)", err=True)
         raise typer.Exit(1)
     with _fails_with_1("info", ValueError):
-        typer.echo(facts_text(model, task))
+        typer.echo(facts_text(model, task, trainable_blocks, input_size))
+        typer.echo(blocks_text(model, task, input_size))

@@ -45,7 +45,10 @@ def test_a_checkpoint_backbone_is_compared_with_the_cache_it_reads():
     backbone = {k: cache[k] for k in ("backbone", "weights_hash", "input_size")} | {"boundary": SMALL}
     assert cache_differences(backbone, cache) == []
     assert cache_differences(backbone, dict(cache, boundary={"s8": SMALL[0], "s16": SMALL[1]})) == []
-    assert cache_differences(backbone | {"input_size": 256}, cache) == ["input_size: 256 vs 224"]
+    assert cache_differences(backbone | {"input_size": 256}, cache) == [
+        "input size 256 px (checkpoint) vs input size 224 px (cache): extract a cache with --input-size 256, "
+        "or train on this cache with --input-size 224"
+    ]
     assert cache_differences(backbone, {k: v for k, v in cache.items() if k != "weights_hash"}) == [
         "weights_hash: 'random-init' vs (not recorded by the cache)"
     ]
