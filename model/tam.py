@@ -76,7 +76,7 @@ def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
 class TAMLevel(nn.Module):
     """One level: (B, T, C, H, W) -> (B, T, dim) for T <= num_frames."""
 
-    def __init__(self, cfg: LevelConfig, map_shape: tuple[int, int, int], num_frames: int):
+    def __init__(self, cfg: LevelConfig, map_shape: tuple[int, ...], num_frames: int):
         super().__init__()
         channels, height, width = map_shape
         if cfg.patch is None:
@@ -144,7 +144,7 @@ class MultiScaleTAM(nn.Module):
     """Levels over the backbone maps, concatenated: maps (B, T, C, H, W) each -> (B, T, sum of dims)."""
 
     def __init__(
-        self, levels: tuple[LevelConfig, ...], map_shapes: tuple[tuple[int, int, int], ...], num_frames: int
+        self, levels: tuple[LevelConfig, ...], map_shapes: tuple[tuple[int, ...], ...], num_frames: int
     ):
         super().__init__()
         if not levels:

@@ -178,10 +178,10 @@ def check_cut(cfg: TrainConfig, spec: dict) -> None:
 
 def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
     """The backbone whose tail is trained: the one the cache was made with."""
-    name = spec.get("backbone", BackboneConfig.name)
-    cut = {"input_size": int(spec.get("input_size", 224)), "trainable_blocks": trainable_blocks_of(spec)}
+    cut = BackboneConfig(name=spec.get("backbone", BackboneConfig.name), input_size=int(spec.get("input_size", 224)),
+                         trainable_blocks=trainable_blocks_of(spec))  # fmt: skip
     if cfg.backbone_weights is not None:
-        return BackboneConfig(name=name, weights=cfg.backbone_weights, **cut)
+        return replace(cut, weights=cfg.backbone_weights)
     weights_hash = str(spec.get("weights_hash", RANDOM_INIT))
     if weights_hash.startswith("sha256:"):  # made from a weights file: the same file, where it still is
         weights = spec.get("weights")
@@ -190,9 +190,8 @@ def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
                 f"the cache {cfg.cache} was made with the backbone weights file {weights or weights_hash}, "
                 "which is not there: pass it with --backbone-weights FILE"
             )
-        return BackboneConfig(name=name, weights=str(weights), **cut)
-    pretrained = bool(spec.get("pretrained", weights_hash.startswith("timm:")))
-    return BackboneConfig(name=name, pretrained=pretrained, **cut)
+        return replace(cut, weights=str(weights))
+    return replace(cut, pretrained=bool(spec.get("pretrained", weights_hash.startswith("timm:"))))
 
 
 def check_backbone(model: AffectModel, spec: dict) -> None:
