@@ -165,6 +165,9 @@ def extract(
             )
         face_settings, backbone = sized(faces, pretrained=pretrained, weights=weights,
                                         trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
+        if trainable_blocks >= 4:
+            typer.echo(f"note: with --trainable-blocks {trainable_blocks} the cached maps outweigh the face crop "
+                       "itself (`lwaffect info` lists the bytes per frame)", err=True)  # fmt: skip
         cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
                             backbone=backbone, device=device, address=address, rebuild=rebuild,
                             subjects=names)  # fmt: skip
