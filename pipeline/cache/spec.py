@@ -1,8 +1,10 @@
 """The cache spec: every setting that decides what a cached row holds, its hash, and how two specs differ.
 
 A cache records its spec in `cache.json` and in every shard (backbone, weights hash, input size, the shapes of
-the boundary maps, their stored dtype, the face settings, the lwaffect version). Two specs with the same
-`spec_hash` make the same rows; `spec_differences` names what differs between two caches' settings and
+the boundary maps, their stored dtype, the normalisation of the crops, the face settings, the lwaffect
+version). The normalisation is compared where it came from a weights file; timm's default for the model
+name follows from the compared backbone name (and caches made before it was recorded hold that default).
+Two specs with the same `spec_hash` make the same rows; `spec_differences` names what differs between two caches' settings and
 `cache_differences` what differs between a checkpoint's backbone and the cache it is to read.
 
 May import: model (the version), pipeline.io.
@@ -54,24 +56,37 @@ def make_spec(
         "weights_hash": str(backbone["weights_hash"]),
         "input_size": int(backbone["input_size"]),
         "boundary": boundary,  # [[C, H, W], ...] in MAP_NAMES order
+        # mean, std and source (file or timm) of the crops' normalisation
+        "normalization": jsonable(backbone.get("normalization")),
         "dtype": dtype,
         "faces": jsonable(faces),  # a spec equals its JSON round trip
         "version": __version__,
     }
 
 
+def _compared(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The compared part of a spec: timm's default normalisation follows from the backbone name."""
+    norm = spec.get("normalization")
+    default = not isinstance(norm, Mapping) or norm.get("source", "timm") == "timm"
+    return {
+        k: v
+        for k, v in spec.items()
+        if k not in SPEC_FIELDS_IGNORED and not (k == "normalization" and default)
+    }
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """A short hash of the compared part of a spec."""
-    compared = {k: v for k, v in spec.items() if k not in SPEC_FIELDS_IGNORED}
+    compared = _compared(spec)
     return hashlib.sha256(json.dumps(compared, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def spec_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Human-readable `setting: old -> new` lines for every compared setting that differs."""
     lines = []
+    if not prefix:
+        old, new = _compared(old), _compared(new)
     for key in sorted(set(old) | set(new)):
-        if not prefix and key in SPEC_FIELDS_IGNORED:
-            continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             lines += spec_differences(a, b, f"{prefix}{key}.")
@@ -101,4 +116,9 @@ def cache_differences(backbone: Mapping[str, Any], cache_spec: Mapping[str, Any]
             lines.append(f"{key}: {mine!r} vs (not recorded by the cache)")
         elif mine != theirs:
             lines.append(f"{key}: {mine!r} vs {theirs!r}")
+    mine, theirs = backbone.get("normalization"), cache_spec.get("normalization")
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):  # both record it: compare mean and std
+        pair = [[[float(v) for v in n.get(k, ())] for k in ("mean", "std")] for n in (mine, theirs)]
+        if pair[0] != pair[1]:
+            lines.append(f"normalization (mean, std): {pair[0]!r} vs {pair[1]!r}")
     return lines
