@@ -11,7 +11,9 @@ from model import __version__
 from model.tasks import SPLITS, TASKS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
-from pipeline.synth.common import LAYOUTS
+from jobs.cli.pretrain import VaLossName
+from jobs.pretrain.config import VA_LOSSES
+from pipeline.synth.common import AFFECTNET_FORMATS, LAYOUTS
 
 COMMANDS = [
     "run",
@@ -24,6 +26,7 @@ COMMANDS = [
     "synth",
     "bench",
     "info",
+    "pretrain",
 ]
 
 
@@ -54,7 +57,8 @@ def test_every_command_has_help(command):
         ("train", ["<va|au|expr|ah|emi>"]),
         ("extract", ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>"]),
         ("evaluate", ["<macro|binary>"]),
-        ("synth", ["<affwild2|emi|ah>"]),
+        ("synth", ["<affwild2|emi|ah|affectnet>", "<original|cropped>"]),
+        ("pretrain", ["<ccc|mse>"]),
         ("bench", ["<360p|480p|720p|1080p>", "<cpu|cuda>"]),
     ],
 )
@@ -81,6 +85,8 @@ def test_an_invalid_choice_exits_1_naming_the_choices():
         (options.FillName, get_args(FillMethod)),
         (options.AverageName, get_args(Average)),
         (options.LayoutName, LAYOUTS),
+        (options.AffectNetFormatName, AFFECTNET_FORMATS),
+        (VaLossName, VA_LOSSES),
         (options.ResolutionName, tuple(RESOLUTIONS)),
     ],
 )
