@@ -46,8 +46,10 @@ def synth(
     ] = 160,
     affectnet_format: Annotated[
         AffectNetFormatName,
-        typer.Option(help="affectnet layout: original (Manually_Annotated_Images/, training.csv, "
-                     "validation.csv) or cropped (train_set/, val_set/ with .npy annotations)."),
+        typer.Option(
+            help="affectnet layout: original (Manually_Annotated_Images/, training.csv, "
+            "validation.csv) or cropped (train_set/, val_set/ with .npy annotations)."
+        ),
     ] = "original",  # fmt: skip
 ) -> None:
     """Make a synthetic data set of real H.264 videos of a real face, with labels and true face boxes;

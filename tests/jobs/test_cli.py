@@ -7,12 +7,12 @@ from typer.testing import CliRunner
 
 from jobs.bench.videos import RESOLUTIONS
 from jobs.cli import app, options
+from jobs.cli.pretrain import VaLossName
+from jobs.pretrain.config import VA_LOSSES
 from model import __version__
 from model.tasks import SPLITS, TASKS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
-from jobs.cli.pretrain import VaLossName
-from jobs.pretrain.config import VA_LOSSES
 from pipeline.synth.common import AFFECTNET_FORMATS, LAYOUTS
 
 COMMANDS = [
