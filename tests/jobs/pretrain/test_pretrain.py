@@ -79,3 +79,30 @@ def test_bad_folders_exit_1_naming_them(tmp_path):
     )
     assert result.exit_code == 1
     assert f"lwaffect pretrain: AffectNet folder {tmp_path}: training.csv is missing" in result.output
+
+
+def test_a_start_file_gives_its_normalisation_and_the_hub_fails_clearly(tiny, tmp_path, monkeypatch):
+    import timm
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    import model.weights as weights_module
+    from model.weights import BackboneWeightsError, weights_metadata
+
+    body = timm.create_model("mobilenetv4_conv_small", features_only=True, out_indices=(2, 3, 4))
+    start = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in body.state_dict().items()}, start,
+              metadata=weights_metadata((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 64))  # fmt: skip
+    out = tmp_path / "bb.safetensors"
+    cfg = PretrainConfig(input=tiny, output=out, backbone_weights=start, input_size=64, epochs=1, batch_size=8,
+                         workers=0, threads=1)  # fmt: skip
+    pretrain(cfg, say=lambda line: None)
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["mean"] == "[0.5, 0.5, 0.5]" and meta["std"] == "[0.25, 0.25, 0.25]"
+    assert meta["normalization_source"] == "file"
+
+    monkeypatch.setattr(weights_module, "_hub_reachable", lambda timeout=3.0: False)
+    hub = PretrainConfig(input=tiny, output=tmp_path / "hub.safetensors", pretrained=True, workers=0)
+    with pytest.raises(BackboneWeightsError, match="--backbone-weights FILE"):
+        pretrain(hub, say=lambda line: None)
