@@ -14,6 +14,7 @@ This module builds PyTorch modules only; reading, hashing and fetching weights i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from model.weights import file_hash, from_hub, load_weights_file
 RANDOM_INIT = "random-init"  # weights_hash of a backbone that loaded no weights
 RANDOM_INIT_SEED = 0  # seed of a backbone that loads no weights: every process builds the same one
 OUT_INDICES = (2, 3, 4)  # timm feature indices of the stride 8, 16 and 32 maps
+NORM_FILE, NORM_TIMM = "file", "timm"  # where a backbone's normalisation comes from (its spec says which)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,10 @@ class BackboneTail(nn.Module):
 class MultiScaleBackbone(nn.Module):
     """`frozen(images)` -> cached maps, `tail(cached)` -> (s8, s16, s32), `features` = both."""
 
+    normalization_source: str = NORM_TIMM  # NORM_FILE where the weights file recorded mean and std
+    dropped_keys: tuple[str, ...] = ()  # classifier keys the weights file held and loading dropped
+    weights_input_size: int | None = None  # input size the weights file says it was trained at
+
     def __init__(
         self,
         cfg: BackboneConfig,
@@ -142,6 +150,8 @@ class MultiScaleBackbone(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """What a model built on this backbone records and what a cache of its maps must match."""
+        # the maps depend on the normalisation: the spec says which one and where it came from
+        norm = {"mean": list(self.mean), "std": list(self.std), "source": self.normalization_source}
         return {
             "backbone": self.cfg.name,
             "weights_hash": self.weights_hash,
@@ -151,6 +161,7 @@ class MultiScaleBackbone(nn.Module):
             "boundary": [list(s) for s in self.cached_shapes],  # the cached maps' shapes, in that order
             "map_shapes": [list(s) for s in self.map_shapes],  # s8, s16, s32
             "tail_output": list(self.map_shapes[2]),  # s32 (read by older lwaffect)
+            "normalization": norm,
         }
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -169,11 +180,16 @@ def spec_map_shapes(spec: Mapping[str, Any]) -> tuple[tuple[int, ...], ...]:
 
 def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
     """The backbone of `cfg`, with hub weights, a local weights file or random initialisation (from
-    `RANDOM_INIT_SEED`, so that the extraction workers and training build the same weights)."""
+    `RANDOM_INIT_SEED`, so that the extraction workers and training build the same weights).
+
+    The normalisation is the weights file's where it records one (`model.weights.WeightsInfo`), else
+    timm's default for the model name; the spec's `normalization.source` says which.
+    """
+    info = None
     if cfg.weights is not None:
         body = _create(cfg.name, pretrained=False)
         path = Path(cfg.weights)
-        load_weights_file(body, path)
+        info = load_weights_file(body, path)
         weights_hash = file_hash(path)
     elif cfg.pretrained:
         body = from_hub(cfg.name, lambda: _create(cfg.name, pretrained=True))
@@ -183,7 +199,17 @@ def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
             torch.manual_seed(RANDOM_INIT_SEED)
             body = _create(cfg.name, pretrained=False)
         weights_hash = RANDOM_INIT
-    return _split(cfg, body, weights_hash)
+    backbone = _split(cfg, body, weights_hash)
+    if info is not None:
+        backbone.dropped_keys, backbone.weights_input_size = tuple(info.dropped), info.input_size
+        if info.dropped:
+            log.info("backbone weights %s: dropped %d classifier keys", cfg.weights, len(info.dropped))
+        if info.mean is not None and info.std is not None:
+            backbone.mean, backbone.std, backbone.normalization_source = info.mean, info.std, NORM_FILE
+        if info.input_size is not None and info.input_size != cfg.input_size:
+            log.warning("backbone weights %s were trained at %d px; the input size is %d px",
+                        cfg.weights, info.input_size, cfg.input_size)  # fmt: skip
+    return backbone
 
 
 def _create(name: str, pretrained: bool) -> Any:  # timm MobileNetV3Features

@@ -22,7 +22,8 @@ AverageName = Literal["macro", "binary"]  # pipeline.metrics.Average: AH F1 aver
 SubjectName = Literal["auto", "main"]  # jobs.extract.driver.ExtractConfig.subject
 FaceModeName = Literal["detect", "cropped-aligned"]  # jobs.extract.stages.FaceMode
 DeviceName = Literal["cpu", "cuda"]  # where extract and bench run their models
-LayoutName = Literal["affwild2", "emi", "ah"]  # pipeline.synth.common.LAYOUTS
+LayoutName = Literal["affwild2", "emi", "ah", "affectnet"]  # pipeline.synth.common.LAYOUTS
+AffectNetFormatName = Literal["original", "cropped"]  # pipeline.synth.common.AFFECTNET_FORMATS
 ResolutionName = Literal["360p", "480p", "720p", "1080p"]  # jobs.bench.videos.RESOLUTIONS
 RecipeName = Literal["default", "seed"]  # jobs.train.recipes.RECIPES
 InputSizeName = Literal[112, 224]  # sides of the face crop the backbone takes (BackboneConfig.input_size)
@@ -48,7 +49,7 @@ Faces = Annotated[
     typer.Option(help="detect (MTCNN + tracking) or cropped-aligned (the organiser's crops)."),
 ]
 Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
-Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi or ah.")]
+Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi, ah or affectnet (still images).")]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
 
 # training settings, shared by `train` and `run` (which passes them on when it trains); those a recipe

@@ -2,11 +2,13 @@
 
 A cache records its spec in `cache.json` and in every shard (backbone, weights hash, input size, the number
 of trainable blocks N and the names and shapes of the cached maps that follow from it, what a row stores
-(`cache_kind`), their stored dtype, the face settings, the lwaffect version). Two specs with the same
-`spec_hash` make the same rows; `spec_differences` names what differs between two caches' settings and
-`cache_differences` what differs between a checkpoint's backbone and the cache it is to read. Fields added
-after the first caches were made (`LEGACY`) mean, where a spec lacks them, what those caches held (N = 2,
-maps s8 and s16): an older cache keeps its hash and reads as before.
+(`cache_kind`), their stored dtype, the normalisation of the crops, the face settings, the lwaffect
+version). The normalisation is compared where it came from a weights file; timm's default for the model
+name follows from the compared backbone name (and caches made before it was recorded hold that default).
+Two specs with the same `spec_hash` make the same rows; `spec_differences` names what differs between two
+caches' settings and `cache_differences` what differs between a checkpoint's backbone and the cache it is
+to read. Fields added after the first caches were made (`LEGACY`) mean, where a spec lacks them, what
+those caches held (N = 2, maps s8 and s16): an older cache keeps its hash and reads as before.
 
 May import: model (the version, model.split: no torch), pipeline.io.
 """
@@ -77,6 +79,8 @@ def make_spec(
         "cached_names": names,  # the cached maps (and their columns), in the frozen part's order
         "boundary": boundary,  # [[C, H, W], ...] in cached_names order
         "cache_kind": DEFAULT_CACHE_KIND,  # what a row stores: the frozen part's maps
+        # mean, std and source (file or timm) of the crops' normalisation
+        "normalization": jsonable(backbone.get("normalization")),
         "dtype": dtype,
         "faces": jsonable(faces),  # a spec equals its JSON round trip
         "version": __version__,
@@ -89,9 +93,16 @@ def map_names(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _compared(spec: Mapping[str, Any]) -> dict[str, Any]:
-    # the compared fields, those at their LEGACY value left out
+    """The compared part of a spec: timm's default normalisation follows from the backbone name, and a field
+    at its LEGACY value counts as absent."""
+    norm = spec.get("normalization")
+    default = not isinstance(norm, Mapping) or norm.get("source", "timm") == "timm"
     return {
-        k: v for k, v in spec.items() if k not in SPEC_FIELDS_IGNORED and not (k in LEGACY and v == LEGACY[k])
+        k: v
+        for k, v in spec.items()
+        if k not in SPEC_FIELDS_IGNORED
+        and not (k == "normalization" and default)
+        and not (k in LEGACY and v == LEGACY[k])
     }
 
 
@@ -152,4 +163,9 @@ def cache_differences(backbone: Mapping[str, Any], cache_spec: Mapping[str, Any]
             lines.append(f"{key}: {mine!r} vs (not recorded by the cache)")
         elif mine != theirs:
             lines.append(f"{key}: {mine!r} vs {theirs!r}")
+    mine, theirs = backbone.get("normalization"), cache_spec.get("normalization")
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):  # both record it: compare mean and std
+        pair = [[[float(v) for v in n.get(k, ())] for k in ("mean", "std")] for n in (mine, theirs)]
+        if pair[0] != pair[1]:
+            lines.append(f"normalization (mean, std): {pair[0]!r} vs {pair[1]!r}")
     return cut + lines

@@ -7,12 +7,14 @@ from typer.testing import CliRunner
 
 from jobs.bench.videos import RESOLUTIONS
 from jobs.cli import app, options
+from jobs.cli.pretrain import VaLossName
+from jobs.pretrain.config import VA_LOSSES
 from model import __version__
 from model.affect import BackboneBN
 from model.tasks import SPLITS, TASKS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
-from pipeline.synth.common import LAYOUTS
+from pipeline.synth.common import AFFECTNET_FORMATS, LAYOUTS
 
 COMMANDS = [
     "run",
@@ -25,6 +27,7 @@ COMMANDS = [
     "synth",
     "bench",
     "info",
+    "pretrain",
 ]
 
 
@@ -68,7 +71,8 @@ def test_every_command_has_help(command):
             ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>", "--trainable-blocks", "<112|224>"],
         ),
         ("evaluate", ["<macro|binary>"]),
-        ("synth", ["<affwild2|emi|ah>"]),
+        ("synth", ["<affwild2|emi|ah|affectnet>", "<original|cropped>"]),
+        ("pretrain", ["<ccc|mse>"]),
         ("bench", ["<360p|480p|720p|1080p>", "<cpu|cuda>"]),
     ],
 )
@@ -95,6 +99,8 @@ def test_an_invalid_choice_exits_1_naming_the_choices():
         (options.FillName, get_args(FillMethod)),
         (options.AverageName, get_args(Average)),
         (options.LayoutName, LAYOUTS),
+        (options.AffectNetFormatName, AFFECTNET_FORMATS),
+        (VaLossName, VA_LOSSES),
         (options.ResolutionName, tuple(RESOLUTIONS)),
         (options.BackboneBNName, get_args(BackboneBN)),
     ],
