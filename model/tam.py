@@ -24,7 +24,7 @@ and time) and then channels, and returns one vector per frame, (B, T, dim):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -32,6 +32,8 @@ from torch import nn
 from model.mixer import MixerBlock
 
 READ_DIM = 8  # width each space token is narrowed to before a "position" read
+CELLS = 7  # tubelets a map side is cut into when a level's patch follows the map (the seed's 7x7)
+CELL_RANGE = (3, 14)  # fewest and most tubelets a side a followed patch may give
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,9 @@ class LevelConfig:
     """One mixer level of the TAM."""
 
     source: int  # backbone map it reads: 0 = stride 8 (64x28x28), 1 = stride 16 (96x14x14), 2 = stride 32
-    patch: int  # tubelet side in map cells (4 on 28x28, 2 on 14x14, 1 on 7x7: 7x7 tubelets per frame)
+    # tubelet side in map cells (4 on 28x28, 2 on 14x14, 1 on 7x7: 7x7 tubelets per frame); None: follows
+    # the map, about CELLS tubelets a side (`auto_patch`; `model.configs.build_model` records the value)
+    patch: int | None = None
     time_patch: int = 4  # tubelet length in frames
     dim: int = 256  # token width D after the tubelet projection
     depth: int = 1  # number of mixer blocks
@@ -49,6 +53,15 @@ class LevelConfig:
     pool: str = (
         "mean"  # frame vector from the space tokens: "mean" over them, or "position" (a read per place)
     )
+
+
+def auto_patch(height: int, width: int) -> int | None:
+    """The tubelet side that cuts a height x width map into about CELLS cells a side: the common divisor
+    giving the number of cells nearest CELLS (ties: more cells); None when that is outside CELL_RANGE."""
+    sides = [p for p in range(1, min(height, width) + 1) if height % p == 0 and width % p == 0]
+    best = min(sides, key=lambda p: (abs(max(height, width) / p - CELLS), p))
+    low, high = CELL_RANGE
+    return best if low <= max(height, width) // best <= high else None
 
 
 def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -63,19 +76,25 @@ def pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
 class TAMLevel(nn.Module):
     """One level: (B, T, C, H, W) -> (B, T, dim) for T <= num_frames."""
 
-    def __init__(self, cfg: LevelConfig, map_shape: tuple[int, int, int], num_frames: int):
+    def __init__(self, cfg: LevelConfig, map_shape: tuple[int, ...], num_frames: int):
         super().__init__()
         channels, height, width = map_shape
-        if height % cfg.patch or width % cfg.patch:
-            raise ValueError(f"patch {cfg.patch} does not divide the {height}x{width} map of level {cfg}")
+        if cfg.patch is None:
+            cfg = replace(cfg, patch=auto_patch(height, width))
+        if cfg.patch is None or height % cfg.patch or width % cfg.patch:
+            raise ValueError(
+                f"patch {cfg.patch} does not divide the {height}x{width} map of level {cfg}: "
+                "give the level a patch that divides both sides"
+            )
         self.cfg = cfg
         self.num_frames = num_frames
         self.time_patches = math.ceil(num_frames / cfg.time_patch)  # Nt
         self.padded_frames = self.time_patches * cfg.time_patch
+        self.patch = cfg.patch
         self.grid = (height // cfg.patch, width // cfg.patch)
         self.spatial_tokens = self.grid[0] * self.grid[1]  # Ns
         self.num_tokens = self.time_patches * self.spatial_tokens  # N = Nt * Ns
-        tubelet = cfg.time_patch * channels * cfg.patch * cfg.patch
+        tubelet = cfg.time_patch * channels * self.patch * self.patch
         self.tubelet_embed = nn.Linear(tubelet, cfg.dim)
         self.blocks = nn.Sequential(
             *(
@@ -96,7 +115,7 @@ class TAMLevel(nn.Module):
     def tubelets(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T', C, H, W) -> (B, N, time_patch * C * patch * patch), tokens ordered time patch first."""
         b, _, c, _, _ = x.shape
-        tp, p, (gh, gw) = self.cfg.time_patch, self.cfg.patch, self.grid
+        tp, p, (gh, gw) = self.cfg.time_patch, self.patch, self.grid
         x = x.reshape(b, self.time_patches, tp, c, gh, p, gw, p)
         x = x.permute(0, 1, 4, 6, 2, 3, 5, 7)  # (B, Nt, gh, gw, tp, C, p, p)
         return x.reshape(b, self.num_tokens, tp * c * p * p)
@@ -125,7 +144,7 @@ class MultiScaleTAM(nn.Module):
     """Levels over the backbone maps, concatenated: maps (B, T, C, H, W) each -> (B, T, sum of dims)."""
 
     def __init__(
-        self, levels: tuple[LevelConfig, ...], map_shapes: tuple[tuple[int, int, int], ...], num_frames: int
+        self, levels: tuple[LevelConfig, ...], map_shapes: tuple[tuple[int, ...], ...], num_frames: int
     ):
         super().__init__()
         if not levels:
@@ -135,6 +154,7 @@ class MultiScaleTAM(nn.Module):
         self.configs = tuple(levels)
         self.sources = {cfg.source for cfg in levels}  # indices of the maps the levels read
 
-    def forward(self, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def forward(self, maps: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        """maps: s8, s16, s32 (B, T, C, H, W) each (None where no level reads it) -> (B, T, sum D)."""
         outs = [level(maps[cfg.source]) for level, cfg in zip(self.levels, self.configs, strict=True)]
         return torch.cat(outs, dim=-1)  # (B, T, D) each -> (B, T, sum D)

@@ -4,15 +4,25 @@ With model/checkpoint.py this is model/'s only file I/O: model/backbone.py build
 calls here for what it loads. A weights file is a bare state dict or a checkpoint holding one under a known
 key (`STATE_DICT_KEYS`), in .pth / .pth.tar (torch) or .safetensors; wrapper prefixes (DDP, compile,
 `backbone.`) are stripped and classifier keys dropped. Its identity is the SHA-256 of its bytes.
+
+A file may carry the normalisation its weights expect and the input size they were trained at (what
+`lwaffect pretrain` writes; `WeightsInfo`). Names (`META_MEAN`, `META_STD`, `META_INPUT_SIZE`, as timm's
+`pretrained_cfg` names them): in .safetensors, metadata entries `mean` and `std` (JSON lists of three floats,
+RGB, for pixels in [0, 1]) and `input_size` (a JSON int, the side of the square input); in a torch file,
+top-level keys of the same names next to the state dict (`{"state_dict": ..., "mean": [...], "std": [...],
+"input_size": 112}`; a tuple or tensor of three numbers; `input_size` an int or timm's `(3, S, S)`). A file
+without them expects timm's default normalisation for the model name.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +31,7 @@ import torch
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.", "encoder.")  # stripped from keys
 HEAD_PREFIXES = ("conv_head.", "norm_head.", "classifier.", "head.", "fc.")  # classifier parts, dropped
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")  # where a checkpoint keeps its weights
+META_MEAN, META_STD, META_INPUT_SIZE = "mean", "std", "input_size"  # what a file may say of its input
 
 T = TypeVar("T")
 
@@ -38,15 +49,45 @@ def file_hash(path: Path, length: int = 16) -> str:
     return f"sha256:{digest.hexdigest()[:length]}"
 
 
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What loading a weights file found besides the tensors."""
+
+    dropped: list[str]  # classifier keys dropped (after the wrapper prefixes were stripped)
+    mean: tuple[float, ...] | None  # RGB mean the weights expect (pixels in [0, 1]); None: not in the file
+    std: tuple[float, ...] | None  # RGB std; None with `mean`
+    input_size: int | None  # side of the square input the weights were trained at; None: not in the file
+
+
+def weights_metadata(mean: tuple[float, ...], std: tuple[float, ...], input_size: int) -> dict[str, str]:
+    """The .safetensors metadata that records a normalisation and an input size (read back by
+    `read_weights`)."""
+    return {
+        META_MEAN: json.dumps([float(v) for v in mean]),
+        META_STD: json.dumps([float(v) for v in std]),
+        META_INPUT_SIZE: json.dumps(int(input_size)),
+    }
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file: a bare state dict or a checkpoint holding one under a known key."""
+    return read_weights(path)[0]
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors of a weights file and what it says of its input (`META_*` keys present, raw values)."""
     if not path.is_file():
         raise BackboneWeightsError(f"backbone weights file {path} does not exist")
+    meta: dict[str, Any] = {}
     try:
         if path.suffix == ".safetensors":
+            from safetensors import safe_open
             from safetensors.torch import load_file
 
             raw: Any = load_file(str(path))
+            with safe_open(str(path), framework="pt") as f:
+                stored = f.metadata() or {}
+            meta = {k: json.loads(stored[k]) for k in (META_MEAN, META_STD, META_INPUT_SIZE) if k in stored}
         else:
             with torch.serialization.safe_globals([argparse.Namespace]):
                 raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -57,6 +98,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(raw, Mapping):
         for key in STATE_DICT_KEYS:
             if isinstance(raw.get(key), Mapping):
+                meta = {k: raw[k] for k in (META_MEAN, META_STD, META_INPUT_SIZE) if k in raw}
                 raw = raw[key]
                 break
     if not isinstance(raw, Mapping) or not any(isinstance(v, torch.Tensor) for v in raw.values()):
@@ -64,7 +106,39 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"backbone weights file {path} holds no state dict (looked at the top level and under "
             f"{', '.join(STATE_DICT_KEYS)})"
         )
-    return {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+    return {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}, meta
+
+
+def _triple(path: Path, name: str, value: Any) -> tuple[float, ...]:
+    values = value.tolist() if isinstance(value, torch.Tensor) else value
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or not all(v == v for v in out):
+        raise BackboneWeightsError(
+            f"backbone weights file {path}: {name} must be three numbers, not {value!r}"
+        )
+    return out
+
+
+def _normalisation(path: Path, meta: Mapping[str, Any]) -> tuple[Any, Any, int | None]:
+    """(mean, std, input_size) of `read_weights`'s metadata, checked; None where the file is silent."""
+    if (META_MEAN in meta) != (META_STD in meta):
+        raise BackboneWeightsError(f"backbone weights file {path} records one of mean and std, not both")
+    mean = std = None
+    if META_MEAN in meta:
+        mean, std = _triple(path, META_MEAN, meta[META_MEAN]), _triple(path, META_STD, meta[META_STD])
+        if min(std) <= 0:
+            raise BackboneWeightsError(f"backbone weights file {path}: std must be positive, not {std}")
+    size = meta.get(META_INPUT_SIZE)
+    if isinstance(size, list | tuple) and len(size) == 3:
+        size = size[-1]  # timm's (3, S, S)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 16):
+        raise BackboneWeightsError(
+            f"backbone weights file {path}: input_size must be a side >= 16, not {size!r}"
+        )
+    return mean, std, size
 
 
 def clean_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -84,9 +158,12 @@ def clean_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
     return cleaned, dropped
 
 
-def load_weights_file(body: Any, path: Path) -> list[str]:
-    """Load a timm-style state dict into the features model; returns the dropped classifier keys."""
-    state, dropped = clean_keys(read_state_dict(path))
+def load_weights_file(body: Any, path: Path) -> WeightsInfo:
+    """Load a timm-style state dict into the features model; the dropped classifier keys and what the
+    file says of its input."""
+    raw, meta = read_weights(path)
+    mean, std, input_size = _normalisation(path, meta)
+    state, dropped = clean_keys(raw)
     expected = body.state_dict()
     # BatchNorm batch counters are absent from some files and never used by the forward pass
     missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
@@ -106,7 +183,7 @@ def load_weights_file(body: Any, path: Path) -> list[str]:
             + "; ".join(parts)
         )
     body.load_state_dict(state, strict=False)
-    return dropped
+    return WeightsInfo(dropped, mean, std, input_size)
 
 
 def _few(items: list[str], n: int = 5) -> str:

@@ -1,4 +1,4 @@
-"""The frozen-backbone feature stage: aligned face crops -> the boundary maps the cache stores.
+"""The frozen-backbone feature stage: aligned face crops -> the maps the cache stores.
 
 `extract_maps` is the pure core: uint8 crops are normalised with the backbone's own mean/std (they follow
 the weights, see timm's `pretrained_cfg`), run through the frozen part in batches (channels-last; bf16
@@ -61,14 +61,15 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 @torch.inference_mode()
 def extract_maps(
     crops: np.ndarray | torch.Tensor,  # (n, 3, S, S) uint8 RGB face crops
-    backbone: Any,  # MultiScaleBackbone: .frozen, .mean, .std, .boundary_shapes
+    backbone: Any,  # MultiScaleBackbone: .frozen, .mean, .std, .cached_shapes
     cfg: FeatureConfig = FeatureConfig(),
     face: np.ndarray | None = None,  # (n,) bool: rows to run; others get zero maps (default: all)
 ) -> tuple[np.ndarray, ...]:
-    """Boundary maps of face crops: ((n, 64, 28, 28), (n, 96, 14, 14)) float16 numpy (cfg.dtype)."""
+    """The cached maps of face crops, in `backbone.cached_names` order (N = 2: ((n, 64, 28, 28),
+    (n, 96, 14, 14))), float16 numpy (cfg.dtype)."""
     n = len(crops)
     dtype = np.dtype(cfg.dtype)
-    out = tuple(np.zeros((n, *shape), dtype) for shape in backbone.boundary_shapes)
+    out = tuple(np.zeros((n, *shape), dtype) for shape in backbone.cached_shapes)
     rows = np.flatnonzero(np.ones(n, bool) if face is None else np.asarray(face, bool))
     if rows.size == 0:
         return out
@@ -88,7 +89,9 @@ def extract_maps(
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            maps = backbone.frozen(x)  # (b, 3, S, S) -> ((b, 64, 28, 28), (b, 96, 14, 14))
+            maps = backbone.frozen(
+                x
+            )  # (b, 3, S, S) -> the cached maps, e.g. ((b, 64, 28, 28), (b, 96, 14, 14))
         for target, m in zip(out, maps, strict=True):
             target[take] = m[:b].float().cpu().numpy().astype(dtype)
     return out

@@ -26,7 +26,7 @@ from jobs.bench.stages import median_seconds
 from model.backbone import MultiScaleBackbone
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import frame_schema, frames_table
-from pipeline.cache.spec import make_spec
+from pipeline.cache.spec import make_spec, map_names
 from pipeline.cache.write import CacheWriter, ShardConfig
 from pipeline.features import cosine_per_frame
 from pipeline.temporal.optim import train_step
@@ -48,7 +48,7 @@ def bench_cache(
     """Write and read a shard of `n` frames; leaves the last one at `folder / "cache"` for the model."""
     n = len(maps[0])
     spec = make_spec(backbone.spec(), "float16", faces_spec)
-    schema = frame_schema(spec["boundary"], spec["dtype"])
+    schema = frame_schema(spec["boundary"], spec["dtype"], map_names(spec))
     location = str(folder / "cache")
     box = np.tile(np.array([10, 10, 110, 130], np.float32), (n, 1))
     landmarks = np.zeros((n, 5, 2), np.float32)

@@ -22,9 +22,12 @@ AverageName = Literal["macro", "binary"]  # pipeline.metrics.Average: AH F1 aver
 SubjectName = Literal["auto", "main"]  # jobs.extract.driver.ExtractConfig.subject
 FaceModeName = Literal["detect", "cropped-aligned"]  # jobs.extract.stages.FaceMode
 DeviceName = Literal["cpu", "cuda"]  # where extract and bench run their models
-LayoutName = Literal["affwild2", "emi", "ah"]  # pipeline.synth.common.LAYOUTS
+LayoutName = Literal["affwild2", "emi", "ah", "affectnet"]  # pipeline.synth.common.LAYOUTS
+AffectNetFormatName = Literal["original", "cropped"]  # pipeline.synth.common.AFFECTNET_FORMATS
 ResolutionName = Literal["360p", "480p", "720p", "1080p"]  # jobs.bench.videos.RESOLUTIONS
 RecipeName = Literal["default", "seed"]  # jobs.train.recipes.RECIPES
+InputSizeName = Literal[112, 224]  # sides of the face crop the backbone takes (BackboneConfig.input_size)
+BackboneBNName = Literal["train", "frozen"]  # model.affect.BackboneBN
 
 Task = Annotated[TaskName, typer.Option("--task", "-t", help="Task: va, au, expr, ah or emi.")]
 Input = Annotated[
@@ -46,7 +49,7 @@ Faces = Annotated[
     typer.Option(help="detect (MTCNN + tracking) or cropped-aligned (the organiser's crops)."),
 ]
 Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
-Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi or ah.")]
+Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi, ah or affectnet (still images).")]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
 
 # training settings, shared by `train` and `run` (which passes them on when it trains); those a recipe
@@ -77,3 +80,36 @@ BackboneWeights = Annotated[
     Path | None, typer.Option(help="Backbone weights file the cache was made with (if not where it was).")
 ]
 Device = Annotated[str, typer.Option(help="Device of the temporal model: cpu, cuda or cuda:N.")]
+
+# where the backbone is cut and at what size (extract, train, run, info)
+TrainableBlocks = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=5,
+        help="Backbone blocks trained with the temporal model (0-5; the rest is frozen and cached). "
+        "Train and predict take a cache extracted with the same number.",
+    ),
+]
+InputSize = Annotated[
+    InputSizeName, typer.Option(help="Side of the aligned face crop the backbone takes: 112 or 224 px.")
+]
+BackboneBN = Annotated[
+    BackboneBNName,
+    typer.Option(
+        help="BatchNorm statistics of the trainable blocks in training: train (batch statistics) or frozen."
+    ),
+]
+CachedBlocks = Annotated[
+    int | None,
+    typer.Option(
+        "--trainable-blocks",
+        min=0,
+        max=5,
+        help="Backbone blocks to train (0-5): the cache's number, which is the default; another is an error.",
+    ),
+]
+CachedInputSize = Annotated[
+    InputSizeName | None,
+    typer.Option("--input-size", help="Face crop side, 112 or 224: the cache's, which is the default."),
+]

@@ -11,10 +11,13 @@ import typer
 from jobs.cli.app import _fails_with_1, _say, app
 from jobs.cli.options import (
     Address,
+    BackboneBN,
     BackboneWeights,
     BatchSize,
     Bf16,
     Cache,
+    CachedBlocks,
+    CachedInputSize,
     Device,
     DeviceName,
     Ema,
@@ -22,6 +25,7 @@ from jobs.cli.options import (
     Faces,
     Fill,
     Input,
+    InputSize,
     LearningRate,
     ModelConfig,
     Patience,
@@ -33,6 +37,7 @@ from jobs.cli.options import (
     Subject,
     Task,
     Threads,
+    TrainableBlocks,
     TrainStride,
 )
 
@@ -93,6 +98,9 @@ def run(
     bf16: Bf16 = None,
     threads: Threads = None,
     backbone_weights: BackboneWeights = None,
+    trainable_blocks: TrainableBlocks = 2,
+    input_size: InputSize = 224,
+    backbone_bn: BackboneBN = "train",
 ) -> None:
     """Extract (reusing the cache), train where no --weights are given, predict, fill, write and check.
 
@@ -106,12 +114,14 @@ def run(
 
     training = dict(recipe=recipe, config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
                     batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
-                    backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
+                    backbone_weights=None if backbone_weights is None else str(backbone_weights),
+                    backbone_bn=backbone_bn)  # fmt: skip
     training = {k: v for k, v in training.items() if v is not None}  # flags not given: the recipe's
     cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                     weights=tuple(weights or ()), output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
-                    device=device, train_options=tuple(training.items()), retrain=retrain, final=final)  # fmt: skip
+                    device=device, train_options=tuple(training.items()), retrain=retrain, final=final,
+                    trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
     # Ray starts at once where a subject lacks its shard (those of the split, and of every split where a
     # model may be trained); the run stops it once the cache is complete
     when = partial(_work_left, input, cfg.cache_location, split if weights else "all")
@@ -146,6 +156,8 @@ def extract(
         list[str] | None,
         typer.Option("--only", help="Only this subject (repeatable; default: the whole split)."),
     ] = None,
+    trainable_blocks: TrainableBlocks = 2,
+    input_size: InputSize = 224,
 ) -> None:
     """Precompute the feature cache (one Parquet shard per subject); resumable.
 
@@ -158,19 +170,21 @@ def extract(
     # a rerun with nothing to do starts no Ray
     when = partial(_work_left, input, cache, split, names, rebuild)
     with RayStart(RuntimeConfig(address=address), when) as ray_start:
-        from jobs.extract.config import ExtractConfig, FaceSettings
+        from jobs.extract.config import ExtractConfig, sized
         from jobs.extract.driver import extract as run_extract
-        from model.backbone import BackboneConfig
 
         weights = None if backbone_weights is None else str(backbone_weights)
         if weights is None and not pretrained:
             typer.echo(
                 "note: randomly initialised backbone (pass --backbone-weights FILE or --pretrained)", err=True
             )
-        cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject,
-                            faces=FaceSettings(mode=faces),
-                            backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
-                            address=address, rebuild=rebuild,
+        face_settings, backbone = sized(faces, pretrained=pretrained, weights=weights,
+                                        trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
+        if trainable_blocks >= 4:
+            typer.echo(f"note: with --trainable-blocks {trainable_blocks} the cached maps outweigh the face crop "
+                       "itself (`lwaffect info` lists the bytes per frame)", err=True)  # fmt: skip
+        cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
+                            backbone=backbone, device=device, address=address, rebuild=rebuild,
                             subjects=names)  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
@@ -206,6 +220,9 @@ def train(
         bool,
         typer.Option(help="Stop on any bad input of the data set (default: a note each, the rest trains)."),
     ] = False,
+    trainable_blocks: CachedBlocks = None,
+    input_size: CachedInputSize = None,
+    backbone_bn: BackboneBN = "train",
 ) -> None:
     """Train the temporal model on cached features; keeps the best checkpoint by the official metric.
 
@@ -221,7 +238,8 @@ def train(
                         device=device, seed=seed, patience=patience, ema=ema, bf16=bf16,
                         allow_missing=allow_missing, threads=threads,
                         backbone_weights=None if backbone_weights is None else str(backbone_weights),
-                        strict=strict)  # fmt: skip
+                        strict=strict, trainable_blocks=trainable_blocks, input_size=input_size,
+                        backbone_bn=backbone_bn)  # fmt: skip
     with _fails_with_1("train", TrainError, ValueError, OSError):
         result = run_training(cfg, say=_say)
     typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "

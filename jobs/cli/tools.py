@@ -9,10 +9,13 @@ import typer
 
 from jobs.cli.app import _fails_with_1, _say, app
 from jobs.cli.options import (
+    AffectNetFormatName,
     DeviceName,
+    InputSize,
     Layout,
     Resolution,
     TaskName,
+    TrainableBlocks,
 )
 
 
@@ -36,8 +39,23 @@ def synth(
         ),
     ] = None,
     hard: Annotated[bool, typer.Option("--hard", help="Add every hard video (--variants all).")] = False,
+    identities: Annotated[int, typer.Option(min=1, help="People made from the one photo.")] = 1,
+    images: Annotated[
+        int, typer.Option(help="affectnet layout: images in all, a quarter of them validation.")
+    ] = 400,
+    image_size: Annotated[
+        int, typer.Option(help="affectnet layout: side of the images (original) or face crops (cropped).")
+    ] = 160,
+    affectnet_format: Annotated[
+        AffectNetFormatName,
+        typer.Option(
+            help="affectnet layout: original (Manually_Annotated_Images/, training.csv, "
+            "validation.csv) or cropped (train_set/, val_set/ with .npy annotations)."
+        ),
+    ] = "original",  # fmt: skip
 ) -> None:
-    """Make a synthetic data set of real H.264 videos of a real face, with labels and true face boxes."""
+    """Make a synthetic data set of real H.264 videos of a real face, with labels and true face boxes;
+    or, with --layout affectnet, still face images in an AffectNet layout for `lwaffect pretrain`."""
     import json
     import time
 
@@ -48,11 +66,18 @@ def synth(
     with _fails_with_1("synth", ValueError):
         chosen = parse_variants("all" if hard else variants or "")
         cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed,
-                          variants=chosen)  # fmt: skip
+                          variants=chosen, identities=identities, images=images, image_size=image_size,
+                          affectnet_format=affectnet_format)  # fmt: skip
         cfg.check()
     start = time.perf_counter()
     manifest_path = make_dataset(cfg, say=lambda line: typer.echo(f"  {line}"))
     manifest = json.loads(manifest_path.read_text())
+    if layout == "affectnet":
+        typer.echo(f"wrote {sum(manifest['images'].values())} images ({affectnet_format} AffectNet layout) to "
+                   f"{output} in {time.perf_counter() - start:.1f} s")  # fmt: skip
+        for split, classes in manifest["classes"].items():
+            typer.echo(f"  {split}: " + ", ".join(f"{name} {n}" for name, n in classes.items()))
+        return
     frames = sum(v["frames"] for v in manifest["videos"])
     typer.echo(
         f"wrote {len(manifest['videos'])} videos, {frames:,} frames, {len(manifest['subjects'])} subjects "
@@ -135,15 +160,20 @@ def info(
     task: Annotated[
         TaskName | None, typer.Option("--task", "-t", help="Task of the described model.")
     ] = None,
+    trainable_blocks: TrainableBlocks = 2,
+    input_size: InputSize = 224,
 ) -> None:
-    """Registered model configs and tasks; parameters, GFLOPs and cached bytes per frame of one."""
-    from jobs.info import facts_text, registry_text
+    """Registered model configs and tasks; parameters, GFLOPs and cached bytes per frame of one; and per
+    number of trainable backbone blocks (0-5), the cache's bytes per frame and the parameters trained."""
+    from jobs.info import blocks_text, facts_text, registry_text
 
     if model is None and task is None:
         typer.echo(registry_text())
+        typer.echo(blocks_text(input_size=input_size))
         return
     if model is None or task is None:
         typer.echo("lwaffect info: give both --model NAME and --task T (or neither to list them)", err=True)
         raise typer.Exit(1)
     with _fails_with_1("info", ValueError):
-        typer.echo(facts_text(model, task))
+        typer.echo(facts_text(model, task, trainable_blocks, input_size))
+        typer.echo(blocks_text(model, task, input_size))

@@ -74,3 +74,17 @@ class ExtractConfig:
     device: Literal["cpu", "cuda"] | None = None  # None: cuda when the cluster has a GPU
     rebuild: bool = False  # replace a cache made with other settings
     subjects: tuple[str, ...] | None = None  # only these subjects (None: every subject of the split)
+
+    def __post_init__(self) -> None:
+        if self.faces.crop_size != self.backbone.input_size:
+            raise ValueError(
+                f"the face crops are {self.faces.crop_size} px but the backbone takes "
+                f"{self.backbone.input_size} px: build the config with `sized(faces, backbone)`"
+            )
+
+
+def sized(mode: FaceMode = "detect", **backbone: Any) -> tuple[FaceSettings, BackboneConfig]:
+    """Face settings and the backbone config of `backbone` (BackboneConfig fields), the faces aligned to
+    the backbone's input size (`--input-size`: 112 or 224)."""
+    cfg = BackboneConfig(**backbone)
+    return FaceSettings(mode=mode, align=AlignConfig(size=cfg.input_size)), cfg

@@ -5,7 +5,7 @@ Pipeline (Ray Data, streaming; nothing holds a whole video):
 ```
 work items (one per video: path + subjects still to cache, longest videos first)
   -> FaceStage     actor pool: decode in chunks, detect/track (stateful per video), align -> crop rows
-  -> BackboneStage actor pool: frozen backbone on the face rows -> s8/s16 maps (float16)
+  -> BackboneStage actor pool: frozen backbone on the face rows -> the cached maps (float16)
   -> WriteStage    one actor: streams each subject's rows into its shard (temporary name), closes it (rename
                    into place) once complete -> summary rows
   -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it)

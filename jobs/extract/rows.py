@@ -7,8 +7,8 @@ and subject, plus marker rows that end a subject:
   FAIL (the subject failed: `stage` and `reason` say where and why); `subject`, `video`;
 - the face record: `index` (decode index; -1 on markers), `face` (bool), `box` (4), `score`,
   `landmarks` (5, 2) float32 and `source` (one of `pipeline.faces.track.SOURCES`: detected, refined, tracked, interpolated or none);
-- `crops` (3, S, S) uint8 from the face stage, which the backbone stage replaces by the `s8` and `s16`
-  maps;
+- `crops` (3, S, S) uint8 from the face stage, which the backbone stage replaces by the cached maps,
+  one column each named as the cache spec's `cached_names` (N = 2: `s8` and `s16`);
 - per-row shares of each stage's seconds (`t_decode`, `t_detect`, `t_align`, then `t_backbone`) and
   `w_video`, the row's share of one decoded frame (1 / subjects of the video), so that sums over rows
   give each stage's frames and time; `node`, the Ray node the row was made on.

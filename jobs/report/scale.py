@@ -28,6 +28,7 @@ from jobs.run.report import RUN_FILE
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import frame_schema, frames_table
+from pipeline.cache.spec import map_names
 from pipeline.cache.write import CacheWriter
 
 
@@ -80,9 +81,10 @@ def scale_run(run: Path, output: Path, videos: int, frames: int, sources: int, j
     tables = {t: pl.read_parquet(p) for t, p in record.predictions.items()}
     first = next(iter(tables.values()))
     originals = [v for v in dict.fromkeys(first["video"].to_list()) if v in record.videos][:sources]
-    spec = {**cache.spec, "boundary": [[1, 1, 1], [1, 1, 1]]}  # the report reads no maps
+    names = map_names(cache.spec)
+    spec = {**cache.spec, "boundary": [[1, 1, 1]] * len(names)}  # the report reads no maps
     writer = CacheWriter(str(output / "cache"), spec)
-    schema = frame_schema(spec["boundary"], spec.get("dtype", "float16"))
+    schema = frame_schema(spec["boundary"], spec.get("dtype", "float16"), names)
     new_tables: dict[str, list[pl.DataFrame]] = {t: [] for t in tables}
     video_record, period = {}, {}
     for name in originals:
@@ -101,7 +103,7 @@ def scale_run(run: Path, output: Path, videos: int, frames: int, sources: int, j
             n = len(rows)
             writer.write_subject(name, video, frames_table(
                 schema, np.arange(n), shard.face[rows], shard.box[rows], shard.score[rows], shard.landmarks[rows],
-                shard.source[rows].tolist(), [np.zeros((n, 1, 1, 1), np.float16)] * 2))  # fmt: skip
+                shard.source[rows].tolist(), [np.zeros((n, 1, 1, 1), np.float16)] * len(names)))  # fmt: skip
             for task, table in tables.items():
                 mine = table.filter(pl.col("subject") == subject).sort("frame")
                 tiled = mine[[r % len(mine) for r in range(frames)]].with_columns(

@@ -64,6 +64,8 @@ def train_config(cfg: RunConfig, task: str) -> TrainConfig:
     default recipe), the run's other training flags over them, the run's cache and folder."""
     options = dict(cfg.train_options)
     options.setdefault("device", cfg.device)
+    options.setdefault("trainable_blocks", cfg.trainable_blocks)  # the cache is extracted with these
+    options.setdefault("input_size", cfg.input_size)
     recipe = options.pop("recipe", "default")
     return recipe_config(recipe, task=task, input=Path(cfg.input), cache=cfg.cache_location,
                          output=cfg.checkpoint_dir(task), **options)  # fmt: skip

@@ -39,6 +39,10 @@ class RunConfig:
     )
     final: bool = False  # after the validation run, train on train + validation for the epochs it chose
     report: bool = True  # write OUT/report.html at the end (`jobs.report`)
+    trainable_blocks: int = (
+        2  # backbone blocks trained (N): what the cache is extracted for, models trained with
+    )
+    input_size: int = 224  # side of the aligned face crops (112 or 224) of the cache and the models
 
     @property
     def cache_location(self) -> str:

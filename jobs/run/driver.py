@@ -73,15 +73,16 @@ def needed_subjects(cfg: RunConfig, catalogue: Any, task: str, train: bool) -> l
 def extract_stage(cfg: RunConfig, subjects: list[str], say: Say, ray_start: Any = None) -> Stage:
     """Extract the shards of `subjects` that the cache lacks; complete ones are reused. `ray_start`: Ray
     begun early (`jobs.extract.runtime.RayStart`), stopped here once the extraction is done."""
-    from jobs.extract.config import ExtractConfig
+    from jobs.extract.config import ExtractConfig, sized
     from jobs.extract.driver import extract
     from jobs.extract.runtime import RuntimeConfig
 
     started = time.perf_counter()
+    faces, backbone = sized(trainable_blocks=cfg.trainable_blocks, input_size=cfg.input_size)
     try:
         report = extract(
-            ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all",
-                          subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
+            ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all", faces=faces,
+                          backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
             say=say, ray_start=ray_start,
         )  # fmt: skip
     finally:

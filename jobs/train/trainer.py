@@ -34,10 +34,11 @@ from jobs.train.state import (
     set_rng_state,
     torch_settings,
 )
-from model.affect import AffectModel
+from model.affect import AffectModel, BackboneBN
 from model.backbone import RANDOM_INIT, BackboneConfig
 from model.configs import build_model
 from model.losses import loss_for
+from model.split import trainable_blocks_of
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
 from pipeline.cache.spec import cache_differences
@@ -96,6 +97,11 @@ class TrainConfig:
     average: Average = "macro"  # AH F1 averaging (macro over both classes, or binary); thresholds follow it
     loss_options: tuple[tuple[str, Any], ...] = ()  # keyword options of model.losses.loss_for
     backbone_weights: str | None = None  # weights file the cache was made with; None: as the cache records
+    trainable_blocks: int | None = None  # backbone blocks trained (N, 0-5); None: the cache's (it must agree)
+    input_size: int | None = None  # face crop side the cache was made at; None: the cache's (it must agree)
+    # the trainable blocks' BatchNorm statistics in train mode: "train" (batch statistics, running ones
+    # updated: the seed's code, and a step sees batch_size x seq_len frames) or "frozen" (the weights')
+    backbone_bn: BackboneBN = "train"
     allow_missing: bool = False  # train on the shards that exist instead of stopping when some are missing
     train_subjects: tuple[str, ...] | None = None  # subset of the train split; None: all of it
     val_subjects: tuple[str, ...] | None = None  # subset of the validation split; None: all of it
@@ -159,11 +165,23 @@ def check_cache(
     return train, val
 
 
+def check_cut(cfg: TrainConfig, spec: dict) -> None:
+    """--trainable-blocks and --input-size, where given, must be the cache's: its maps follow from both."""
+    for key, given, made in (("trainable-blocks", cfg.trainable_blocks, trainable_blocks_of(spec)),
+                             ("input-size", cfg.input_size, int(spec.get("input_size", 224)))):  # fmt: skip
+        if given is not None and given != made:
+            raise TrainError(
+                f"the cache {cfg.cache} was made with --{key} {made}, this run asks for --{key} {given}: "
+                f"extract a cache with `lwaffect extract --{key} {given}`, or train with --{key} {made}"
+            )
+
+
 def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
     """The backbone whose tail is trained: the one the cache was made with."""
-    name, size = spec.get("backbone", BackboneConfig.name), int(spec.get("input_size", 224))
+    cut = BackboneConfig(name=spec.get("backbone", BackboneConfig.name), input_size=int(spec.get("input_size", 224)),
+                         trainable_blocks=trainable_blocks_of(spec))  # fmt: skip
     if cfg.backbone_weights is not None:
-        return BackboneConfig(name=name, weights=cfg.backbone_weights, input_size=size)
+        return replace(cut, weights=cfg.backbone_weights)
     weights_hash = str(spec.get("weights_hash", RANDOM_INIT))
     if weights_hash.startswith("sha256:"):  # made from a weights file: the same file, where it still is
         weights = spec.get("weights")
@@ -172,9 +190,8 @@ def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
                 f"the cache {cfg.cache} was made with the backbone weights file {weights or weights_hash}, "
                 "which is not there: pass it with --backbone-weights FILE"
             )
-        return BackboneConfig(name=name, weights=str(weights), input_size=size)
-    pretrained = bool(spec.get("pretrained", weights_hash.startswith("timm:")))
-    return BackboneConfig(name=name, pretrained=pretrained, input_size=size)
+        return replace(cut, weights=str(weights))
+    return replace(cut, pretrained=bool(spec.get("pretrained", weights_hash.startswith("timm:"))))
 
 
 def check_backbone(model: AffectModel, spec: dict) -> None:
@@ -247,9 +264,11 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data: _Data, device: torch.device, say: Callable[[str], None]):
         self.cfg, self.data, self.device, self.say = cfg, data, device, say
+        check_cut(cfg, data.spec)
         model = build_model(cfg.config, cfg.task, _backbone_for(cfg, data.spec), num_frames=cfg.seq_len)
         check_backbone(model, data.spec)
         model.standardise.fit(map_statistics(data.cache, data.train))
+        model.backbone_bn = cfg.backbone_bn  # applied whenever the model is put in train mode
         self.model = model.to(device)
         self.loss_fn = loss_for(cfg.task, **dict(cfg.loss_options))
         kind = get_task(cfg.task).kind
@@ -284,8 +303,12 @@ class Trainer:
         if self.last.exists():
             saved = torch.load(self.last, map_location=self.device, weights_only=True)
             old = saved["fingerprint"]
+            # a setting newer than the saved state counts as its default there
+            defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
             changed = sorted(
-                k for k in old.keys() | self.fingerprint.keys() if old.get(k) != self.fingerprint.get(k)
+                k
+                for k in old.keys() | self.fingerprint.keys()
+                if old.get(k, defaults.get(k)) != self.fingerprint.get(k)
             )
             if changed:
                 diffs = "; ".join(f"{k}: {old.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)

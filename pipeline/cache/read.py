@@ -30,7 +30,7 @@ from pipeline.cache.layout import (
     shard_file,
 )
 from pipeline.cache.schema import FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry, read_metadata
-from pipeline.cache.spec import MAP_NAMES, spec_hash
+from pipeline.cache.spec import map_names, spec_hash
 
 OPEN_FILES = 32  # shard footers kept open per thread
 
@@ -94,7 +94,9 @@ class ShardFeatures:
     video: str  # video the subject is in
     index: np.ndarray  # (N,) int32 0-based decode index
     face: np.ndarray  # (N,) bool: a face was found (maps are zero where not)
-    maps: tuple[np.ndarray, ...]  # ((N, 64, 28, 28), (N, 96, 14, 14)) float16; empty tuple when not read
+    maps: tuple[
+        np.ndarray, ...
+    ]  # the cached maps (N = 2: (N, 64, 28, 28), (N, 96, 14, 14)) float16; () unread
     box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
     score: np.ndarray  # (N,) float32 detector score
     landmarks: np.ndarray  # (N, 5, 2) float32 five points x, y
@@ -121,6 +123,7 @@ class FeatureCache:
         self.spec: dict[str, Any] = spec
         self.spec_hash = spec_hash(spec)
         self._shapes = tuple(tuple(shape) for shape in spec["boundary"])
+        self.map_names = map_names(spec)  # the cached maps' columns, in the order `read` returns them
         self._entries = self._load_entries()
         self._local = threading.local()
 
@@ -203,7 +206,7 @@ class FeatureCache:
                 first = offset if len(groups) == 1 else first
             offset += n
         columns = ["index", "face", "x1", "y1", "x2", "y2", "score", "landmarks", "source"]
-        columns += list(MAP_NAMES) if maps else []
+        columns += list(self.map_names) if maps else []
         if groups:
             table = handle.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
         else:
@@ -215,7 +218,7 @@ class FeatureCache:
             index=table["index"].to_numpy().astype(np.int32, copy=False),
             face=table["face"].to_numpy(zero_copy_only=False).astype(bool, copy=False),
             maps=tuple(
-                _fixed_list_to_numpy(table[m], s) for m, s in zip(MAP_NAMES, self._shapes, strict=True)
+                _fixed_list_to_numpy(table[m], s) for m, s in zip(self.map_names, self._shapes, strict=True)
             )
             if maps
             else (),

@@ -2,8 +2,8 @@
 JSON description every shard carries.
 
 A shard holds one subject: one row per decoded frame (`index` 0-based), the face record of that frame and
-the frozen backbone's maps at the freeze boundary (`s8` stride 8, `s16` stride 16) as fixed-size lists of
-float16. The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
+the frozen backbone's cached maps, one column each, named as the spec's `cached_names` say (N = 2: `s8`
+stride 8, `s16` stride 16; see `model.split`) as fixed-size lists of float16. The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
 the shard self-describing: the cache spec (`pipeline.cache.spec`), its hash, the lwaffect version,
 subject, video, frame and face counts and the `complete` flag. The footer is written last, when a shard
 is closed, so the counts are those of the whole shard.
@@ -27,12 +27,15 @@ from pipeline.cache.spec import MAP_NAMES, spec_hash
 
 META_KEY = "lwaffect"  # key of the shard's JSON description in its Parquet footer
 MAP_DTYPES = {"float16": pa.float16()}  # supported stored dtypes of the maps
+ROW_COLUMNS = ("index", "face", "x1", "y1", "x2", "y2", "score", "landmarks", "source")  # before the maps
 
 
-def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> pa.Schema:
-    """The Arrow schema of a shard for boundary map shapes `((C, H, W), ...)`."""
-    if len(boundary) != len(MAP_NAMES):
-        raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got shapes {boundary}")
+def frame_schema(
+    boundary: Sequence[Sequence[int]], dtype: str = "float16", names: Sequence[str] = MAP_NAMES
+) -> pa.Schema:
+    """The Arrow schema of a shard for cached map shapes `((C, H, W), ...)` named `names`."""
+    if len(boundary) != len(names):
+        raise ValueError(f"expected {len(names)} cached maps ({', '.join(names)}), got shapes {boundary}")
     value = MAP_DTYPES[dtype]
     fields = [
         pa.field("index", pa.int32(), nullable=False),
@@ -43,12 +46,17 @@ def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> p
         ),
         pa.field("source", pa.string(), nullable=False),
     ]
-    for name, shape in zip(MAP_NAMES, boundary, strict=True):
+    for name, shape in zip(names, boundary, strict=True):
         size = int(np.prod(shape))
         fields.append(
             pa.field(name, pa.list_(pa.field("element", value, nullable=False), size), nullable=False)
         )
     return pa.schema(fields)
+
+
+def map_columns(schema: pa.Schema) -> list[str]:
+    """The names of a shard schema's map columns, in order."""
+    return schema.names[len(ROW_COLUMNS) :]
 
 
 def _fixed_list(values: np.ndarray, field: pa.Field) -> pa.FixedSizeListArray:
@@ -66,7 +74,7 @@ def frames_table(
     score: np.ndarray,  # (n,)
     landmarks: np.ndarray,  # (n, 5, 2) or (n, 10)
     source: Sequence[str],  # (n,) one of pipeline.faces.track.SOURCES
-    maps: Sequence[np.ndarray],  # ((n, C, H, W), ...) in MAP_NAMES order
+    maps: Sequence[np.ndarray],  # ((n, C, H, W), ...) in the order of the schema's map columns
 ) -> pa.Table:
     """Rows of a shard from numpy arrays (maps are cast to the schema's dtype)."""
     n = len(index)
@@ -82,7 +90,7 @@ def frames_table(
         "landmarks": _fixed_list(np.asarray(landmarks, np.float32).reshape(n, 10), schema.field("landmarks")),
         "source": pa.array([str(s) for s in source], pa.string()),
     }
-    for name, values in zip(MAP_NAMES, maps, strict=True):
+    for name, values in zip(map_columns(schema), maps, strict=True):
         dtype = schema.field(name).type.value_type.to_pandas_dtype()
         columns[name] = _fixed_list(
             np.asarray(values).astype(dtype, copy=False).reshape(n, -1), schema.field(name)

@@ -1,5 +1,5 @@
 """Synthetic data sets of real H.264 videos of a real face: config, labels and manifest (common), the
-Aff-Wild2 (affwild2) and EMI / AH (layouts) layouts, one video (video), the face (faces), the hard cases
+Aff-Wild2 (affwild2), EMI / AH (layouts) and AffectNet (affectnet, still images) layouts, one video (video), the face (faces), the hard cases
 (hard), the entry (dataset).
 
 May import model; not the stages it makes data for.

@@ -10,9 +10,11 @@ interface notes; `lwaffect synth` on the command line):
 - `emi` (`pipeline.synth.layouts`): clips `raw/<clip>.mp4`, `train_split.csv` / `valid_split.csv` with six
   intensities per clip; the test clips are only in `raw/`;
 - `ah` (`pipeline.synth.layouts`): BAH-like `videos/<pid>/Visite_1/<pid>_Question_N_<date>_Video.mp4`,
-  `annotation.yml` with per-frame labels (frames from 0) and `default-split/{train,val,test}.txt`.
+  `annotation.yml` with per-frame labels (frames from 0) and `default-split/{train,val,test}.txt`;
+- `affectnet` (`pipeline.synth.affectnet`): still images in either AffectNet layout (`affectnet_format`:
+  original or cropped), no videos, for `lwaffect pretrain`.
 
-Every layout also gets `DIR/synth_truth/<video>.parquet` (per decoded frame and subject: the true face box,
+Every video layout also gets `DIR/synth_truth/<video>.parquet` (per decoded frame and subject: the true face box,
 five landmarks and the visible attributes; `pipeline.synth.video.TRUTH_SCHEMA`) and `DIR/synth_manifest.json`
 (what was written: videos with frame counts and no-face ranges as 0-based [start, stop) decode indices,
 subjects, splits in order, labelled and invalid frame counts per task and split).
@@ -60,9 +62,10 @@ import numpy as np
 from model.tasks import EMI_NAMES
 from pipeline.synth.hard import check_variant
 
-LAYOUTS: tuple[str, ...] = ("affwild2", "emi", "ah")
-DEFAULT_VIDEOS: dict[str, int] = {"affwild2": 8, "emi": 9, "ah": 8}
-DEFAULT_SECONDS: dict[str, float] = {"affwild2": 3.0, "emi": 2.0, "ah": 2.0}
+LAYOUTS: tuple[str, ...] = ("affwild2", "emi", "ah", "affectnet")
+DEFAULT_VIDEOS: dict[str, int] = {"affwild2": 8, "emi": 9, "ah": 8, "affectnet": 0}
+DEFAULT_SECONDS: dict[str, float] = {"affwild2": 3.0, "emi": 2.0, "ah": 2.0, "affectnet": 1.0}
+AFFECTNET_FORMATS: tuple[str, ...] = ("original", "cropped")  # the two AffectNet layouts
 MANIFEST = "synth_manifest.json"
 TRUTH_DIR = "synth_truth"
 GREY_TINT = 7  # the tint that marks AH frames
@@ -73,7 +76,7 @@ class SynthConfig:
     """What synthetic data set to make."""
 
     output: Path  # folder to write into (created; files of the same names are replaced)
-    layout: str = "affwild2"  # affwild2, emi or ah
+    layout: str = "affwild2"  # affwild2, emi, ah or affectnet
     videos: int | None = None  # number of videos (clips); None: the layout's default (8, 9, 8)
     seconds: float | None = None  # length of a video; None: the layout's default (3, 2, 2)
     seed: int = 0  # every random choice derives from it: same seed, same data set
@@ -84,6 +87,9 @@ class SynthConfig:
     no_face_share: float = 0.0  # 0..1: share of Aff-Wild2 videos with a faceless stretch of their own
     # hard videos added to the Aff-Wild2 layout as validation videos, `pipeline.synth.hard.VARIANTS` names
     variants: tuple[str, ...] = ()
+    images: int = 400  # affectnet layout: images in all (a quarter of them the validation part)
+    image_size: int = 160  # affectnet layout: side of the square images (original) or face crops (cropped)
+    affectnet_format: str = "original"  # affectnet layout: original (full images, CSV lists) or cropped
 
     @property
     def num_videos(self) -> int:
@@ -97,7 +103,13 @@ class SynthConfig:
         """Raise ValueError on settings that cannot make a data set."""
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {self.layout!r}; known layouts: {', '.join(LAYOUTS)}")
-        if self.num_videos < (0 if self.variants else 1):
+        if self.layout == "affectnet":
+            if self.affectnet_format not in AFFECTNET_FORMATS:
+                raise ValueError(f"unknown AffectNet format {self.affectnet_format!r}: original or cropped")
+            if self.images < 16 or not 64 <= self.image_size <= 1024:
+                raise ValueError(f"affectnet needs 16 images or more of 64 to 1024 px, not {self.images} of "
+                                 f"{self.image_size} px")  # fmt: skip
+        elif self.num_videos < (0 if self.variants else 1):
             raise ValueError(f"videos must be at least 1 (0 with hard variants), not {self.num_videos}")
         if self.variants:
             if self.layout != "affwild2":

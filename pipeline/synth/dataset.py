@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.io import write_text
+from pipeline.synth.affectnet import write_affectnet
 from pipeline.synth.affwild2 import write_affwild2
 from pipeline.synth.common import MANIFEST, TRUTH_DIR, SynthConfig
 from pipeline.synth.layouts import write_ah, write_emi
@@ -15,13 +16,14 @@ WRITERS: dict[str, Callable[[SynthConfig, Callable[[str], None]], dict]] = {
     "affwild2": write_affwild2,
     "emi": write_emi,
     "ah": write_ah,
+    "affectnet": write_affectnet,
 }
 
 
 def make_dataset(cfg: SynthConfig, say=None) -> Path:
     """Write the data set `cfg` asks for; returns the path of its `synth_manifest.json`.
 
-    `say`, if given, is called with one line per video written.
+    `say`, if given, is called with one line per video (per split of still images) written.
     """
     cfg.check()
     output = Path(cfg.output)

@@ -214,5 +214,5 @@ def check_cache_spec(
         raise CheckpointError(
             f"{where} does not fit the feature cache (checkpoint vs cache): "
             + "; ".join(diffs)
-            + ". Use a cache extracted with the checkpoint's backbone weights, or retrain on this cache."
+            + ". Use a cache extracted with the checkpoint's backbone weights and settings, or retrain on this cache."
         )

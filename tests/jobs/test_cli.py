@@ -7,11 +7,14 @@ from typer.testing import CliRunner
 
 from jobs.bench.videos import RESOLUTIONS
 from jobs.cli import app, options
+from jobs.cli.pretrain import VaLossName
+from jobs.pretrain.config import VA_LOSSES
 from model import __version__
+from model.affect import BackboneBN
 from model.tasks import SPLITS, TASKS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
-from pipeline.synth.common import LAYOUTS
+from pipeline.synth.common import AFFECTNET_FORMATS, LAYOUTS
 
 COMMANDS = [
     "run",
@@ -24,6 +27,7 @@ COMMANDS = [
     "synth",
     "bench",
     "info",
+    "pretrain",
 ]
 
 
@@ -50,11 +54,25 @@ def test_every_command_has_help(command):
 @pytest.mark.parametrize(
     "command, choices",
     [
-        ("run", ["<train|validation|test|all>", "<linear|nearest>"]),
-        ("train", ["<va|au|expr|ah|emi>"]),
-        ("extract", ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>"]),
+        (
+            "run",
+            [
+                "<train|validation|test|all>",
+                "<linear|nearest>",
+                "--trainable-blocks",
+                "<112|224>",
+                "<train|frozen>",
+            ],
+        ),
+        ("info", ["--trainable-blocks", "<112|224>"]),
+        ("train", ["<va|au|expr|ah|emi>", "--trainable-blocks", "<112|224>", "<train|frozen>"]),
+        (
+            "extract",
+            ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>", "--trainable-blocks", "<112|224>"],
+        ),
         ("evaluate", ["<macro|binary>"]),
-        ("synth", ["<affwild2|emi|ah>"]),
+        ("synth", ["<affwild2|emi|ah|affectnet>", "<original|cropped>"]),
+        ("pretrain", ["<ccc|mse>"]),
         ("bench", ["<360p|480p|720p|1080p>", "<cpu|cuda>"]),
     ],
 )
@@ -81,7 +99,10 @@ def test_an_invalid_choice_exits_1_naming_the_choices():
         (options.FillName, get_args(FillMethod)),
         (options.AverageName, get_args(Average)),
         (options.LayoutName, LAYOUTS),
+        (options.AffectNetFormatName, AFFECTNET_FORMATS),
+        (VaLossName, VA_LOSSES),
         (options.ResolutionName, tuple(RESOLUTIONS)),
+        (options.BackboneBNName, get_args(BackboneBN)),
     ],
 )
 def test_choices_are_the_library_values(choice, values):

@@ -63,7 +63,12 @@ def test_other_task_is_refused(saved):
     "change,field",
     [
         ({"weights_hash": "sha256:0123456789abcdef"}, "weights_hash"),
-        ({"input_size": 256}, "input_size"),
+        (
+            {"input_size": 256},
+            "input size 224 px .checkpoint. vs input size 256 px .cache.: extract a cache "
+            "with --input-size 224",
+        ),
+        ({"trainable_blocks": 3}, "trainable blocks N = 2 .checkpoint. vs trainable blocks N = 3 .cache."),
         ({"backbone": "mobilenetv4_conv_medium"}, "backbone"),
         ({"boundary": {"s8": [64, 28, 28], "s16": [960, 7, 7]}}, "boundary"),
     ],

@@ -75,7 +75,7 @@ class Counting:
         frozen = backbone.frozen
         self.frozen = lambda x: calls.append(len(x)) or frozen(x)
         self.frozen.parameters = frozen.parameters  # the device is read from the parameters
-        self.mean, self.std, self.boundary_shapes = backbone.mean, backbone.std, backbone.boundary_shapes
+        self.mean, self.std, self.cached_shapes = backbone.mean, backbone.std, backbone.cached_shapes
 
 
 def test_frames_without_a_face_skip_the_backbone(backbone, crops):

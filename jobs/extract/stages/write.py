@@ -20,7 +20,7 @@ import numpy as np
 
 from jobs.extract.rows import END, FAIL, FRAME, PART_TIMES, summary_batch
 from jobs.extract.runtime import node_address
-from pipeline.cache.schema import frames_table
+from pipeline.cache.schema import frames_table, map_columns
 from pipeline.cache.shard import ShardOpener, ShardWriter
 
 # test hook: seconds the stage sleeps once the first row group of a shard is written, so that a test can
@@ -102,7 +102,7 @@ class WriteStage:
                     batch["score"][run],
                     batch["landmarks"][run],
                     batch["source"][run].tolist(),
-                    (batch["s8"][run], batch["s16"][run]),
+                    tuple(batch[name][run] for name in map_columns(writer.schema)),
                 )
             )
         except Exception as err:

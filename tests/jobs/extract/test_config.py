@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from jobs.extract.config import FaceSettings
 from jobs.extract.runtime import RuntimeConfig
 
@@ -21,3 +23,13 @@ def test_decoded_chunks_are_bounded_in_bytes_whatever_the_resolution():
     assert settings.decode_for(7680, 4320).chunk_frames == 1  # one 8K frame is 100 MB: never zero
     for (width, height), n in frames.items():
         assert n * width * height * 3 <= settings.chunk_bytes
+
+
+def test_faces_are_aligned_at_the_backbones_input_size(tmp_path):
+    from jobs.extract.config import ExtractConfig, sized
+
+    faces, backbone = sized("detect", trainable_blocks=3, input_size=112)
+    assert faces.crop_size == 112 and faces.spec()["crop_size"] == 112 and backbone.trainable_blocks == 3
+    ExtractConfig(input=tmp_path, cache="c", faces=faces, backbone=backbone)
+    with pytest.raises(ValueError, match="the face crops are 224 px but the backbone takes 112 px"):
+        ExtractConfig(input=tmp_path, cache="c", backbone=backbone)

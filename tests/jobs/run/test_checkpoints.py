@@ -95,7 +95,8 @@ def test_the_cli_passes_task_lists_and_training_flags_on(monkeypatch, tmp_path):
 
     monkeypatch.setattr(driver, "run", fake_run)
     args = ["run", "--input", str(tmp_path), "--task", "va, au", "--epochs", "3", "--seq-len", "8",
-            "--train-stride", "4", "--lr", "0.01", "--retrain", "--final"]  # fmt: skip
+            "--train-stride", "4", "--lr", "0.01", "--retrain", "--final", "--trainable-blocks", "3",
+            "--input-size", "112", "--backbone-bn", "frozen"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "lwaffect run: stopped here" in result.output
     cfg = seen[0]
@@ -104,6 +105,8 @@ def test_the_cli_passes_task_lists_and_training_flags_on(monkeypatch, tmp_path):
     assert (options["epochs"], options["seq_len"], options["stride"], options["lr"]) == (3, 8, 4, 0.01)
     train_cfg = checkpoints.train_config(cfg, "au")
     assert train_cfg.task == "au" and train_cfg.stride == 4 and train_cfg.lr == 0.01
+    assert (cfg.trainable_blocks, cfg.input_size) == (3, 112)  # the run's extraction is made with these
+    assert (train_cfg.trainable_blocks, train_cfg.input_size, train_cfg.backbone_bn) == (3, 112, "frozen")
     assert train_cfg.output == Path("out") / "checkpoints" / "au" and train_cfg.cache == str(
         Path("out") / "cache"
     )

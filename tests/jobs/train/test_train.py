@@ -218,10 +218,12 @@ def test_cli_passes_flags_and_reports_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(train_job, "train", fake_train)
     args = ["train", "--task", "au", "--input", str(tmp_path), "--cache", "C", "--output", str(tmp_path),
             "--config", "tam_s2", "--epochs", "3", "--seq-len", "16", "--stride", "8", "--lr", "0.01",
-            "--batch-size", "2", "--device", "cpu", "--seed", "7"]  # fmt: skip
+            "--batch-size", "2", "--device", "cpu", "--seed", "7", "--trainable-blocks", "3",
+            "--input-size", "112", "--backbone-bn", "frozen"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     cfg = seen["cfg"]
+    assert (cfg.trainable_blocks, cfg.input_size, cfg.backbone_bn) == (3, 112, "frozen")
     assert (cfg.task, cfg.config, cfg.epochs, cfg.seq_len, cfg.stride, cfg.lr, cfg.batch_size, cfg.seed) == (
         "au", "tam_s2", 3, 16, 8, 0.01, 2, 7)  # fmt: skip
     assert "0.5000" in result.output
@@ -307,3 +309,18 @@ def test_other_backbone_weights_than_the_cache_are_refused(tmp_path, fakes, weig
     fakes.spec = weights_spec(fakes, weights_files.a)
     with pytest.raises(TrainError, match=r"does not fit the feature cache.*weights_hash"):
         train(config(tmp_path, backbone_weights=str(weights_files.b)), say=lambda line: None)
+
+
+def test_another_n_or_input_size_than_the_cache_is_refused_naming_both(tmp_path):
+    from jobs.train.trainer import check_cut
+
+    spec = {"trainable_blocks": 2, "input_size": 224}
+    cfg = TrainConfig(task="va", input=tmp_path, cache="C", output=tmp_path)
+    check_cut(cfg, spec)  # not given: the cache's
+    check_cut(replace(cfg, trainable_blocks=2, input_size=224), spec)
+    with pytest.raises(
+        TrainError, match="made with --trainable-blocks 2, this run asks for --trainable-blocks 3"
+    ):
+        check_cut(replace(cfg, trainable_blocks=3), spec)
+    with pytest.raises(TrainError, match="made with --input-size 224, this run asks for --input-size 112"):
+        check_cut(replace(cfg, input_size=112), {})  # a cache made before N was recorded: 2 and 224

@@ -45,7 +45,29 @@ def test_a_checkpoint_backbone_is_compared_with_the_cache_it_reads():
     backbone = {k: cache[k] for k in ("backbone", "weights_hash", "input_size")} | {"boundary": SMALL}
     assert cache_differences(backbone, cache) == []
     assert cache_differences(backbone, dict(cache, boundary={"s8": SMALL[0], "s16": SMALL[1]})) == []
-    assert cache_differences(backbone | {"input_size": 256}, cache) == ["input_size: 256 vs 224"]
+    assert cache_differences(backbone | {"input_size": 256}, cache) == [
+        "input size 256 px (checkpoint) vs input size 224 px (cache): extract a cache with --input-size 256, "
+        "or train on this cache with --input-size 224"
+    ]
     assert cache_differences(backbone, {k: v for k, v in cache.items() if k != "weights_hash"}) == [
         "weights_hash: 'random-init' vs (not recorded by the cache)"
     ]
+
+
+def test_normalisation_from_a_file_is_part_of_the_identity():
+    base = {"backbone": "x", "weights_hash": "sha256:same", "input_size": 224, "boundary": SMALL}
+    norm = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "source": "file"}
+    other = dict(norm, mean=[0.4, 0.5, 0.5])
+    a = make_spec(base | {"normalization": norm}, "float16", {})
+    b = make_spec(base | {"normalization": other}, "float16", {})
+    assert a["normalization"] == norm
+    assert spec_hash(a) != spec_hash(b)
+    assert spec_differences(a, b) == ["normalization.mean: [0.5, 0.5, 0.5] -> [0.4, 0.5, 0.5]"]
+    assert cache_differences(base | {"normalization": other}, a) == [
+        "normalization (mean, std): [[0.4, 0.5, 0.5], [0.5, 0.5, 0.5]] vs [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]"
+    ]
+    # timm's default follows from the backbone name: a cache made before the spec recorded it still fits
+    default = make_spec(base | {"normalization": dict(norm, source="timm")}, "float16", {})
+    older = {k: v for k, v in default.items() if k != "normalization"}
+    assert spec_hash(default) == spec_hash(older) and spec_differences(older, default) == []
+    assert spec_hash(default) != spec_hash(a)
