@@ -11,10 +11,12 @@ import typer
 from jobs.cli.app import _fails_with_1, _say, app
 from jobs.cli.options import (
     Address,
+    Augment,
     BackboneWeights,
     BatchSize,
     Bf16,
     Cache,
+    CacheKind,
     Device,
     DeviceName,
     Ema,
@@ -84,6 +86,8 @@ def run(
     bf16: Bf16 = None,
     threads: Threads = None,
     backbone_weights: BackboneWeights = None,
+    cache_kind: CacheKind = "maps",
+    augment: Augment = None,
 ) -> None:
     """Extract (reusing the cache), train where no --weights are given, predict, fill, write and check.
 
@@ -97,12 +101,14 @@ def run(
 
     training = dict(recipe=recipe, config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
                     batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
-                    backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
+                    backbone_weights=None if backbone_weights is None else str(backbone_weights),
+                    augment=augment)  # fmt: skip
     training = {k: v for k, v in training.items() if v is not None}  # flags not given: the recipe's
     cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                     weights=tuple(weights or ()), output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
-                    device=device, train_options=tuple(training.items()), retrain=retrain, final=final)  # fmt: skip
+                    device=device, train_options=tuple(training.items()), retrain=retrain, final=final,
+                    cache_kind=cache_kind)  # fmt: skip
     with _fails_with_1("run", ValueError, OSError):
         report = run_all(cfg, say=_say)
     typer.echo(report.summary())
@@ -131,6 +137,7 @@ def extract(
         list[str] | None,
         typer.Option("--only", help="Only this subject (repeatable; default: the whole split)."),
     ] = None,
+    cache_kind: CacheKind = "maps",
 ) -> None:
     """Precompute the feature cache (one Parquet shard per subject); resumable.
 
@@ -156,7 +163,7 @@ def extract(
                             faces=FaceSettings(mode=faces),
                             backbone=BackboneConfig(pretrained=pretrained, weights=weights), device=device,
                             address=address, rebuild=rebuild,
-                            subjects=names)  # fmt: skip
+                            subjects=names, cache_kind=cache_kind)  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:
@@ -191,6 +198,7 @@ def train(
         bool,
         typer.Option(help="Stop on any bad input of the data set (default: a note each, the rest trains)."),
     ] = False,
+    augment: Augment = None,
 ) -> None:
     """Train the temporal model on cached features; keeps the best checkpoint by the official metric.
 
@@ -206,7 +214,7 @@ def train(
                         device=device, seed=seed, patience=patience, ema=ema, bf16=bf16,
                         allow_missing=allow_missing, threads=threads,
                         backbone_weights=None if backbone_weights is None else str(backbone_weights),
-                        strict=strict)  # fmt: skip
+                        strict=strict, augment=augment)  # fmt: skip
     with _fails_with_1("train", TrainError, ValueError, OSError):
         result = run_training(cfg, say=_say)
     typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache.crops import CacheKind
 from pipeline.fill import FillMethod
 
 ALL_TASKS = "all"  # `--task all`: every task the input has labels (or weights) for
@@ -39,6 +40,7 @@ class RunConfig:
     )
     final: bool = False  # after the validation run, train on train + validation for the epochs it chose
     report: bool = True  # write OUT/report.html at the end (`jobs.report`)
+    cache_kind: CacheKind = "maps"  # what an extraction here caches: maps or crops (`pipeline.cache.crops`)
 
     @property
     def cache_location(self) -> str:

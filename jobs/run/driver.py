@@ -79,7 +79,8 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say) -> Stage:
     started = time.perf_counter()
     report = extract(
         ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all",
-                      subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
+                      subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address),
+                      cache_kind=cfg.cache_kind),
         say=say,
     )  # fmt: skip
     note = f"{len(report.cached)} subjects extracted, {len(report.skipped)} reused from the cache"

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.cache.crops import decode_crops
 from pipeline.cache.layout import (
     FAILURES_FILE,
     MANIFEST_FILE,
@@ -29,8 +30,8 @@ from pipeline.cache.layout import (
     resolve_location,
     shard_file,
 )
-from pipeline.cache.schema import FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry, read_metadata
-from pipeline.cache.spec import MAP_NAMES, spec_hash
+from pipeline.cache.schema import CROP_COLUMN, FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry, read_metadata
+from pipeline.cache.spec import MAP_NAMES, spec_cache_kind, spec_hash
 
 OPEN_FILES = 32  # shard footers kept open per thread
 
@@ -94,7 +95,9 @@ class ShardFeatures:
     video: str  # video the subject is in
     index: np.ndarray  # (N,) int32 0-based decode index
     face: np.ndarray  # (N,) bool: a face was found (maps are zero where not)
-    maps: tuple[np.ndarray, ...]  # ((N, 64, 28, 28), (N, 96, 14, 14)) float16; empty tuple when not read
+    # ((N, 64, 28, 28), (N, 96, 14, 14)) float16; a crop cache: ((N, 3, S, S) uint8 crops,), all zero
+    # where no face; empty tuple when not read
+    maps: tuple[np.ndarray, ...]
     box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
     score: np.ndarray  # (N,) float32 detector score
     landmarks: np.ndarray  # (N, 5, 2) float32 five points x, y
@@ -121,6 +124,7 @@ class FeatureCache:
         self.spec: dict[str, Any] = spec
         self.spec_hash = spec_hash(spec)
         self._shapes = tuple(tuple(shape) for shape in spec["boundary"])
+        self.kind = spec_cache_kind(spec)  # "maps" or "crops" (`pipeline.cache.crops`)
         self._entries = self._load_entries()
         self._local = threading.local()
 
@@ -203,7 +207,8 @@ class FeatureCache:
                 first = offset if len(groups) == 1 else first
             offset += n
         columns = ["index", "face", "x1", "y1", "x2", "y2", "score", "landmarks", "source"]
-        columns += list(MAP_NAMES) if maps else []
+        stored = [CROP_COLUMN] if self.kind == "crops" else list(MAP_NAMES)
+        columns += stored if maps else []
         if groups:
             table = handle.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
         else:
@@ -214,16 +219,18 @@ class FeatureCache:
             video=self.video(subject),
             index=table["index"].to_numpy().astype(np.int32, copy=False),
             face=table["face"].to_numpy(zero_copy_only=False).astype(bool, copy=False),
-            maps=tuple(
-                _fixed_list_to_numpy(table[m], s) for m, s in zip(MAP_NAMES, self._shapes, strict=True)
-            )
-            if maps
-            else (),
+            maps=self._maps(table) if maps else (),
             box=np.stack([table[c].to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1).reshape(n, 4),
             score=table["score"].to_numpy(),
             landmarks=_fixed_list_to_numpy(table["landmarks"], (5, 2)),
             source=np.asarray(table["source"].to_pylist(), dtype=object),
         )
+
+    def _maps(self, table: pa.Table) -> tuple[np.ndarray, ...]:
+        """The cached tuple of rows: the maps, or a crop cache's decoded crops."""
+        if self.kind == "crops":
+            return (decode_crops(table[CROP_COLUMN].to_pylist(), int(self.spec["input_size"])),)
+        return tuple(_fixed_list_to_numpy(table[m], s) for m, s in zip(MAP_NAMES, self._shapes, strict=True))
 
 
 def open_cache(location: str) -> FeatureCache:

@@ -3,7 +3,8 @@ JSON description every shard carries.
 
 A shard holds one subject: one row per decoded frame (`index` 0-based), the face record of that frame and
 the frozen backbone's maps at the freeze boundary (`s8` stride 8, `s16` stride 16) as fixed-size lists of
-float16. The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
+float16; a crop cache's shard (`cache_kind` "crops") holds the aligned face crop instead, as the bytes of
+a compressed image (`crop`, null where the frame has no face; `pipeline.cache.crops`). The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
 the shard self-describing: the cache spec (`pipeline.cache.spec`), its hash, the lwaffect version,
 subject, video, frame and face counts and the `complete` flag. The footer is written last, when a shard
 is closed, so the counts are those of the whole shard.
@@ -23,18 +24,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import __version__
-from pipeline.cache.spec import MAP_NAMES, spec_hash
+from pipeline.cache.spec import MAP_NAMES, spec_cache_kind, spec_hash
 
 META_KEY = "lwaffect"  # key of the shard's JSON description in its Parquet footer
 MAP_DTYPES = {"float16": pa.float16()}  # supported stored dtypes of the maps
 
 
-def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> pa.Schema:
-    """The Arrow schema of a shard for boundary map shapes `((C, H, W), ...)`."""
-    if len(boundary) != len(MAP_NAMES):
-        raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got shapes {boundary}")
-    value = MAP_DTYPES[dtype]
-    fields = [
+CROP_COLUMN = "crop"  # a crop cache's column: the compressed image of the aligned face crop
+
+
+def _record_fields() -> list[pa.Field]:
+    return [
         pa.field("index", pa.int32(), nullable=False),
         pa.field("face", pa.bool_(), nullable=False),
         *(pa.field(name, pa.float32(), nullable=False) for name in ("x1", "y1", "x2", "y2", "score")),
@@ -43,6 +43,26 @@ def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> p
         ),
         pa.field("source", pa.string(), nullable=False),
     ]
+
+
+def crop_schema() -> pa.Schema:
+    """The Arrow schema of a crop cache's shard: the face record and the crop's image (null: no face)."""
+    return pa.schema([*_record_fields(), pa.field(CROP_COLUMN, pa.binary(), nullable=True)])
+
+
+def shard_schema(spec: Mapping[str, Any]) -> pa.Schema:
+    """The Arrow schema of the shards of a cache spec: maps or crops (`spec_cache_kind`)."""
+    if spec_cache_kind(spec) == "crops":
+        return crop_schema()
+    return frame_schema(spec["boundary"], spec["dtype"])
+
+
+def frame_schema(boundary: Sequence[Sequence[int]], dtype: str = "float16") -> pa.Schema:
+    """The Arrow schema of a shard for boundary map shapes `((C, H, W), ...)`."""
+    if len(boundary) != len(MAP_NAMES):
+        raise ValueError(f"expected {len(MAP_NAMES)} boundary maps, got shapes {boundary}")
+    value = MAP_DTYPES[dtype]
+    fields = _record_fields()
     for name, shape in zip(MAP_NAMES, boundary, strict=True):
         size = int(np.prod(shape))
         fields.append(
@@ -66,9 +86,10 @@ def frames_table(
     score: np.ndarray,  # (n,)
     landmarks: np.ndarray,  # (n, 5, 2) or (n, 10)
     source: Sequence[str],  # (n,) one of pipeline.faces.track.SOURCES
-    maps: Sequence[np.ndarray],  # ((n, C, H, W), ...) in MAP_NAMES order
+    maps: Sequence[Any],  # ((n, C, H, W), ...) in MAP_NAMES order; a crop shard: (n images or None,)
 ) -> pa.Table:
-    """Rows of a shard from numpy arrays (maps are cast to the schema's dtype)."""
+    """Rows of a shard from numpy arrays (maps are cast to the schema's dtype; a crop shard's one column
+    holds the bytes of each crop's image, None where there is no face)."""
     n = len(index)
     box = np.asarray(box, np.float32).reshape(n, 4)
     columns: dict[str, pa.Array] = {
@@ -82,6 +103,10 @@ def frames_table(
         "landmarks": _fixed_list(np.asarray(landmarks, np.float32).reshape(n, 10), schema.field("landmarks")),
         "source": pa.array([str(s) for s in source], pa.string()),
     }
+    if CROP_COLUMN in schema.names:
+        (images,) = maps
+        columns[CROP_COLUMN] = pa.array(list(images), pa.binary())
+        return pa.Table.from_pydict(columns, schema=schema)
     for name, values in zip(MAP_NAMES, maps, strict=True):
         dtype = schema.field(name).type.value_type.to_pandas_dtype()
         columns[name] = _fixed_list(

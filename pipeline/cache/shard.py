@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from pipeline.cache.layout import resolve_location, shard_file
 from pipeline.cache.read import CacheError
-from pipeline.cache.schema import ManifestEntry, frame_schema, shard_metadata
-from pipeline.cache.spec import MAP_NAMES, spec_hash
+from pipeline.cache.schema import ManifestEntry, shard_metadata, shard_schema
+from pipeline.cache.spec import MAP_NAMES, spec_cache_kind, spec_hash
 from pipeline.io import AtomicFile
 
 
@@ -40,8 +40,9 @@ class ShardConfig:
     byte_stream_split: bool = True  # split float16 bytes into streams before compression (smaller)
 
 
-def write_options(cfg: ShardConfig) -> dict[str, Any]:
-    """`pyarrow.parquet.ParquetWriter` options of a shard."""
+def write_options(cfg: ShardConfig, crops: bool = False) -> dict[str, Any]:
+    """`pyarrow.parquet.ParquetWriter` options of a shard (`crops`: of a crop cache, whose images are
+    already compressed: no byte stream split)."""
     options: dict[str, Any] = {
         "use_dictionary": ["source"],
         "write_statistics": ["index"],
@@ -49,7 +50,7 @@ def write_options(cfg: ShardConfig) -> dict[str, Any]:
     }
     if cfg.compression in ("zstd", "gzip", "brotli") and cfg.compression_level is not None:
         options["compression_level"] = cfg.compression_level
-    if cfg.byte_stream_split:
+    if cfg.byte_stream_split and not crops:
         options["use_byte_stream_split"] = [f"{name}.list.element" for name in MAP_NAMES]
     return options
 
@@ -74,7 +75,7 @@ class ShardWriter:
         self.spec, self.subject, self.video, self.shard = spec, subject, video, shard
         self._fs, root = resolve_location(location)
         self.path = f"{root}/{shard_file(subject)}"  # the shard's final path
-        self.schema = frame_schema(spec["boundary"], spec["dtype"])
+        self.schema = shard_schema(spec)
         self.frames: int | None = None  # the subject's frame count, once `end` told it
         self.written = 0  # frames [0, written) are in the file
         self.faces = 0  # frames with a face among them
@@ -157,7 +158,10 @@ class ShardWriter:
         if self._out is None or self._file is None:
             self._file = AtomicFile(self.path, self._fs)
             self._out = pq.ParquetWriter(
-                self._file.path, self.schema, filesystem=self._fs, **write_options(self.shard)
+                self._file.path,
+                self.schema,
+                filesystem=self._fs,
+                **write_options(self.shard, crops=spec_cache_kind(self.spec) == "crops"),
             )
         return self._out, self._file
 

@@ -38,11 +38,14 @@ def make_spec(
     faces: Mapping[str, Any],
     pretrained: bool = False,
     weights: str | None = None,
+    crops: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The cache spec: every setting that decides what a cached row holds.
 
     `backbone` is `MultiScaleBackbone.spec()` (backbone, weights_hash, input_size, boundary shapes);
     `weights` (the weights file's path) is recorded for reference, its hash is what is compared.
+    `crops` (`pipeline.cache.crops.CropCodec.spec()`) makes it a crop cache's spec: `cache_kind` "crops"
+    and the codec; a map cache's spec records no kind (older caches neither), so its hash is unchanged.
     """
     boundary = [[int(d) for d in shape] for shape in backbone["boundary"]]
     if len(boundary) != len(MAP_NAMES):
@@ -57,7 +60,12 @@ def make_spec(
         "dtype": dtype,
         "faces": jsonable(faces),  # a spec equals its JSON round trip
         "version": __version__,
-    }
+    } | ({"cache_kind": "crops", "crops": jsonable(crops)} if crops is not None else {})
+
+
+def spec_cache_kind(spec: Mapping[str, Any]) -> str:
+    """What a cache holds: "maps" (the frozen part's maps; also a spec that records no kind) or "crops"."""
+    return str(spec.get("cache_kind", "maps"))
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:

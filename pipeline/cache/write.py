@@ -30,7 +30,7 @@ from pipeline.cache.layout import (
 from pipeline.cache.read import CacheError, complete_shards, read_json, read_table_or_empty
 from pipeline.cache.schema import FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry
 from pipeline.cache.shard import ShardConfig, ShardOpener
-from pipeline.cache.spec import spec_differences, spec_hash
+from pipeline.cache.spec import spec_cache_kind, spec_differences, spec_hash
 from pipeline.io import is_temporary, write_bytes, write_table
 
 
@@ -62,8 +62,14 @@ class CacheWriter:
             self._clear()
         elif old is not None and spec_hash(old) != self.spec_hash:
             lines = "\n  ".join(spec_differences(old, spec))
+            kinds = spec_cache_kind(old), spec_cache_kind(spec)
+            holds = (
+                f" (it holds {kinds[0]}, this extraction makes {kinds[1]}: --cache-kind)"
+                if kinds[0] != kinds[1]
+                else ""
+            )
             raise CacheSpecError(
-                f"the cache at {location} was made with other settings:\n  {lines}\n"
+                f"the cache at {location} was made with other settings{holds}:\n  {lines}\n"
                 "pass --rebuild (rebuild=True) to replace it, or choose another cache location"
             )
         self.fs.create_dir(f"{self.root}/{SHARDS_DIR}", recursive=True)
