@@ -53,7 +53,7 @@ CacheKind = Annotated[
     CacheKindName,
     typer.Option(
         help="What the cache stores: maps (the frozen backbone's maps) or crops (the aligned face crops, "
-        "JPEG quality 90; training and prediction run the frozen part on the fly)."
+        "JPEG 4:4:4 quality 90; training and prediction run the frozen part on the fly)."
     ),
 ]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]

@@ -6,13 +6,20 @@ instead of the frozen part's maps; training and prediction run the frozen part o
 the cached map is the 32 x 56 x 56 output of block 0 (200 kB a frame in float16) or the 32 x 112 x 112
 stem output (800 kB), against 10-15 kB for a JPEG of the 224 x 224 crop.
 
-Codec choice, measured on the synthetic set's aligned crops at 224 px (`python -m jobs.bench.crops`,
-README "Face-crop cache"): JPEG 4:2:0 at quality 90 is about 11 kB a frame and its frozen maps
-(s8, s16 of the random-init MobileNetV4-small) have a median cosine of 0.998 to those of the original
-crops (minimum 0.994); quality 75 saves a third of the bytes but drops the median cosine to 0.994, 95
-costs half as much again for 0.999. WebP at the same quality is about as large and 3x slower to decode;
-PNG is lossless but 8x larger. Quality 90 is the default: the maps stay within the bf16 autocast's own
-error of the maps the map cache holds, at a tenth of today's map cache (the s8 + s16 maps: 119 kB).
+Codec choice, measured on 256 aligned face crops of the synthetic set at 224 px (`python -m
+jobs.bench.crops`; README "Face-crop cache"), by bytes a frame and the cosine between the frozen maps (s8,
+s16 of the random-init MobileNetV4-small, fp32) of the decoded crops and of the originals, median / min:
+
+    JPEG 4:2:0 quality 75 / 85 / 90 / 95   7.4 / 9.5 / 11.7 / 16.3 kB   0.9986 / 0.9990 / 0.9991 / 0.9993
+    JPEG 4:4:4 quality 90                  14.9 kB                      0.99963 (min 0.99907)
+    WebP quality 90                        7.6 kB                       0.9991, but 20 ms to encode, 5 to decode
+    PNG                                    63 kB                        1 (lossless)
+
+The error in the maps comes mostly from the chroma subsampling: 4:4:4 at quality 90 has less than half the
+error of 4:2:0 at quality 95, in fewer bytes. So the default is JPEG 4:4:4 at quality 90: 15 kB a frame
+(a quarter of today's zstd-compressed map cache, 67 kB; an eighth of the raw s8 + s16 maps, 119 kB; a
+fifteenth of block 0's 32 x 56 x 56 map at N = 4), about 1.3 ms to encode or decode on this CPU. WebP
+is half the size but its encoding would slow the extraction and its decoding the training loader.
 
 Frames without a face keep their row, with no image (null), as in a map cache their maps are zeros;
 decoding gives an all-zero crop there.
@@ -50,7 +57,9 @@ class CropCodec:
 
     codec: Codec = "jpeg"  # image format of a stored crop
     quality: int = 90  # JPEG / WebP quality 1-100 (PNG is lossless: ignored); why 90: the module docstring
-    subsampling: int = 2  # JPEG chroma subsampling (PIL's code): 2 = 4:2:0, 0 = 4:4:4 (about 1.5x larger)
+    subsampling: int = (
+        0  # JPEG chroma subsampling (PIL's code): 0 = 4:4:4, 2 = 4:2:0 (0.8x the bytes, 2.5x the error)
+    )
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:

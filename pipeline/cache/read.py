@@ -5,7 +5,7 @@ so a shard under its final name is always whole; `complete_shards` tells which o
 spec. `FeatureCache.read` reads only the row groups that hold the requested rows. File layout:
 `pipeline.cache.layout`.
 
-May import: numpy, pyarrow, pipeline.cache.layout, pipeline.cache.schema, pipeline.cache.spec.
+May import: numpy, pyarrow, pipeline.cache (layout, schema, spec, crops).
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ from jobs.bench.videos import RESOLUTIONS
 from jobs.cli import app, options
 from model import __version__
 from model.tasks import SPLITS, TASKS
+from pipeline.cache.crops import CACHE_KINDS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
 from pipeline.synth.common import LAYOUTS
+from pipeline.temporal.augment import AUGMENTS
 
 COMMANDS = [
     "run",
@@ -50,9 +52,9 @@ def test_every_command_has_help(command):
 @pytest.mark.parametrize(
     "command, choices",
     [
-        ("run", ["<train|validation|test|all>", "<linear|nearest>"]),
-        ("train", ["<va|au|expr|ah|emi>"]),
-        ("extract", ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>"]),
+        ("run", ["<train|validation|test|all>", "<linear|nearest>", "<maps|crops>", "<none|standard>"]),
+        ("train", ["<va|au|expr|ah|emi>", "<none|standard>"]),
+        ("extract", ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>", "<maps|crops>"]),
         ("evaluate", ["<macro|binary>"]),
         ("synth", ["<affwild2|emi|ah>"]),
         ("bench", ["<360p|480p|720p|1080p>", "<cpu|cuda>"]),
@@ -82,6 +84,8 @@ def test_an_invalid_choice_exits_1_naming_the_choices():
         (options.AverageName, get_args(Average)),
         (options.LayoutName, LAYOUTS),
         (options.ResolutionName, tuple(RESOLUTIONS)),
+        (options.CacheKindName, CACHE_KINDS),
+        (options.AugmentName, AUGMENTS),
     ],
 )
 def test_choices_are_the_library_values(choice, values):
