@@ -81,7 +81,7 @@ def test_the_spec_records_the_kind_and_codec_and_a_map_spec_is_unchanged():
     assert spec_cache_kind(crops) == "crops" and crops["crops"] == {
         "codec": "jpeg",
         "quality": 90,
-        "subsampling": 2,
+        "subsampling": 0,
     }
     assert spec_hash(crop_spec(CropCodec("jpeg", 80))) != spec_hash(crops) != spec_hash(maps)
     assert shard_schema(crops) == crop_schema() and "s8" in shard_schema(maps).names
