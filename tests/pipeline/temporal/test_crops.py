@@ -89,3 +89,18 @@ def test_statistics_come_from_a_sample_of_the_crops(backbone, crop_cache):
     stats = map_statistics(sampled, ["a", "b"])
     assert [tuple(m.shape) for m, _ in stats] == [(s[0],) for s in backbone.boundary_shapes]
     assert all(torch.isfinite(m).all() and (s > 0).all() for m, s in stats)
+
+
+def test_a_subject_without_a_face_gives_no_sampled_maps_of_the_right_shapes(backbone, crop_cache):
+    class Faceless:  # the crop cache with every face flag off
+        def num_frames(self, subject):
+            return crop_cache.num_frames(subject)
+
+        def read(self, subject, start=0, stop=None):
+            part = crop_cache.read(subject, start, stop)
+            part.face = np.zeros_like(part.face)
+            return part
+
+    view = SampledMaps(Faceless(), CropMaps(backbone)).read("b")
+    assert len(view.face) == 0
+    assert [m.shape for m in view.maps] == [(0, *s) for s in backbone.boundary_shapes]
