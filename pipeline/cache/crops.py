@@ -4,7 +4,7 @@ A crop cache (`--cache-kind crops`) stores what the backbone stage would see, th
 instead of the frozen part's maps; training and prediction run the frozen part on the fly
 (`pipeline.temporal.crops`). That pays where the maps outweigh the face itself: from 4 trainable blocks on
 the cached map is the 32 x 56 x 56 output of block 0 (200 kB a frame in float16) or the 32 x 112 x 112
-stem output (800 kB), against 10-15 kB for a JPEG of the 224 x 224 crop.
+stem output (800 kB), against 15 kB for a JPEG of the 224 x 224 crop.
 
 Codec choice, measured on 256 aligned face crops of the synthetic set at 224 px (`python -m
 jobs.bench.crops`; README "Face-crop cache"), by bytes a frame and the cosine between the frozen maps (s8,
@@ -17,8 +17,8 @@ s16 of the random-init MobileNetV4-small, fp32) of the decoded crops and of the 
 
 The error in the maps comes mostly from the chroma subsampling: 4:4:4 at quality 90 has less than half the
 error of 4:2:0 at quality 95, in fewer bytes. So the default is JPEG 4:4:4 at quality 90: 15 kB a frame
-(a quarter of today's zstd-compressed map cache, 67 kB; an eighth of the raw s8 + s16 maps, 119 kB; a
-fifteenth of block 0's 32 x 56 x 56 map at N = 4), about 1.3 ms to encode or decode on this CPU. WebP
+(a quarter of today's zstd-compressed map cache, 67 kB; a ninth of the raw s8 + s16 maps, 138 kB; a
+thirteenth of block 0's 32 x 56 x 56 map at N = 4, 200 kB raw), about 1.3 ms to encode or decode on this CPU. WebP
 is half the size but its encoding would slow the extraction and its decoding the training loader.
 
 Frames without a face keep their row, with no image (null), as in a map cache their maps are zeros;
