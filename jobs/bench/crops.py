@@ -42,12 +42,9 @@ from pipeline.temporal.crops import CropMaps
 from pipeline.temporal.optim import train_step
 from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
 
-CODECS = (
-    CropCodec("jpeg", 75),
-    CropCodec("jpeg", 85),
-    CropCodec("jpeg", 90),
-    CropCodec("jpeg", 95),
-    CropCodec("jpeg", 90, subsampling=0),
+CODECS = (  # JPEG 4:2:0 (subsampling 2) and 4:4:4 (0) at four qualities, WebP, PNG
+    *(CropCodec("jpeg", q, subsampling=2) for q in (75, 85, 90, 95)),
+    *(CropCodec("jpeg", q, subsampling=0) for q in (75, 85, 90, 95)),
     CropCodec("webp", 90),
     CropCodec("png"),
 )

@@ -11,15 +11,17 @@ jobs.bench.crops`; README "Face-crop cache"), by bytes a frame and the cosine be
 s16 of the random-init MobileNetV4-small, fp32) of the decoded crops and of the originals, median / min:
 
     JPEG 4:2:0 quality 75 / 85 / 90 / 95   7.4 / 9.5 / 11.7 / 16.3 kB   0.9986 / 0.9990 / 0.9991 / 0.9993
-    JPEG 4:4:4 quality 90                  14.9 kB                      0.99963 (min 0.99907)
+    JPEG 4:4:4 quality 75 / 85 / 90 / 95   9.2 / 12.1 / 14.9 / 21.1 kB  0.9992 / 0.9995 / 0.9996 / 0.9998
+                                                                        (min at 90: 0.99907)
     WebP quality 90                        7.6 kB                       0.9991, but 20 ms to encode, 5 to decode
     PNG                                    63 kB                        1 (lossless)
 
-The error in the maps comes mostly from the chroma subsampling: 4:4:4 at quality 90 has less than half the
-error of 4:2:0 at quality 95, in fewer bytes. So the default is JPEG 4:4:4 at quality 90: 15 kB a frame
-(a quarter of today's zstd-compressed map cache, 67 kB; a ninth of the raw s8 + s16 maps, 138 kB; a
-thirteenth of block 0's 32 x 56 x 56 map at N = 4, 200 kB raw), about 1.3 ms to encode or decode on this CPU. WebP
-is half the size but its encoding would slow the extraction and its decoding the training loader.
+The error in the maps comes mostly from the chroma subsampling: 4:4:4 at quality 75 is closer than 4:2:0
+at 95, and 4:4:4 at 90 has half the error of 4:2:0 at 95 in fewer bytes; past 90 the gains flatten. So
+the default is JPEG 4:4:4 at quality 90: 15 kB a frame (a quarter of today's zstd-compressed map cache,
+67 kB; a ninth of the raw s8 + s16 maps, 138 kB; a thirteenth of block 0's 32 x 56 x 56 map at N = 4,
+200 kB raw), 1-2 ms to encode or decode on this CPU. WebP is half the size, but its encoding would slow
+the extraction and its decoding the training loader.
 
 Frames without a face keep their row, with no image (null), as in a map cache their maps are zeros;
 decoding gives an all-zero crop there.
