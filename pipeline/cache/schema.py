@@ -89,7 +89,7 @@ def frames_table(
     maps: Sequence[Any],  # ((n, C, H, W), ...) in MAP_NAMES order; a crop shard: (n images or None,)
 ) -> pa.Table:
     """Rows of a shard from numpy arrays (maps are cast to the schema's dtype; a crop shard's one column
-    holds the bytes of each crop's image, None where there is no face)."""
+    holds the bytes of each crop's image, None or empty where there is no face: stored as null)."""
     n = len(index)
     box = np.asarray(box, np.float32).reshape(n, 4)
     columns: dict[str, pa.Array] = {
@@ -105,7 +105,9 @@ def frames_table(
     }
     if CROP_COLUMN in schema.names:
         (images,) = maps
-        columns[CROP_COLUMN] = pa.array(list(images), pa.binary())
+        columns[CROP_COLUMN] = pa.array(
+            [b or None for b in images], pa.binary()
+        )  # no image (None, b""): null
         return pa.Table.from_pydict(columns, schema=schema)
     for name, values in zip(MAP_NAMES, maps, strict=True):
         dtype = schema.field(name).type.value_type.to_pandas_dtype()

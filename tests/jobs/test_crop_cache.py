@@ -23,7 +23,9 @@ from pipeline.features import cosine_per_frame
 from pipeline.temporal.crops import CropMaps
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
-SUBJECTS = ["1-25-640x360", "4-24-640x360", "6-25-640x360"]  # two VA train subjects, one validation
+# two VA train subjects (the second with frames 36-53 faceless: whole decode chunks without a crop), one
+# validation subject
+SUBJECTS = ["1-25-640x360", "2-30-1280x720", "6-25-640x360"]
 # JPEG 4:4:4 quality 90 against the map cache's own maps (both bf16 where the CPU has it, the map cache
 # float16): the codec bench measured a median cosine of 0.9996, at least 0.9991, on the synthetic crops
 MEDIAN_COSINE, MIN_COSINE = 0.999, 0.995
@@ -66,6 +68,10 @@ def test_a_crop_cache_holds_the_crops_and_gives_the_map_cache_maps(crop_cache, a
                 np.median(cos),
                 cos.min(),
             )
+    gap = crops.read(
+        SUBJECTS[1], 36, 54
+    )  # the faceless stretch: rows kept, with no crop (null, decoded blank)
+    assert len(gap.index) == 18 and not gap.face.any() and not gap.maps[0].any()
 
 
 @pytest.mark.timeout(300)

@@ -14,10 +14,10 @@ from pipeline.cache.crops import CropCodec, encode_crops
 
 
 class CropStage:
-    """Ray Data stage: replaces the `crops` of a batch by `crop`, each face crop's image (None: no face).
+    """Ray Data stage: replaces the `crops` of a batch by `crop`, each face crop's image.
 
     Input columns: `crops` (n, 3, S, S) uint8, `face` (n,) bool, any others (passed through).
-    Output adds `crop` (n,) object (bytes or None) and `t_backbone` (seconds of encoding, per row: the
+    Output adds `crop` (n,) object (bytes; empty where no face) and `t_backbone` (seconds of encoding, per row: the
     column the backbone stage's time goes to, so the per-stage table reads the same).
     """
 
@@ -28,7 +28,9 @@ class CropStage:
         started = time.perf_counter()
         crops = batch.pop("crops")
         images = np.empty(len(crops), dtype=object)
-        images[:] = encode_crops(crops, batch["face"], self.codec)
+        # b"" where no face: a column of bytes only, whatever the batch (all faceless included), for Ray's
+        # blocks; the shard stores a null there (`pipeline.cache.schema.frames_table`)
+        images[:] = [b or b"" for b in encode_crops(crops, batch["face"], self.codec)]
         batch["crop"] = images
         batch["t_backbone"] = np.full(len(crops), (time.perf_counter() - started) / max(len(crops), 1))
         return batch
