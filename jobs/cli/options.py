@@ -28,6 +28,8 @@ ResolutionName = Literal["360p", "480p", "720p", "1080p"]  # jobs.bench.videos.R
 RecipeName = Literal["default", "seed"]  # jobs.train.recipes.RECIPES
 InputSizeName = Literal[112, 224]  # sides of the face crop the backbone takes (BackboneConfig.input_size)
 BackboneBNName = Literal["train", "frozen"]  # model.affect.BackboneBN
+CacheKindName = Literal["maps", "crops"]  # pipeline.cache.crops.CACHE_KINDS
+AugmentName = Literal["none", "standard"]  # pipeline.temporal.augment.AUGMENTS
 
 Task = Annotated[TaskName, typer.Option("--task", "-t", help="Task: va, au, expr, ah or emi.")]
 Input = Annotated[
@@ -50,6 +52,13 @@ Faces = Annotated[
 ]
 Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
 Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi, ah or affectnet (still images).")]
+CacheKind = Annotated[
+    CacheKindName,
+    typer.Option(
+        help="What the cache stores: maps (the frozen backbone's maps) or crops (the aligned face crops, "
+        "JPEG 4:4:4 quality 90; training and prediction run the frozen part on the fly)."
+    ),
+]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
 
 # training settings, shared by `train` and `run` (which passes them on when it trains); those a recipe
@@ -78,6 +87,13 @@ Bf16 = Annotated[bool | None, typer.Option(help="bf16 autocast around the model 
 Threads = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: one per core).")]
 BackboneWeights = Annotated[
     Path | None, typer.Option(help="Backbone weights file the cache was made with (if not where it was).")
+]
+Augment = Annotated[
+    AugmentName | None,
+    typer.Option(
+        help="Image augmentation when training from a crop cache, one draw per window: none or standard "
+        "(flip, rotation 10 deg, zoom 10%, shift 5%, brightness / contrast / saturation 20%; the default)."
+    ),
 ]
 Device = Annotated[str, typer.Option(help="Device of the temporal model: cpu, cuda or cuda:N.")]
 

@@ -11,6 +11,7 @@ import typer
 from jobs.cli.app import _fails_with_1, _say, app
 from jobs.cli.options import (
     Address,
+    Augment,
     BackboneBN,
     BackboneWeights,
     BatchSize,
@@ -18,6 +19,7 @@ from jobs.cli.options import (
     Cache,
     CachedBlocks,
     CachedInputSize,
+    CacheKind,
     Device,
     DeviceName,
     Ema,
@@ -92,6 +94,8 @@ def run(
     trainable_blocks: TrainableBlocks = 2,
     input_size: InputSize = 224,
     backbone_bn: BackboneBN = "train",
+    cache_kind: CacheKind = "maps",
+    augment: Augment = None,
 ) -> None:
     """Extract (reusing the cache), train where no --weights are given, predict, fill, write and check.
 
@@ -106,13 +110,13 @@ def run(
     training = dict(recipe=recipe, config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
                     batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
                     backbone_weights=None if backbone_weights is None else str(backbone_weights),
-                    backbone_bn=backbone_bn)  # fmt: skip
+                    backbone_bn=backbone_bn, augment=augment)  # fmt: skip
     training = {k: v for k, v in training.items() if v is not None}  # flags not given: the recipe's
     cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                     weights=tuple(weights or ()), output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
                     device=device, train_options=tuple(training.items()), retrain=retrain, final=final,
-                    trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
+                    trainable_blocks=trainable_blocks, input_size=input_size, cache_kind=cache_kind)  # fmt: skip
     with _fails_with_1("run", ValueError, OSError):
         report = run_all(cfg, say=_say)
     typer.echo(report.summary())
@@ -143,6 +147,7 @@ def extract(
     ] = None,
     trainable_blocks: TrainableBlocks = 2,
     input_size: InputSize = 224,
+    cache_kind: CacheKind = "maps",
 ) -> None:
     """Precompute the feature cache (one Parquet shard per subject); resumable.
 
@@ -165,12 +170,13 @@ def extract(
             )
         face_settings, backbone = sized(faces, pretrained=pretrained, weights=weights,
                                         trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
-        if trainable_blocks >= 4:
+        if trainable_blocks >= 4 and cache_kind == "maps":
             typer.echo(f"note: with --trainable-blocks {trainable_blocks} the cached maps outweigh the face crop "
-                       "itself (`lwaffect info` lists the bytes per frame)", err=True)  # fmt: skip
+                       "itself (`lwaffect info` lists the bytes per frame; --cache-kind crops stores the crops)",
+                       err=True)  # fmt: skip
         cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
                             backbone=backbone, device=device, address=address, rebuild=rebuild,
-                            subjects=names)  # fmt: skip
+                            subjects=names, cache_kind=cache_kind)  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:
@@ -208,6 +214,7 @@ def train(
     trainable_blocks: CachedBlocks = None,
     input_size: CachedInputSize = None,
     backbone_bn: BackboneBN = "train",
+    augment: Augment = None,
 ) -> None:
     """Train the temporal model on cached features; keeps the best checkpoint by the official metric.
 
@@ -224,7 +231,7 @@ def train(
                         allow_missing=allow_missing, threads=threads,
                         backbone_weights=None if backbone_weights is None else str(backbone_weights),
                         strict=strict, trainable_blocks=trainable_blocks, input_size=input_size,
-                        backbone_bn=backbone_bn)  # fmt: skip
+                        backbone_bn=backbone_bn, augment=augment)  # fmt: skip
     with _fails_with_1("train", TrainError, ValueError, OSError):
         result = run_training(cfg, say=_say)
     typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from jobs.extract.runtime import RuntimeConfig
 from model.backbone import BackboneConfig
+from pipeline.cache.crops import CacheKind, CropCodec
 from pipeline.cache.shard import ShardConfig
 from pipeline.faces.align import AlignConfig
 from pipeline.faces.detect import FaceConfig
@@ -69,6 +70,8 @@ class ExtractConfig:
     backbone: BackboneConfig = BackboneConfig()  # frozen backbone (weights decide the cache's weights hash)
     features: FeatureConfig = FeatureConfig()  # backbone batch, dtype, autocast
     shard: ShardConfig = ShardConfig()  # shard layout
+    cache_kind: CacheKind = "maps"  # what the cache stores: the frozen part's maps, or the face crops
+    crops: CropCodec = CropCodec()  # how a crop cache compresses its crops (cache_kind "crops")
     runtime: RuntimeConfig = RuntimeConfig()  # Ray placement
     address: str | None = None  # Ray cluster to join; overrides runtime.address (and $RAY_ADDRESS)
     device: Literal["cpu", "cuda"] | None = None  # None: cuda when the cluster has a GPU

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache.crops import CacheKind
 from pipeline.fill import FillMethod
 
 ALL_TASKS = "all"  # `--task all`: every task the input has labels (or weights) for
@@ -43,6 +44,7 @@ class RunConfig:
         2  # backbone blocks trained (N): what the cache is extracted for, models trained with
     )
     input_size: int = 224  # side of the aligned face crops (112 or 224) of the cache and the models
+    cache_kind: CacheKind = "maps"  # what an extraction here caches: maps or crops (`pipeline.cache.crops`)
 
     @property
     def cache_location(self) -> str:

@@ -80,7 +80,8 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say) -> Stage:
     faces, backbone = sized(trainable_blocks=cfg.trainable_blocks, input_size=cfg.input_size)
     report = extract(
         ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all", faces=faces,
-                      backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
+                      backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address),
+                      cache_kind=cfg.cache_kind),
         say=say,
     )  # fmt: skip
     note = f"{len(report.cached)} subjects extracted, {len(report.skipped)} reused from the cache"
