@@ -121,7 +121,7 @@ def test_a_crop_shard_is_written_once_and_read_back_as_crops(tmp_path):
 def test_a_maps_cache_and_a_crops_cache_refuse_each_other(tmp_path):
     CacheWriter(str(tmp_path / "maps"), spec())
     with pytest.raises(
-        CacheSpecError, match=r"(?s)holds maps, this extraction makes crops.*cache_kind: None -> 'crops'"
+        CacheSpecError, match=r"(?s)holds maps, this extraction makes crops.*cache_kind: 'maps' -> 'crops'"
     ):
         CacheWriter(str(tmp_path / "maps"), spec() | {"cache_kind": "crops", "crops": CropCodec().spec()})
     CacheWriter(str(tmp_path / "crops"), crop_spec())
