@@ -53,10 +53,11 @@ Faces = Annotated[
 Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
 Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi, ah or affectnet (still images).")]
 CacheKind = Annotated[
-    CacheKindName,
+    CacheKindName | None,
     typer.Option(
         help="What the cache stores: maps (the frozen backbone's maps) or crops (the aligned face crops, "
-        "JPEG 4:4:4 quality 90; training and prediction run the frozen part on the fly)."
+        "JPEG 4:4:4 quality 90; training and prediction run the frozen part on the fly). Default: crops "
+        "from --trainable-blocks 4 on, where the maps outweigh the crop, maps below."
     ),
 ]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]

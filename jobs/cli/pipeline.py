@@ -94,7 +94,7 @@ def run(
     trainable_blocks: TrainableBlocks = 2,
     input_size: InputSize = 224,
     backbone_bn: BackboneBN = "train",
-    cache_kind: CacheKind = "maps",
+    cache_kind: CacheKind = None,
     augment: Augment = None,
 ) -> None:
     """Extract (reusing the cache), train where no --weights are given, predict, fill, write and check.
@@ -147,7 +147,7 @@ def extract(
     ] = None,
     trainable_blocks: TrainableBlocks = 2,
     input_size: InputSize = 224,
-    cache_kind: CacheKind = "maps",
+    cache_kind: CacheKind = None,
 ) -> None:
     """Precompute the feature cache (one Parquet shard per subject); resumable.
 
@@ -170,7 +170,7 @@ def extract(
             )
         face_settings, backbone = sized(faces, pretrained=pretrained, weights=weights,
                                         trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
-        if trainable_blocks >= 4 and cache_kind == "maps":
+        if trainable_blocks >= 4 and cache_kind == "maps":  # asked for: the default from N = 4 is crops
             typer.echo(f"note: with --trainable-blocks {trainable_blocks} the cached maps outweigh the face crop "
                        "itself (`lwaffect info` lists the bytes per frame; --cache-kind crops stores the crops)",
                        err=True)  # fmt: skip

@@ -6,7 +6,7 @@ Pipeline (Ray Data, streaming; nothing holds a whole video):
 work items (one per video: path + subjects still to cache, longest videos first)
   -> FaceStage     actor pool: decode in chunks, detect/track (stateful per video), align -> crop rows
   -> BackboneStage actor pool: frozen backbone on the face rows -> the cached maps (float16)
-     (CropStage instead with --cache-kind crops: the face crops -> JPEG images, `pipeline.cache.crops`)
+     (CropStage instead for a crop cache, --cache-kind crops or N >= 4: the face crops -> JPEG images)
   -> WriteStage    one actor: streams each subject's rows into its shard (temporary name), closes it (rename
                    into place) once complete -> summary rows
   -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it)
@@ -109,7 +109,7 @@ def cache_spec(cfg: ExtractConfig) -> dict:
     """The cache spec of this configuration (builds the backbone once to read its shapes and hash)."""
     backbone = build_backbone(cfg.backbone)
     faces = cfg.faces.spec() | {"subject": cfg.subject}
-    crops = cfg.crops.spec() if cfg.cache_kind == "crops" else None
+    crops = cfg.crops.spec() if cfg.kind == "crops" else None
     return make_spec(
         backbone.spec(), cfg.features.dtype, faces, cfg.backbone.pretrained, cfg.backbone.weights, crops
     )
@@ -236,7 +236,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
         num_gpus=plan.face_gpus or None,
         fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
     )
-    if cfg.cache_kind == "crops":  # crops are encoded, not run through the backbone
+    if cfg.kind == "crops":  # crops are encoded, not run through the backbone
         ds = ds.map_batches(
             CropStage,
             batch_size=cfg.runtime.backbone_batch,

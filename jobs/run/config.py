@@ -44,7 +44,8 @@ class RunConfig:
         2  # backbone blocks trained (N): what the cache is extracted for, models trained with
     )
     input_size: int = 224  # side of the aligned face crops (112 or 224) of the cache and the models
-    cache_kind: CacheKind = "maps"  # what an extraction here caches: maps or crops (`pipeline.cache.crops`)
+    # what an extraction here caches: maps or crops; None: as N says (`pipeline.cache.crops.default_cache_kind`)
+    cache_kind: CacheKind | None = None
 
     @property
     def cache_location(self) -> str:

@@ -1,5 +1,5 @@
 """`--cache-kind` and `--augment` reach what the commands build: extract's config, run's config and its
-extraction, train's config."""
+extraction, train's config; without `--cache-kind` the kind follows the trainable blocks (crops from 4)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,34 @@ def test_extract_passes_the_cache_kind(tmp_path, monkeypatch):
         "quality": 90,
         "subsampling": 0,
     }
+
+
+@pytest.mark.parametrize("blocks, given, kind", [
+    ("2", None, "maps"), ("3", None, "maps"), ("4", None, "crops"), ("5", None, "crops"),
+    ("5", "maps", "maps"), ("2", "crops", "crops"),
+])  # fmt: skip
+def test_extract_caches_crops_from_4_trainable_blocks_unless_told(tmp_path, monkeypatch, blocks, given, kind):
+    seen = []
+    monkeypatch.setattr(
+        extract_driver,
+        "extract",
+        lambda cfg, **kw: seen.append(cfg) or SimpleNamespace(failures=[], exit_code=0),
+    )
+    args = ["extract", "--input", str(tmp_path), "--cache", str(tmp_path / "c"), "--trainable-blocks", blocks]
+    result = CliRunner().invoke(app, args + (["--cache-kind", given] if given else []))
+    assert result.exit_code == 0, result.output
+    assert seen[0].backbone.trainable_blocks == int(blocks) and seen[0].kind == kind
+    assert ("maps outweigh the face crop" in result.output) == (kind == "maps" and int(blocks) >= 4)
+
+
+@pytest.mark.parametrize("blocks, given, kind", [(2, None, "maps"), (4, None, "crops"), (5, "maps", "maps")])
+def test_run_extracts_the_kind_its_n_says_unless_told(tmp_path, monkeypatch, blocks, given, kind):
+    extracted = []
+    report = SimpleNamespace(cached=[], skipped=[], frames=0, stages={})
+    monkeypatch.setattr(extract_driver, "extract", lambda cfg, **kw: extracted.append(cfg) or report)
+    cfg = RunConfig(input=tmp_path, tasks=("va",), trainable_blocks=blocks, cache_kind=given)
+    run_driver.extract_stage(cfg, ["s"], lambda _: None)
+    assert extracted[0].backbone.trainable_blocks == blocks and extracted[0].kind == kind
 
 
 def test_run_passes_the_cache_kind_to_its_extraction_and_augment_to_training(tmp_path, monkeypatch):
