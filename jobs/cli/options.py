@@ -117,6 +117,24 @@ BackboneBN = Annotated[
         help="BatchNorm statistics of the trainable blocks in training: train (batch statistics) or frozen."
     ),
 ]
+RecipeBlocks = Annotated[
+    int | None,
+    typer.Option(
+        "--trainable-blocks",
+        min=0,
+        max=5,
+        help="Backbone blocks trained with the temporal model (0-5; the rest is frozen and cached). "
+        "Default: the recipe's (seed: 5), else 2.",
+    ),
+]
+RecipeInputSize = Annotated[
+    InputSizeName | None,
+    typer.Option(
+        "--input-size",
+        help="Side of the aligned face crop the backbone takes, 112 or 224 px. Default: the recipe's "
+        "(seed: 112), else 224.",
+    ),
+]
 CachedBlocks = Annotated[
     int | None,
     typer.Option(

@@ -20,7 +20,7 @@ from typing import Any
 
 from jobs.predict import PredictConfig, PredictReport, predict
 from jobs.progress import progress_display
-from jobs.run.checkpoints import given_weights, model_for, weights_needed
+from jobs.run.checkpoints import backbone_cut, given_weights, model_for, weights_needed
 from jobs.run.config import ALL_TASKS, RunConfig, RunError
 from jobs.run.report import FAILURES_FILE, RunReport, Stage, TaskModel, TaskReport, submission_path
 from model.tasks import SPLITS, TASKS, get_task
@@ -77,7 +77,8 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say) -> Stage:
     from jobs.extract.runtime import RuntimeConfig
 
     started = time.perf_counter()
-    faces, backbone = sized(trainable_blocks=cfg.trainable_blocks, input_size=cfg.input_size)
+    n, size = backbone_cut(cfg)  # the flags', else the recipe's
+    faces, backbone = sized(trainable_blocks=n, input_size=size)
     report = extract(
         ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all", faces=faces,
                       backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address),

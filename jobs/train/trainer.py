@@ -1,6 +1,6 @@
 """`lwaffect train`: train the backbone tail + TAM + head of one task on cached maps.
 
-From a crop cache (`lwaffect extract --cache-kind crops`) the frozen part runs on the fly on the training
+From a crop cache (`lwaffect extract --cache-kind crops`, the default from 4 trainable blocks) the frozen part runs on the fly on the training
 device, on augmented crops (`--augment`; `pipeline.temporal.crops`).
 
 Reads the catalogue (labels, splits) and the feature cache, trains with AdamW, warm-up + cosine schedule,
@@ -172,14 +172,20 @@ def check_cache(
 
 
 def check_cut(cfg: TrainConfig, spec: dict) -> None:
-    """--trainable-blocks and --input-size, where given, must be the cache's: its maps follow from both."""
-    for key, given, made in (("trainable-blocks", cfg.trainable_blocks, trainable_blocks_of(spec)),
-                             ("input-size", cfg.input_size, int(spec.get("input_size", 224)))):  # fmt: skip
-        if given is not None and given != made:
-            raise TrainError(
-                f"the cache {cfg.cache} was made with --{key} {made}, this run asks for --{key} {given}: "
-                f"extract a cache with `lwaffect extract --{key} {given}`, or train with --{key} {made}"
-            )
+    """--trainable-blocks and --input-size, where given (or set by the recipe), must be the cache's: its
+    maps follow from both. The error names both and the flags of an extraction that fits."""
+    pairs = (("trainable-blocks", cfg.trainable_blocks, trainable_blocks_of(spec)),
+             ("input-size", cfg.input_size, int(spec.get("input_size", 224))))  # fmt: skip
+    wrong = [(key, given, made) for key, given, made in pairs if given is not None and given != made]
+    if wrong:
+        made = ", ".join(f"--{key} {made}" for key, _, made in wrong)
+        asked = ", ".join(f"--{key} {given}" for key, given, _ in wrong)
+        by = f" (--recipe {cfg.recipe} sets them unless given)" if cfg.recipe != "default" else ""
+        raise TrainError(
+            f"the cache {cfg.cache} was made with {made}, this run asks for {asked}{by}: extract a cache "
+            f"with `lwaffect extract {' '.join(f'--{k} {g}' for k, g, _ in wrong)}`, or train with "
+            f"{' '.join(f'--{k} {m}' for k, _, m in wrong)}"
+        )
 
 
 def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
