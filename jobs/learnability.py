@@ -43,7 +43,7 @@ from jobs.train.trainer import TrainConfig, Trainer, prepare
 from model.checkpoint import load_checkpoint
 from model.split import DEFAULT_TRAINABLE_BLOCKS
 from model.tasks import get_task
-from pipeline.cache.crops import CACHE_KINDS, default_cache_kind
+from pipeline.cache.crops import CACHE_KINDS, CacheKind, default_cache_kind
 from pipeline.fill import fill_values
 from pipeline.metrics import compute_metric
 from pipeline.temporal.predictor import Predictor
@@ -75,7 +75,7 @@ def cache_folder(out: Path, layout: str, trainable_blocks: int, input_size: int,
 
 
 def make_cache(root: Path, cache: Path, say, trainable_blocks: int = DEFAULT_TRAINABLE_BLOCKS,
-               input_size: int = 224, kind: str | None = None) -> float:  # fmt: skip
+               input_size: int = 224, kind: CacheKind | None = None) -> float:  # fmt: skip
     """Extract the train and validation subjects at N = `trainable_blocks` and `input_size` px as `kind`
     (None: the default of N); returns the seconds it took."""
     from jobs.extract.config import ExtractConfig, sized

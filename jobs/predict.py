@@ -60,7 +60,9 @@ class PredictConfig:
     device: str = "cpu"  # cpu, cuda or cuda:N
     bf16: bool = False  # bf16 autocast around the model
     complete: bool = False  # subjects without a complete shard get neutral rows (needs `input` to count them)
-    backbone_weights: str | None = None  # a crop cache's backbone weights file; None: as the cache records
+    # the backbone weights file a crop cache was made with, where it is no longer at the path the cache
+    # records (a crop cache runs the frozen part at prediction; a map cache does not need it)
+    backbone_weights: str | None = None
 
 
 @dataclass
@@ -244,14 +246,23 @@ def load_model(weights: Path, task: str, cache: Any, device: str = "cpu") -> tup
 
 
 def crop_maps(cfg: PredictConfig, spec: dict) -> Any:
-    """What makes the maps from a crop cache's crops: the frozen part of the backbone it was made with."""
+    """What makes the maps from a crop cache's crops: the frozen part of the backbone it was made with
+    (`cfg.backbone_weights` where given, which must be the file the cache was made with)."""
     from model.backbone import build_backbone
+    from pipeline.cache.spec import cache_differences
     from pipeline.temporal.crops import CropMaps, cache_backbone
 
     try:
-        return CropMaps(build_backbone(cache_backbone(spec, cfg.backbone_weights, cfg.cache)), cfg.device)
-    except ValueError as e:
+        backbone = build_backbone(cache_backbone(spec, cfg.backbone_weights, cfg.cache))
+    except (ValueError, OSError) as e:
         raise PredictError(str(e)) from None
+    diffs = cache_differences(backbone.spec(), spec)
+    if diffs:
+        raise PredictError(
+            f"the backbone weights {cfg.backbone_weights} do not fit the crop cache {cfg.cache} (weights vs "
+            f"cache): {'; '.join(diffs)}. Pass the file the cache was made with to --backbone-weights"
+        )
+    return CropMaps(backbone, cfg.device)
 
 
 def select_subjects(cfg: PredictConfig, cached: Sequence[str]) -> tuple[list[str], list[str]]:

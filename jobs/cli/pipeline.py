@@ -257,13 +257,24 @@ def predict(
         Path | None, typer.Option("--input", "-i", help="Data set folder that lists the split.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="From a crop cache: the backbone weights file it was made with (if not where it was)."
+        ),
+    ] = None,
 ) -> None:
-    """Per-frame predictions from a cache: OUT/predictions/T.parquet (frames without a face filled)."""
+    """Per-frame predictions from a cache: OUT/predictions/T.parquet (frames without a face filled).
+
+    From a crop cache the frozen part of the backbone runs on the crops first; it loads the weights file
+    the cache records, or --backbone-weights where that file has moved.
+    """
     from jobs.predict import PredictConfig
     from jobs.predict import predict as run_predict
 
     cfg = PredictConfig(task=task, cache=cache, weights=weights, output=output, stride=stride,
-                        fill=fill, split=split, input=input, device=device)  # fmt: skip
+                        fill=fill, split=split, input=input, device=device,
+                        backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
     with _fails_with_1("predict", ValueError, OSError):
         report = run_predict(cfg, say=_say)
     typer.echo(f"{report.frames} {'clips' if task == 'emi' else 'frames'} of {report.subjects} subjects "

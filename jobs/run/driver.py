@@ -148,7 +148,8 @@ def task_stage(
     predicted: PredictReport = predict(
         PredictConfig(task=task, cache=cfg.cache_location, weights=model.path, output=cfg.output,
                       stride=cfg.stride, fill=cfg.fill, subjects=tuple(subjects), device=cfg.device,
-                      input=Path(cfg.input), complete=True),
+                      input=Path(cfg.input), complete=True,
+                      backbone_weights=dict(cfg.train_options).get("backbone_weights")),
         say=say,
     )  # fmt: skip
     mine = [f for f in failures if f["subject"] in set(subjects) or f.get("task") == task]
