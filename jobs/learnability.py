@@ -7,7 +7,10 @@ photo (one of them only in validation and test), label cues that overlap (tints 
 hue) and faceless stretches in half of the Aff-Wild2 videos. It extracts the train and validation subjects
 into DIR/cache/<layout> (randomly initialised backbone, as in the tests), trains each task from scratch
 with a recipe (`jobs.train.recipes`) and reports, on the held-out validation subjects, the official metric
-next to what a model that learned nothing would reach:
+next to what a model that learned nothing would reach. The cache is extracted where the recipe cuts the
+backbone (`--recipe seed`: N = 5 trainable blocks at 112 px, so a crop cache), or where
+`--trainable-blocks N` / `--input-size` / `--cache-kind` say; a cache at other settings than extract's
+defaults (N = 2, 224 px, maps) lives in DIR/cache/<layout>-n<N>-<size>-<kind>, so each keeps its own:
 
 - `trivial`: the best constant prediction (VA CCC 0; AU all present; EXPR the most frequent class; AH all
   absent or all present, whichever scores higher; EMI the same intensities for every clip, Pearson r 0);
@@ -34,11 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from jobs.train.recipes import RECIPES, recipe_config
+from jobs.train.recipes import RECIPES, recipe_config, recipe_cut
 from jobs.train.state import torch_settings
 from jobs.train.trainer import TrainConfig, Trainer, prepare
 from model.checkpoint import load_checkpoint
+from model.split import DEFAULT_TRAINABLE_BLOCKS
 from model.tasks import get_task
+from pipeline.cache.crops import CACHE_KINDS, CacheKind, default_cache_kind
 from pipeline.fill import fill_values
 from pipeline.metrics import compute_metric
 from pipeline.temporal.predictor import Predictor
@@ -60,14 +65,27 @@ def make_data(root: Path, videos: int | None, seconds: float | None, say, layout
         )
 
 
-def make_cache(root: Path, cache: Path, say) -> float:
-    """Extract the train and validation subjects; returns the seconds it took."""
-    from jobs.extract.config import ExtractConfig
+def cache_folder(out: Path, layout: str, trainable_blocks: int, input_size: int, kind: str) -> Path:
+    """Where the cache of `layout` at N = `trainable_blocks`, `input_size` px and `kind` lives: OUT/cache/
+    <layout> for extract's defaults (N = 2, 224 px, maps), else OUT/cache/<layout>-n<N>-<size>-<kind>, so
+    that runs at other settings keep their own caches side by side."""
+    if (trainable_blocks, input_size, kind) == (DEFAULT_TRAINABLE_BLOCKS, 224, "maps"):
+        return out / "cache" / layout
+    return out / "cache" / f"{layout}-n{trainable_blocks}-{input_size}-{kind}"
+
+
+def make_cache(root: Path, cache: Path, say, trainable_blocks: int = DEFAULT_TRAINABLE_BLOCKS,
+               input_size: int = 224, kind: CacheKind | None = None) -> float:  # fmt: skip
+    """Extract the train and validation subjects at N = `trainable_blocks` and `input_size` px as `kind`
+    (None: the default of N); returns the seconds it took."""
+    from jobs.extract.config import ExtractConfig, sized
     from jobs.extract.driver import extract
 
+    faces, backbone = sized(trainable_blocks=trainable_blocks, input_size=input_size)
     t0 = time.perf_counter()
     for split in ("train", "validation"):
-        extract(ExtractConfig(input=root, cache=str(cache), split=split), say=say)
+        extract(ExtractConfig(input=root, cache=str(cache), split=split, faces=faces, backbone=backbone,
+                              cache_kind=kind), say=say)  # fmt: skip
     return time.perf_counter() - t0
 
 
@@ -115,11 +133,12 @@ def shift_labels(data, subjects: list[str]) -> None:
         )
 
 
-def near_no_face(checkpoint: Path, data) -> dict[str, Any] | None:
+def near_no_face(checkpoint: Path, data, crops: Any = None) -> dict[str, Any] | None:
     """The metric of the best model on the validation face frames within NEAR frames of a faceless one
-    (with the checkpoint's thresholds); None for EMI or when no validation subject has such frames."""
+    (with the checkpoint's thresholds); None for EMI or when no validation subject has such frames.
+    `crops`: the trainer's maker of maps from a crop cache (`pipeline.temporal.crops.CropMaps`)."""
     model, meta = load_checkpoint(checkpoint)
-    predictor = Predictor.from_checkpoint(model, meta, batch_size=8)
+    predictor = replace(Predictor.from_checkpoint(model, meta, batch_size=8), crops=crops)
     if predictor.spec.unit == "clip":
         return None
     reader = predictor.reader(data.cache)
@@ -159,7 +178,7 @@ def train_task(cfg: TrainConfig, shuffled: bool, say) -> dict:
             "epochs": result.epochs_run, "seconds": round(result.wall_time_s, 1),
             "trivial": trivial_baseline(cfg.task, data), "parts": best["parts"],
             "trivial_parts": per_class_trivial(cfg.task, data),
-            "near_no_face": None if shuffled else near_no_face(result.checkpoint, data)}  # fmt: skip
+            "near_no_face": None if shuffled else near_no_face(result.checkpoint, data, trainer.crops)}  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -185,6 +204,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--no-face-share", type=float, default=0.5, help="share of Aff-Wild2 videos with a faceless stretch")
     add("--shuffled", default="", help="tasks also trained on time-shifted labels, e.g. va")
     add("--device", default="cpu", help="cpu or cuda")
+    add("--trainable-blocks", type=int, default=None, choices=range(6), metavar="N",
+        help="backbone blocks trained, 0-5 (default: the recipe's; seed 5, else 2)")  # fmt: skip
+    add("--input-size", type=int, default=None, choices=[112, 224],
+        help="face crop side (default: the recipe's; seed 112, else 224)")  # fmt: skip
+    add("--cache-kind", default=None, choices=list(CACHE_KINDS),
+        help="maps or crops (default: crops from 4 trainable blocks, maps below)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -199,9 +224,12 @@ def main(argv: list[str] | None = None) -> dict:
     for task in tasks:
         get_task(task)
     settings = dict(identities=args.identities, overlap=args.overlap)
+    blocks, size = recipe_cut(args.recipe, args.trainable_blocks, args.input_size)
+    kind = args.cache_kind or default_cache_kind(blocks)
     t0 = time.perf_counter()
     report: dict = {"recipe": args.recipe, "threads": args.threads or torch.get_num_threads(), "settings":
-                    {**settings, "no_face_share": args.no_face_share}, "synth_s": {}, "extract_s": {},
+                    {**settings, "no_face_share": args.no_face_share}, "trainable_blocks": blocks,
+                    "input_size": size, "cache_kind": kind, "synth_s": {}, "extract_s": {},
                     "tasks": {}}  # fmt: skip
     for layout in dict.fromkeys(LAYOUT_OF[t] for t in tasks):
         t1 = time.perf_counter()
@@ -210,14 +238,18 @@ def main(argv: list[str] | None = None) -> dict:
                                   "emi": (args.emi_clips, None, {})}[layout]  # fmt: skip
         make_data(out / "data" / layout, videos, seconds, say, layout=layout, **settings, **extra)
         report["synth_s"][layout] = round(time.perf_counter() - t1, 1)
-        report["extract_s"][layout] = round(make_cache(out / "data" / layout, out / "cache" / layout, say), 1)
+        cache = cache_folder(out, layout, blocks, size, kind)
+        seconds = make_cache(out / "data" / layout, cache, say, blocks, size, kind)
+        report["extract_s"][layout] = round(seconds, 1)
     for task in tasks:
         layout = LAYOUT_OF[task]
         given = dict(config=args.config, epochs=args.epochs, lr=args.lr, seq_len=args.seq_len,
                      batch_size=args.batch_size or None, stride=args.stride or None, patience=args.epochs,
-                     threads=args.threads, device=args.device, log_every=0, no_face=args.no_face)  # fmt: skip
-        cfg = recipe_config(args.recipe, task=task, input=out / "data" / layout, cache=str(out / "cache" / layout),
-                            output=out / "runs" / task, **given)  # fmt: skip
+                     threads=args.threads, device=args.device, log_every=0, no_face=args.no_face,
+                     trainable_blocks=blocks, input_size=size)  # fmt: skip
+        cfg = recipe_config(args.recipe, task=task, input=out / "data" / layout,
+                            cache=str(cache_folder(out, layout, blocks, size, kind)), output=out / "runs" / task,
+                            **given)  # fmt: skip
         figures = train_task(cfg, shuffled=False, say=say)
         if task in args.shuffled.split(","):
             shifted = train_task(
@@ -234,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def table(report: dict) -> list[str]:
     """The report as printed lines."""
-    lines = [f"\nlearnability (recipe {report['recipe']}, {report['threads']} threads): validation figures",
+    cut = f"N = {report.get('trainable_blocks', 2)}, {report.get('input_size', 224)} px, {report.get('cache_kind', 'maps')}"
+    lines = [f"\nlearnability (recipe {report['recipe']}, {cut}, {report['threads']} threads): validation figures",
              f"{'task':6}{'metric':>9}{'tuned':>8}{'trivial':>9}{'shuffled':>10}{'near':>8}{'epoch':>7}"
              f"{'train s':>9}"]  # fmt: skip
     for task, f in report["tasks"].items():

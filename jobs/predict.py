@@ -2,7 +2,8 @@
 
 Loads a checkpoint (which must match the task and the cache's backbone) and the `Predictor` it records
 (`pipeline.temporal.predictor`: window, stride, thresholds), predicts every cached frame of every subject
-with overlapping windows averaged and activated, decides AU / AH with the checkpoint's thresholds and EXPR
+with overlapping windows averaged and activated (from a crop cache, the frozen part runs on the crops first:
+`pipeline.temporal.crops`), decides AU / AH with the checkpoint's thresholds and EXPR
 by the most probable class, fills frames without a face (`pipeline.fill`) and writes
 `OUT/predictions/<task>.parquet` atomically. Schema: `video`, `subject`, `frame` (int32, 1-based), `face`,
 `filled`, `reason` (why a row is filled: "no face", "failed video"; "" where predicted), then the task's
@@ -20,7 +21,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,9 @@ class PredictConfig:
     device: str = "cpu"  # cpu, cuda or cuda:N
     bf16: bool = False  # bf16 autocast around the model
     complete: bool = False  # subjects without a complete shard get neutral rows (needs `input` to count them)
+    # the backbone weights file a crop cache was made with, where it is no longer at the path the cache
+    # records (a crop cache runs the frozen part at prediction; a map cache does not need it)
+    backbone_weights: str | None = None
 
 
 @dataclass
@@ -241,6 +245,26 @@ def load_model(weights: Path, task: str, cache: Any, device: str = "cpu") -> tup
         raise PredictError(str(e)) from None
 
 
+def crop_maps(cfg: PredictConfig, spec: dict) -> Any:
+    """What makes the maps from a crop cache's crops: the frozen part of the backbone it was made with
+    (`cfg.backbone_weights` where given, which must be the file the cache was made with)."""
+    from model.backbone import build_backbone
+    from pipeline.cache.spec import cache_differences
+    from pipeline.temporal.crops import CropMaps, cache_backbone
+
+    try:
+        backbone = build_backbone(cache_backbone(spec, cfg.backbone_weights, cfg.cache))
+    except (ValueError, OSError) as e:
+        raise PredictError(str(e)) from None
+    diffs = cache_differences(backbone.spec(), spec)
+    if diffs:
+        raise PredictError(
+            f"the backbone weights {cfg.backbone_weights} do not fit the crop cache {cfg.cache} (weights vs "
+            f"cache): {'; '.join(diffs)}. Pass the file the cache was made with to --backbone-weights"
+        )
+    return CropMaps(backbone, cfg.device)
+
+
 def select_subjects(cfg: PredictConfig, cached: Sequence[str]) -> tuple[list[str], list[str]]:
     """(subjects to predict, asked-for subjects without a complete shard) for `cfg`."""
     if cfg.subjects is not None:
@@ -277,6 +301,8 @@ def predict(cfg: PredictConfig, say: Callable[[str], None] | None = None) -> Pre
         predictor = Predictor.from_checkpoint(model, meta, cfg.stride, cfg.batch_size, cfg.device, cfg.bf16)
     except ValueError as e:  # a stride below 1, thresholds that do not fit the task
         raise PredictError(str(e)) from None
+    if getattr(cache, "kind", "maps") == "crops":
+        predictor = replace(predictor, crops=crop_maps(cfg, cache.spec))
     subjects, missing = select_subjects(cfg, cache.subjects())
     if missing:
         say(f"{len(missing)} subjects have no complete cache shard and get no predictions: "

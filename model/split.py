@@ -24,8 +24,9 @@ from typing import Any
 MAP_NAMES = ("s8", "s16", "s32")  # the maps the TAM reads; a level's `source` indexes this
 DEFAULT_TRAINABLE_BLOCKS = 2  # blocks 3 and 4 of mobilenetv4_conv_small: the boundary before N was a setting
 LEGACY_CACHED = ("s8", "s16")  # what a cache without `cached_names` holds
-CACHE_KINDS = ("maps",)  # what a cache stores per frame: the frozen part's maps ("crops": another module)
-DEFAULT_CACHE_KIND = "maps"
+DEFAULT_CACHE_KIND = (
+    "maps"  # what a cache stores per frame when its spec does not say (pipeline.cache.crops.CACHE_KINDS)
+)
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,11 @@ def bench_temporal(
     from model.configs import build_model
 
     cache = open_cache(location)
+    if cache.kind != "maps":  # its windows would be crops, which this bench does not run the frozen part on
+        raise ValueError(
+            f"the model bench times the temporal model on a map cache, {location} holds {cache.kind}: "
+            "the training rate from crops is measured by `python -m jobs.bench.crops`"
+        )
     rng = np.random.default_rng(0)
     out: dict[str, dict[str, float]] = {}
     for name in configs:

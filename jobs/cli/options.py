@@ -28,6 +28,8 @@ ResolutionName = Literal["360p", "480p", "720p", "1080p"]  # jobs.bench.videos.R
 RecipeName = Literal["default", "seed"]  # jobs.train.recipes.RECIPES
 InputSizeName = Literal[112, 224]  # sides of the face crop the backbone takes (BackboneConfig.input_size)
 BackboneBNName = Literal["train", "frozen"]  # model.affect.BackboneBN
+CacheKindName = Literal["maps", "crops"]  # pipeline.cache.crops.CACHE_KINDS
+AugmentName = Literal["none", "standard"]  # pipeline.temporal.augment.AUGMENTS
 
 Task = Annotated[TaskName, typer.Option("--task", "-t", help="Task: va, au, expr, ah or emi.")]
 Input = Annotated[
@@ -50,6 +52,14 @@ Faces = Annotated[
 ]
 Average = Annotated[AverageName, typer.Option(help="AH F1 averaging: macro (2 classes) or binary.")]
 Layout = Annotated[LayoutName, typer.Option(help="Layout: affwild2, emi, ah or affectnet (still images).")]
+CacheKind = Annotated[
+    CacheKindName | None,
+    typer.Option(
+        help="What the cache stores: maps (the frozen backbone's maps) or crops (the aligned face crops, "
+        "JPEG 4:4:4 quality 90; training and prediction run the frozen part on the fly). Default: crops "
+        "from --trainable-blocks 4 on, where the maps outweigh the crop, maps below."
+    ),
+]
 Resolution = Annotated[ResolutionName, typer.Option(help="Video size: 360p, 480p, 720p or 1080p.")]
 
 # training settings, shared by `train` and `run` (which passes them on when it trains); those a recipe
@@ -79,6 +89,13 @@ Threads = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (def
 BackboneWeights = Annotated[
     Path | None, typer.Option(help="Backbone weights file the cache was made with (if not where it was).")
 ]
+Augment = Annotated[
+    AugmentName | None,
+    typer.Option(
+        help="Image augmentation when training from a crop cache, one draw per window: none or standard "
+        "(flip, rotation 10 deg, zoom 10%, shift 5%, brightness / contrast / saturation 20%; the default)."
+    ),
+]
 Device = Annotated[str, typer.Option(help="Device of the temporal model: cpu, cuda or cuda:N.")]
 
 # where the backbone is cut and at what size (extract, train, run, info)
@@ -98,6 +115,24 @@ BackboneBN = Annotated[
     BackboneBNName,
     typer.Option(
         help="BatchNorm statistics of the trainable blocks in training: train (batch statistics) or frozen."
+    ),
+]
+RecipeBlocks = Annotated[
+    int | None,
+    typer.Option(
+        "--trainable-blocks",
+        min=0,
+        max=5,
+        help="Backbone blocks trained with the temporal model (0-5; the rest is frozen and cached). "
+        "Default: the recipe's (seed: 5), else 2.",
+    ),
+]
+RecipeInputSize = Annotated[
+    InputSizeName | None,
+    typer.Option(
+        "--input-size",
+        help="Side of the aligned face crop the backbone takes, 112 or 224 px. Default: the recipe's "
+        "(seed: 112), else 224.",
     ),
 ]
 CachedBlocks = Annotated[

@@ -11,6 +11,7 @@ import typer
 from jobs.cli.app import _fails_with_1, _say, app
 from jobs.cli.options import (
     Address,
+    Augment,
     BackboneBN,
     BackboneWeights,
     BatchSize,
@@ -18,6 +19,7 @@ from jobs.cli.options import (
     Cache,
     CachedBlocks,
     CachedInputSize,
+    CacheKind,
     Device,
     DeviceName,
     Ema,
@@ -30,6 +32,8 @@ from jobs.cli.options import (
     ModelConfig,
     Patience,
     Recipe,
+    RecipeBlocks,
+    RecipeInputSize,
     Seed,
     SeqLen,
     Split,
@@ -98,9 +102,11 @@ def run(
     bf16: Bf16 = None,
     threads: Threads = None,
     backbone_weights: BackboneWeights = None,
-    trainable_blocks: TrainableBlocks = 2,
-    input_size: InputSize = 224,
+    trainable_blocks: RecipeBlocks = None,
+    input_size: RecipeInputSize = None,
     backbone_bn: BackboneBN = "train",
+    cache_kind: CacheKind = None,
+    augment: Augment = None,
 ) -> None:
     """Extract (reusing the cache), train where no --weights are given, predict, fill, write and check.
 
@@ -115,13 +121,13 @@ def run(
     training = dict(recipe=recipe, config=config, epochs=epochs, seq_len=seq_len, stride=train_stride, lr=lr,
                     batch_size=batch_size, seed=seed, patience=patience, ema=ema, bf16=bf16, threads=threads,
                     backbone_weights=None if backbone_weights is None else str(backbone_weights),
-                    backbone_bn=backbone_bn)  # fmt: skip
+                    backbone_bn=backbone_bn, augment=augment)  # fmt: skip
     training = {k: v for k, v in training.items() if v is not None}  # flags not given: the recipe's
     cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                     weights=tuple(weights or ()), output=output, split=split,
                     cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
                     device=device, train_options=tuple(training.items()), retrain=retrain, final=final,
-                    trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
+                    trainable_blocks=trainable_blocks, input_size=input_size, cache_kind=cache_kind)  # fmt: skip
     # Ray starts at once where a subject lacks its shard (those of the split, and of every split where a
     # model may be trained); the run stops it once the cache is complete
     when = partial(_work_left, input, cfg.cache_location, split if weights else "all")
@@ -158,6 +164,7 @@ def extract(
     ] = None,
     trainable_blocks: TrainableBlocks = 2,
     input_size: InputSize = 224,
+    cache_kind: CacheKind = None,
 ) -> None:
     """Precompute the feature cache (one Parquet shard per subject); resumable.
 
@@ -180,12 +187,13 @@ def extract(
             )
         face_settings, backbone = sized(faces, pretrained=pretrained, weights=weights,
                                         trainable_blocks=trainable_blocks, input_size=input_size)  # fmt: skip
-        if trainable_blocks >= 4:
+        if trainable_blocks >= 4 and cache_kind == "maps":  # asked for: the default from N = 4 is crops
             typer.echo(f"note: with --trainable-blocks {trainable_blocks} the cached maps outweigh the face crop "
-                       "itself (`lwaffect info` lists the bytes per frame)", err=True)  # fmt: skip
+                       "itself (`lwaffect info` lists the bytes per frame; --cache-kind crops stores the crops)",
+                       err=True)  # fmt: skip
         cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
                             backbone=backbone, device=device, address=address, rebuild=rebuild,
-                            subjects=names)  # fmt: skip
+                            subjects=names, cache_kind=cache_kind)  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:
@@ -223,6 +231,7 @@ def train(
     trainable_blocks: CachedBlocks = None,
     input_size: CachedInputSize = None,
     backbone_bn: BackboneBN = "train",
+    augment: Augment = None,
 ) -> None:
     """Train the temporal model on cached features; keeps the best checkpoint by the official metric.
 
@@ -239,7 +248,7 @@ def train(
                         allow_missing=allow_missing, threads=threads,
                         backbone_weights=None if backbone_weights is None else str(backbone_weights),
                         strict=strict, trainable_blocks=trainable_blocks, input_size=input_size,
-                        backbone_bn=backbone_bn)  # fmt: skip
+                        backbone_bn=backbone_bn, augment=augment)  # fmt: skip
     with _fails_with_1("train", TrainError, ValueError, OSError):
         result = run_training(cfg, say=_say)
     typer.echo(f"best {task} {result.best_metric:.4f} at epoch {result.best_epoch} of {result.epochs_run}: "
@@ -263,13 +272,24 @@ def predict(
         Path | None, typer.Option("--input", "-i", help="Data set folder that lists the split.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="From a crop cache: the backbone weights file it was made with (if not where it was)."
+        ),
+    ] = None,
 ) -> None:
-    """Per-frame predictions from a cache: OUT/predictions/T.parquet (frames without a face filled)."""
+    """Per-frame predictions from a cache: OUT/predictions/T.parquet (frames without a face filled).
+
+    From a crop cache the frozen part of the backbone runs on the crops first; it loads the weights file
+    the cache records, or --backbone-weights where that file has moved.
+    """
     from jobs.predict import PredictConfig
     from jobs.predict import predict as run_predict
 
     cfg = PredictConfig(task=task, cache=cache, weights=weights, output=output, stride=stride,
-                        fill=fill, split=split, input=input, device=device)  # fmt: skip
+                        fill=fill, split=split, input=input, device=device,
+                        backbone_weights=None if backbone_weights is None else str(backbone_weights))  # fmt: skip
     with _fails_with_1("predict", ValueError, OSError):
         report = run_predict(cfg, say=_say)
     typer.echo(f"{report.frames} {'clips' if task == 'emi' else 'frames'} of {report.subjects} subjects "

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from jobs.extract.runtime import RuntimeConfig
 from model.backbone import BackboneConfig
+from pipeline.cache.crops import CacheKind, CropCodec, default_cache_kind
 from pipeline.cache.shard import ShardConfig
 from pipeline.faces.align import AlignConfig
 from pipeline.faces.detect import FaceConfig
@@ -69,11 +70,20 @@ class ExtractConfig:
     backbone: BackboneConfig = BackboneConfig()  # frozen backbone (weights decide the cache's weights hash)
     features: FeatureConfig = FeatureConfig()  # backbone batch, dtype, autocast
     shard: ShardConfig = ShardConfig()  # shard layout
+    # what the cache stores: the frozen part's maps, or the face crops; None: as the backbone's N says
+    # (`pipeline.cache.crops.default_cache_kind`: crops from 4 trainable blocks, maps below)
+    cache_kind: CacheKind | None = None
+    crops: CropCodec = CropCodec()  # how a crop cache compresses its crops (cache_kind "crops")
     runtime: RuntimeConfig = RuntimeConfig()  # Ray placement
     address: str | None = None  # Ray cluster to join; overrides runtime.address (and $RAY_ADDRESS)
     device: Literal["cpu", "cuda"] | None = None  # None: cuda when the cluster has a GPU
     rebuild: bool = False  # replace a cache made with other settings
     subjects: tuple[str, ...] | None = None  # only these subjects (None: every subject of the split)
+
+    @property
+    def kind(self) -> CacheKind:
+        """What this extraction caches: `cache_kind` where given, else the default of the backbone's N."""
+        return self.cache_kind or default_cache_kind(self.backbone.trainable_blocks)
 
     def __post_init__(self) -> None:
         if self.faces.crop_size != self.backbone.input_size:

@@ -6,6 +6,7 @@ Pipeline (Ray Data, streaming; nothing holds a whole video):
 work items (one per video: path + subjects still to cache, longest videos first)
   -> FaceStage     actor pool: decode in chunks, detect/track (stateful per video), align -> crop rows
   -> BackboneStage actor pool: frozen backbone on the face rows -> the cached maps (float16)
+     (CropStage instead for a crop cache, --cache-kind crops or N >= 4: the face crops -> JPEG images)
   -> WriteStage    one actor: streams each subject's rows into its shard (temporary name), closes it (rename
                    into place) once complete -> summary rows
   -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it)
@@ -38,6 +39,7 @@ from jobs.extract.rows import END, FAIL, FRAME, summaries
 from jobs.extract.runtime import RayStart, StagePlan, plan_stages, ray_session
 from jobs.extract.select import select_subjects
 from jobs.extract.stages.backbone import BackboneStage
+from jobs.extract.stages.crops import CropStage
 from jobs.extract.stages.face import FaceStage
 from jobs.extract.stages.write import WriteStage, pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
@@ -107,8 +109,9 @@ def cache_spec(cfg: ExtractConfig) -> dict:
     """The cache spec of this configuration (builds the backbone once to read its shapes and hash)."""
     backbone = build_backbone(cfg.backbone)
     faces = cfg.faces.spec() | {"subject": cfg.subject}
+    crops = cfg.crops.spec() if cfg.kind == "crops" else None
     return make_spec(
-        backbone.spec(), cfg.features.dtype, faces, cfg.backbone.pretrained, cfg.backbone.weights
+        backbone.spec(), cfg.features.dtype, faces, cfg.backbone.pretrained, cfg.backbone.weights, crops
     )
 
 
@@ -233,7 +236,29 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
         num_gpus=plan.face_gpus or None,
         fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
     )
-    ds = ds.map_batches(
+    if cfg.kind == "crops":  # crops are encoded, not run through the backbone
+        ds = ds.map_batches(
+            CropStage,
+            batch_size=cfg.runtime.backbone_batch,
+            compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
+            num_cpus=plan.backbone_cpus,
+            fn_constructor_kwargs={"codec": cfg.crops},
+        )
+    else:
+        ds = _backbone_stage(ds, cfg, plan)
+    return ds.map_batches(
+        WriteStage,
+        batch_size=cfg.runtime.write_batch,
+        compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
+        num_cpus=plan.write_cpus,
+        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
+    )
+
+
+def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan) -> Any:
+    import ray.data
+
+    return ds.map_batches(
         BackboneStage,
         batch_size=cfg.runtime.backbone_batch,
         compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
@@ -245,13 +270,6 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
             "device": plan.device,
             "threads": plan.backbone_threads,
         },
-    )
-    return ds.map_batches(
-        WriteStage,
-        batch_size=cfg.runtime.write_batch,
-        compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
-        num_cpus=plan.write_cpus,
-        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
     )
 
 

@@ -8,7 +8,8 @@ and subject, plus marker rows that end a subject:
 - the face record: `index` (decode index; -1 on markers), `face` (bool), `box` (4), `score`,
   `landmarks` (5, 2) float32 and `source` (one of `pipeline.faces.track.SOURCES`: detected, refined, tracked, interpolated or none);
 - `crops` (3, S, S) uint8 from the face stage, which the backbone stage replaces by the cached maps,
-  one column each named as the cache spec's `cached_names` (N = 2: `s8` and `s16`);
+  one column each named as the cache spec's `cached_names` (N = 2: `s8` and `s16`), and the crop stage
+  of a crop cache by `crop`, the bytes of its image, empty where no face;
 - per-row shares of each stage's seconds (`t_decode`, `t_detect`, `t_align`, then `t_backbone`) and
   `w_video`, the row's share of one decoded frame (1 / subjects of the video), so that sums over rows
   give each stage's frames and time; `node`, the Ray node the row was made on.

@@ -6,7 +6,7 @@ is about the mean length of an Aff-Wild2 video): each source video is re-encoded
 repeated up to that length, and its subjects' predictions and face records are repeated with the same
 period, so that boxes still fit the frames (values get a little noise, `--jitter`, so that the repeats
 compress no better than real series would). The face records go to a cache of their own whose maps are a
-single value (the report reads no maps). Then it writes the report of the big run and prints its size,
+single value (the report reads no maps; a crop cache's run gets such a map cache too). Then it writes the report of the big run and prints its size,
 time and share by part (library, figures, thumbnails).
 """
 
@@ -25,6 +25,7 @@ import polars as pl
 from jobs.report.build import ReportConfig, write_report
 from jobs.report.record import read_record
 from jobs.run.report import RUN_FILE
+from model.split import DEFAULT_CACHE_KIND
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import frame_schema, frames_table
@@ -73,6 +74,13 @@ def jittered(table: pl.DataFrame, task: str, jitter: float, rng: np.random.Gener
     return table
 
 
+def big_cache_spec(spec: dict) -> dict:
+    """The spec of the big run's cache: the run's cache settings with maps of one value each, a map cache
+    whatever the run's cache held (the report reads no maps, nor crops)."""
+    kept = {k: v for k, v in spec.items() if k != "crops"}
+    return {**kept, "cache_kind": DEFAULT_CACHE_KIND, "boundary": [[1, 1, 1]] * len(map_names(spec))}
+
+
 def scale_run(run: Path, output: Path, videos: int, frames: int, sources: int, jitter: float = 0.05) -> Path:
     """The big run's folder (predictions, cache, long videos, run.json) made from the run in `run`."""
     rng = np.random.default_rng(0)
@@ -82,7 +90,7 @@ def scale_run(run: Path, output: Path, videos: int, frames: int, sources: int, j
     first = next(iter(tables.values()))
     originals = [v for v in dict.fromkeys(first["video"].to_list()) if v in record.videos][:sources]
     names = map_names(cache.spec)
-    spec = {**cache.spec, "boundary": [[1, 1, 1]] * len(names)}  # the report reads no maps
+    spec = big_cache_spec(cache.spec)
     writer = CacheWriter(str(output / "cache"), spec)
     schema = frame_schema(spec["boundary"], spec.get("dtype", "float16"), names)
     new_tables: dict[str, list[pl.DataFrame]] = {t: [] for t in tables}

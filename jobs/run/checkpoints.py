@@ -18,7 +18,7 @@ import torch
 
 from jobs.run.config import RunConfig, RunError
 from jobs.run.report import TaskModel
-from jobs.train.recipes import recipe_config
+from jobs.train.recipes import recipe_config, recipe_cut
 from jobs.train.state import config_dict
 from jobs.train.trainer import BEST, LAST, LOG, RESUMABLE_CHANGES, TrainConfig, train
 from model.checkpoint import read_checkpoint_meta
@@ -59,14 +59,20 @@ def weights_needed(cfg: RunConfig, task: str, why: str = "") -> str:
     )
 
 
+def backbone_cut(cfg: RunConfig) -> tuple[int, int]:
+    """N and the input size of this run's cache and models: `--trainable-blocks` and `--input-size` where
+    given, else the recipe's (`--recipe seed`: 5, 112), else 2 and 224."""
+    recipe = dict(cfg.train_options).get("recipe", "default")
+    return recipe_cut(recipe, cfg.trainable_blocks, cfg.input_size)
+
+
 def train_config(cfg: RunConfig, task: str) -> TrainConfig:
     """The training run of `task`: the recipe's settings (`recipe` in the run's training flags, else the
     default recipe), the run's other training flags over them, the run's cache and folder."""
     options = dict(cfg.train_options)
     options.setdefault("device", cfg.device)
-    options.setdefault("trainable_blocks", cfg.trainable_blocks)  # the cache is extracted with these
-    options.setdefault("input_size", cfg.input_size)
     recipe = options.pop("recipe", "default")
+    options["trainable_blocks"], options["input_size"] = backbone_cut(cfg)  # the cache is extracted so
     return recipe_config(recipe, task=task, input=Path(cfg.input), cache=cfg.cache_location,
                          output=cfg.checkpoint_dir(task), **options)  # fmt: skip
 

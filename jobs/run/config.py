@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache.crops import CacheKind
 from pipeline.fill import FillMethod
 
 ALL_TASKS = "all"  # `--task all`: every task the input has labels (or weights) for
@@ -39,10 +40,12 @@ class RunConfig:
     )
     final: bool = False  # after the validation run, train on train + validation for the epochs it chose
     report: bool = True  # write OUT/report.html at the end (`jobs.report`)
-    trainable_blocks: int = (
-        2  # backbone blocks trained (N): what the cache is extracted for, models trained with
-    )
-    input_size: int = 224  # side of the aligned face crops (112 or 224) of the cache and the models
+    # backbone blocks trained (N) and the side of the aligned face crops (112 or 224): what the cache is
+    # extracted for and the models trained with; None: the recipe's, else 2 and 224 (`checkpoints.backbone_cut`)
+    trainable_blocks: int | None = None
+    input_size: int | None = None
+    # what an extraction here caches: maps or crops; None: as N says (`pipeline.cache.crops.default_cache_kind`)
+    cache_kind: CacheKind | None = None
 
     @property
     def cache_location(self) -> str:

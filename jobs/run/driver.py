@@ -20,7 +20,7 @@ from typing import Any
 
 from jobs.predict import PredictConfig, PredictReport, predict
 from jobs.progress import progress_display
-from jobs.run.checkpoints import given_weights, model_for, weights_needed
+from jobs.run.checkpoints import backbone_cut, given_weights, model_for, weights_needed
 from jobs.run.config import ALL_TASKS, RunConfig, RunError
 from jobs.run.report import FAILURES_FILE, RunReport, Stage, TaskModel, TaskReport, submission_path
 from model.tasks import SPLITS, TASKS, get_task
@@ -78,11 +78,13 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say, ray_start: Any 
     from jobs.extract.runtime import RuntimeConfig
 
     started = time.perf_counter()
-    faces, backbone = sized(trainable_blocks=cfg.trainable_blocks, input_size=cfg.input_size)
+    n, size = backbone_cut(cfg)  # the flags', else the recipe's
+    faces, backbone = sized(trainable_blocks=n, input_size=size)
     try:
         report = extract(
             ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all", faces=faces,
-                          backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address)),
+                          backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address),
+                          cache_kind=cfg.cache_kind),
             say=say, ray_start=ray_start,
         )  # fmt: skip
     finally:
@@ -151,7 +153,8 @@ def task_stage(
     predicted: PredictReport = predict(
         PredictConfig(task=task, cache=cfg.cache_location, weights=model.path, output=cfg.output,
                       stride=cfg.stride, fill=cfg.fill, subjects=tuple(subjects), device=cfg.device,
-                      input=Path(cfg.input), complete=True),
+                      input=Path(cfg.input), complete=True,
+                      backbone_weights=dict(cfg.train_options).get("backbone_weights")),
         say=say,
     )  # fmt: skip
     mine = [f for f in failures if f["subject"] in set(subjects) or f.get("task") == task]

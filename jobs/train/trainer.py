@@ -1,5 +1,8 @@
 """`lwaffect train`: train the backbone tail + TAM + head of one task on cached maps.
 
+From a crop cache (`lwaffect extract --cache-kind crops`, the default from 4 trainable blocks) the frozen part runs on the fly on the training
+device, on augmented crops (`--augment`; `pipeline.temporal.crops`).
+
 Reads the catalogue (labels, splits) and the feature cache, trains with AdamW, warm-up + cosine schedule,
 gradient clipping and optional EMA, validates each epoch with the official metric over all valid frames
 of the validation subjects pooled, keeps the best checkpoint (with AU / AH thresholds tuned on all
@@ -35,16 +38,18 @@ from jobs.train.state import (
     torch_settings,
 )
 from model.affect import AffectModel, BackboneBN
-from model.backbone import RANDOM_INIT, BackboneConfig
+from model.backbone import BackboneConfig, build_backbone
 from model.configs import build_model
 from model.losses import loss_for
-from model.split import trainable_blocks_of
+from model.split import cache_kind_of, trainable_blocks_of
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
 from pipeline.cache.spec import cache_differences
 from pipeline.datasets import load_catalogue
 from pipeline.io import atomic_path
 from pipeline.metrics import Average
+from pipeline.temporal.augment import Augment, augment_config
+from pipeline.temporal.crops import CropMaps, SampledMaps, cache_backbone
 from pipeline.temporal.optim import EMA, Schedule, make_scheduler, param_groups, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
 from pipeline.temporal.stats import map_statistics
@@ -94,6 +99,7 @@ class TrainConfig:
     balanced: bool | None = None  # balanced window draws; None: on for au, expr, ah
     include_no_face: bool = False  # also train on frames without a detected face
     no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
+    augment: Augment | None = None  # image augmentation from a crop cache: none | standard; None: standard
     average: Average = "macro"  # AH F1 averaging (macro over both classes, or binary); thresholds follow it
     loss_options: tuple[tuple[str, Any], ...] = ()  # keyword options of model.losses.loss_for
     backbone_weights: str | None = None  # weights file the cache was made with; None: as the cache records
@@ -166,32 +172,28 @@ def check_cache(
 
 
 def check_cut(cfg: TrainConfig, spec: dict) -> None:
-    """--trainable-blocks and --input-size, where given, must be the cache's: its maps follow from both."""
-    for key, given, made in (("trainable-blocks", cfg.trainable_blocks, trainable_blocks_of(spec)),
-                             ("input-size", cfg.input_size, int(spec.get("input_size", 224)))):  # fmt: skip
-        if given is not None and given != made:
-            raise TrainError(
-                f"the cache {cfg.cache} was made with --{key} {made}, this run asks for --{key} {given}: "
-                f"extract a cache with `lwaffect extract --{key} {given}`, or train with --{key} {made}"
-            )
+    """--trainable-blocks and --input-size, where given (or set by the recipe), must be the cache's: its
+    maps follow from both. The error names both and the flags of an extraction that fits."""
+    pairs = (("trainable-blocks", cfg.trainable_blocks, trainable_blocks_of(spec)),
+             ("input-size", cfg.input_size, int(spec.get("input_size", 224))))  # fmt: skip
+    wrong = [(key, given, made) for key, given, made in pairs if given is not None and given != made]
+    if wrong:
+        made = ", ".join(f"--{key} {made}" for key, _, made in wrong)
+        asked = ", ".join(f"--{key} {given}" for key, given, _ in wrong)
+        by = f" (--recipe {cfg.recipe} sets them unless given)" if cfg.recipe != "default" else ""
+        raise TrainError(
+            f"the cache {cfg.cache} was made with {made}, this run asks for {asked}{by}: extract a cache "
+            f"with `lwaffect extract {' '.join(f'--{k} {g}' for k, g, _ in wrong)}`, or train with "
+            f"{' '.join(f'--{k} {m}' for k, _, m in wrong)}"
+        )
 
 
 def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
     """The backbone whose tail is trained: the one the cache was made with."""
-    cut = BackboneConfig(name=spec.get("backbone", BackboneConfig.name), input_size=int(spec.get("input_size", 224)),
-                         trainable_blocks=trainable_blocks_of(spec))  # fmt: skip
-    if cfg.backbone_weights is not None:
-        return replace(cut, weights=cfg.backbone_weights)
-    weights_hash = str(spec.get("weights_hash", RANDOM_INIT))
-    if weights_hash.startswith("sha256:"):  # made from a weights file: the same file, where it still is
-        weights = spec.get("weights")
-        if not weights or not Path(weights).is_file():
-            raise TrainError(
-                f"the cache {cfg.cache} was made with the backbone weights file {weights or weights_hash}, "
-                "which is not there: pass it with --backbone-weights FILE"
-            )
-        return replace(cut, weights=str(weights))
-    return replace(cut, pretrained=bool(spec.get("pretrained", weights_hash.startswith("timm:"))))
+    try:
+        return cache_backbone(spec, cfg.backbone_weights, cfg.cache)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
 
 
 def check_backbone(model: AffectModel, spec: dict) -> None:
@@ -203,6 +205,20 @@ def check_backbone(model: AffectModel, spec: dict) -> None:
             + "; ".join(diffs)
             + ". Pass the backbone weights the cache was made with, or extract a cache with these."
         )
+
+
+def crop_maps(
+    cfg: TrainConfig, spec: dict, backbone: BackboneConfig, device: torch.device
+) -> CropMaps | None:
+    """What makes the maps from a crop cache's crops on `device` (augmented as `cfg.augment` says); None
+    for a map cache, which can not be augmented."""
+    if cache_kind_of(spec) != "crops":
+        if cfg.augment not in (None, "none"):
+            raise TrainError(
+                f"--augment {cfg.augment} needs a crop cache (lwaffect extract --cache-kind crops)"
+            )
+        return None
+    return CropMaps(build_backbone(backbone), device, augment_config(cfg.augment or "standard"))
 
 
 @dataclass
@@ -265,9 +281,12 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: _Data, device: torch.device, say: Callable[[str], None]):
         self.cfg, self.data, self.device, self.say = cfg, data, device, say
         check_cut(cfg, data.spec)
-        model = build_model(cfg.config, cfg.task, _backbone_for(cfg, data.spec), num_frames=cfg.seq_len)
+        backbone = _backbone_for(cfg, data.spec)
+        model = build_model(cfg.config, cfg.task, backbone, num_frames=cfg.seq_len)
         check_backbone(model, data.spec)
-        model.standardise.fit(map_statistics(data.cache, data.train))
+        self.crops = crop_maps(cfg, data.spec, backbone, device)  # None unless training from crops
+        stats_from = data.cache if self.crops is None else SampledMaps(data.cache, self.crops)
+        model.standardise.fit(map_statistics(stats_from, data.train))
         model.backbone_bn = cfg.backbone_bn  # applied whenever the model is put in train mode
         self.model = model.to(device)
         self.loss_fn = loss_for(cfg.task, **dict(cfg.loss_options))
@@ -291,7 +310,7 @@ class Trainer:
         eval_stride = cfg.eval_stride or default_stride(cfg.seq_len)
         self.predictor = Predictor(self.model, cfg.task, cfg.seq_len, eval_stride, batch_size=cfg.batch_size,
                                    device=device, bf16=cfg.bf16, no_face=cfg.no_face,
-                                   include_no_face=cfg.include_no_face)  # fmt: skip
+                                   include_no_face=cfg.include_no_face, crops=self.crops)  # fmt: skip
         cfg.output.mkdir(parents=True, exist_ok=True)
         self.last, self.log, self.best = cfg.output / LAST, cfg.output / LOG, cfg.output / BEST
         self.fingerprint = _fingerprint(cfg, data)
@@ -342,6 +361,8 @@ class Trainer:
                                             every=cfg.log_every or None)  # fmt: skip
         self.dataset.set_epoch(epoch)
         for batch in self.loader:
+            if self.crops is not None:  # (crops,) -> the cached maps, augmented
+                batch = self.crops.batch(batch, train=True)
             loss = train_step(self.model, batch, self.loss_fn, self.optimizer, self.scheduler, cfg.grad_clip,
                               cfg.bf16, self.device)  # fmt: skip
             if loss is not None:

@@ -1,6 +1,7 @@
-"""The feature cache: per-subject Parquet shards of frozen-backbone maps and face records.
+"""The feature cache: per-subject Parquet shards of frozen-backbone maps (or of the aligned face crops) and
+face records.
 
 `layout` (where the files are), `spec` (the settings a cache is made with: hash, differences), `schema` (row
-format, manifest and failures tables), `read`, `write`. May import: model, pipeline.io; no pipeline stage
+format, manifest and failures tables), `read`, `write`, `crops` (a crop cache's codec). May import: model, pipeline.io; no pipeline stage
 (the cache stores what the stages make, it does not run them).
 """

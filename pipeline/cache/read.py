@@ -5,7 +5,7 @@ so a shard under its final name is always whole; `complete_shards` tells which o
 spec. `FeatureCache.read` reads only the row groups that hold the requested rows. File layout:
 `pipeline.cache.layout`.
 
-May import: numpy, pyarrow, pipeline.cache.layout, pipeline.cache.schema, pipeline.cache.spec.
+May import: numpy, pyarrow, model.split, pipeline.cache (layout, schema, spec, crops).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from model.split import cache_kind_of
+from pipeline.cache.crops import decode_crops
 from pipeline.cache.layout import (
     FAILURES_FILE,
     MANIFEST_FILE,
@@ -29,7 +31,7 @@ from pipeline.cache.layout import (
     resolve_location,
     shard_file,
 )
-from pipeline.cache.schema import FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry, read_metadata
+from pipeline.cache.schema import CROP_COLUMN, FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry, read_metadata
 from pipeline.cache.spec import map_names, spec_hash
 
 OPEN_FILES = 32  # shard footers kept open per thread
@@ -94,9 +96,9 @@ class ShardFeatures:
     video: str  # video the subject is in
     index: np.ndarray  # (N,) int32 0-based decode index
     face: np.ndarray  # (N,) bool: a face was found (maps are zero where not)
-    maps: tuple[
-        np.ndarray, ...
-    ]  # the cached maps (N = 2: (N, 64, 28, 28), (N, 96, 14, 14)) float16; () unread
+    # the cached maps (N = 2: (N, 64, 28, 28), (N, 96, 14, 14)) float16; a crop cache: ((N, 3, S, S) uint8
+    # crops,), all zero where no face; empty tuple when not read
+    maps: tuple[np.ndarray, ...]
     box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
     score: np.ndarray  # (N,) float32 detector score
     landmarks: np.ndarray  # (N, 5, 2) float32 five points x, y
@@ -124,6 +126,7 @@ class FeatureCache:
         self.spec_hash = spec_hash(spec)
         self._shapes = tuple(tuple(shape) for shape in spec["boundary"])
         self.map_names = map_names(spec)  # the cached maps' columns, in the order `read` returns them
+        self.kind = cache_kind_of(spec)  # "maps" or "crops" (`pipeline.cache.crops`)
         self._entries = self._load_entries()
         self._local = threading.local()
 
@@ -206,7 +209,8 @@ class FeatureCache:
                 first = offset if len(groups) == 1 else first
             offset += n
         columns = ["index", "face", "x1", "y1", "x2", "y2", "score", "landmarks", "source"]
-        columns += list(self.map_names) if maps else []
+        stored = [CROP_COLUMN] if self.kind == "crops" else list(self.map_names)
+        columns += stored if maps else []
         if groups:
             table = handle.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
         else:
@@ -217,15 +221,19 @@ class FeatureCache:
             video=self.video(subject),
             index=table["index"].to_numpy().astype(np.int32, copy=False),
             face=table["face"].to_numpy(zero_copy_only=False).astype(bool, copy=False),
-            maps=tuple(
-                _fixed_list_to_numpy(table[m], s) for m, s in zip(self.map_names, self._shapes, strict=True)
-            )
-            if maps
-            else (),
+            maps=self._maps(table) if maps else (),
             box=np.stack([table[c].to_numpy() for c in ("x1", "y1", "x2", "y2")], axis=1).reshape(n, 4),
             score=table["score"].to_numpy(),
             landmarks=_fixed_list_to_numpy(table["landmarks"], (5, 2)),
             source=np.asarray(table["source"].to_pylist(), dtype=object),
+        )
+
+    def _maps(self, table: pa.Table) -> tuple[np.ndarray, ...]:
+        """The cached tuple of rows: the maps, or a crop cache's decoded crops."""
+        if self.kind == "crops":
+            return (decode_crops(table[CROP_COLUMN].to_pylist(), int(self.spec["input_size"])),)
+        return tuple(
+            _fixed_list_to_numpy(table[m], s) for m, s in zip(self.map_names, self._shapes, strict=True)
         )
 
 

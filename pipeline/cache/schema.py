@@ -3,12 +3,14 @@ JSON description every shard carries.
 
 A shard holds one subject: one row per decoded frame (`index` 0-based), the face record of that frame and
 the frozen backbone's cached maps, one column each, named as the spec's `cached_names` say (N = 2: `s8`
-stride 8, `s16` stride 16; see `model.split`) as fixed-size lists of float16. The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
+stride 8, `s16` stride 16; see `model.split`) as fixed-size lists of float16; a crop cache's shard
+(`cache_kind` "crops") holds the aligned face crop instead, as the bytes of a compressed image (`crop`,
+null where the frame has no face; `pipeline.cache.crops`). The key `lwaffect` of the Parquet footer's key-value metadata holds a JSON document that makes
 the shard self-describing: the cache spec (`pipeline.cache.spec`), its hash, the lwaffect version,
 subject, video, frame and face counts and the `complete` flag. The footer is written last, when a shard
 is closed, so the counts are those of the whole shard.
 
-May import: numpy, pyarrow, model (the version), pipeline.cache.spec.
+May import: numpy, pyarrow, model (the version, model.split), pipeline.cache.spec.
 """
 
 from __future__ import annotations
@@ -23,11 +25,37 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import __version__
-from pipeline.cache.spec import MAP_NAMES, spec_hash
+from model.split import cache_kind_of
+from pipeline.cache.spec import MAP_NAMES, map_names, spec_hash
 
 META_KEY = "lwaffect"  # key of the shard's JSON description in its Parquet footer
 MAP_DTYPES = {"float16": pa.float16()}  # supported stored dtypes of the maps
 ROW_COLUMNS = ("index", "face", "x1", "y1", "x2", "y2", "score", "landmarks", "source")  # before the maps
+CROP_COLUMN = "crop"  # a crop cache's column: the compressed image of the aligned face crop
+
+
+def _record_fields() -> list[pa.Field]:
+    return [
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("face", pa.bool_(), nullable=False),
+        *(pa.field(name, pa.float32(), nullable=False) for name in ("x1", "y1", "x2", "y2", "score")),
+        pa.field(
+            "landmarks", pa.list_(pa.field("element", pa.float32(), nullable=False), 10), nullable=False
+        ),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+
+
+def crop_schema() -> pa.Schema:
+    """The Arrow schema of a crop cache's shard: the face record and the crop's image (null: no face)."""
+    return pa.schema([*_record_fields(), pa.field(CROP_COLUMN, pa.binary(), nullable=True)])
+
+
+def shard_schema(spec: Mapping[str, Any]) -> pa.Schema:
+    """The Arrow schema of the shards of a cache spec: maps or crops (`model.split.cache_kind_of`)."""
+    if cache_kind_of(spec) == "crops":
+        return crop_schema()
+    return frame_schema(spec["boundary"], spec["dtype"], map_names(spec))
 
 
 def frame_schema(
@@ -37,15 +65,7 @@ def frame_schema(
     if len(boundary) != len(names):
         raise ValueError(f"expected {len(names)} cached maps ({', '.join(names)}), got shapes {boundary}")
     value = MAP_DTYPES[dtype]
-    fields = [
-        pa.field("index", pa.int32(), nullable=False),
-        pa.field("face", pa.bool_(), nullable=False),
-        *(pa.field(name, pa.float32(), nullable=False) for name in ("x1", "y1", "x2", "y2", "score")),
-        pa.field(
-            "landmarks", pa.list_(pa.field("element", pa.float32(), nullable=False), 10), nullable=False
-        ),
-        pa.field("source", pa.string(), nullable=False),
-    ]
+    fields = _record_fields()
     for name, shape in zip(names, boundary, strict=True):
         size = int(np.prod(shape))
         fields.append(
@@ -74,9 +94,10 @@ def frames_table(
     score: np.ndarray,  # (n,)
     landmarks: np.ndarray,  # (n, 5, 2) or (n, 10)
     source: Sequence[str],  # (n,) one of pipeline.faces.track.SOURCES
-    maps: Sequence[np.ndarray],  # ((n, C, H, W), ...) in the order of the schema's map columns
+    maps: Sequence[Any],  # ((n, C, H, W), ...) in the schema's map columns' order; a crop shard: (n images,)
 ) -> pa.Table:
-    """Rows of a shard from numpy arrays (maps are cast to the schema's dtype)."""
+    """Rows of a shard from numpy arrays (maps are cast to the schema's dtype; a crop shard's one column
+    holds the bytes of each crop's image, None or empty where there is no face: stored as null)."""
     n = len(index)
     box = np.asarray(box, np.float32).reshape(n, 4)
     columns: dict[str, pa.Array] = {
@@ -90,6 +111,12 @@ def frames_table(
         "landmarks": _fixed_list(np.asarray(landmarks, np.float32).reshape(n, 10), schema.field("landmarks")),
         "source": pa.array([str(s) for s in source], pa.string()),
     }
+    if CROP_COLUMN in schema.names:
+        (images,) = maps
+        columns[CROP_COLUMN] = pa.array(
+            [b or None for b in images], pa.binary()
+        )  # no image (None, b""): null
+        return pa.Table.from_pydict(columns, schema=schema)
     for name, values in zip(map_columns(schema), maps, strict=True):
         dtype = schema.field(name).type.value_type.to_pandas_dtype()
         columns[name] = _fixed_list(

@@ -9,7 +9,7 @@ description (`pipeline.cache.schema.shard_metadata`: frame and face counts, the 
 renames the file into place. So a file under a shard's final name is whole, and a run killed mid-write
 leaves only a temporary file, which the next run removes (`pipeline.cache.write.CacheWriter`).
 
-May import: numpy, pyarrow, pipeline.io, pipeline.cache (layout, schema, spec, read).
+May import: numpy, pyarrow, model.split, pipeline.io, pipeline.cache (layout, schema, spec, read).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from model.split import cache_kind_of
 from pipeline.cache.layout import resolve_location, shard_file
 from pipeline.cache.read import CacheError
-from pipeline.cache.schema import ManifestEntry, frame_schema, shard_metadata
+from pipeline.cache.schema import ManifestEntry, shard_metadata, shard_schema
 from pipeline.cache.spec import MAP_NAMES, map_names, spec_hash
 from pipeline.io import AtomicFile
 
@@ -41,7 +42,8 @@ class ShardConfig:
 
 
 def write_options(cfg: ShardConfig, names: tuple[str, ...] = MAP_NAMES) -> dict[str, Any]:
-    """`pyarrow.parquet.ParquetWriter` options of a shard whose map columns are `names`."""
+    """`pyarrow.parquet.ParquetWriter` options of a shard whose map columns are `names` (a crop cache's
+    shard: none, its images are already compressed, so no byte stream split)."""
     options: dict[str, Any] = {
         "use_dictionary": ["source"],
         "write_statistics": ["index"],
@@ -49,7 +51,7 @@ def write_options(cfg: ShardConfig, names: tuple[str, ...] = MAP_NAMES) -> dict[
     }
     if cfg.compression in ("zstd", "gzip", "brotli") and cfg.compression_level is not None:
         options["compression_level"] = cfg.compression_level
-    if cfg.byte_stream_split:
+    if cfg.byte_stream_split and names:
         options["use_byte_stream_split"] = [f"{name}.list.element" for name in names]
     return options
 
@@ -74,7 +76,7 @@ class ShardWriter:
         self.spec, self.subject, self.video, self.shard = spec, subject, video, shard
         self._fs, root = resolve_location(location)
         self.path = f"{root}/{shard_file(subject)}"  # the shard's final path
-        self.schema = frame_schema(spec["boundary"], spec["dtype"], map_names(spec))
+        self.schema = shard_schema(spec)
         self.frames: int | None = None  # the subject's frame count, once `end` told it
         self.written = 0  # frames [0, written) are in the file
         self.faces = 0  # frames with a face among them
@@ -160,7 +162,9 @@ class ShardWriter:
                 self._file.path,
                 self.schema,
                 filesystem=self._fs,
-                **write_options(self.shard, map_names(self.spec)),
+                **write_options(
+                    self.shard, () if cache_kind_of(self.spec) == "crops" else map_names(self.spec)
+                ),
             )
         return self._out, self._file
 

@@ -58,12 +58,16 @@ def make_spec(
     faces: Mapping[str, Any],
     pretrained: bool = False,
     weights: str | None = None,
+    crops: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The cache spec: every setting that decides what a cached row holds.
 
     `backbone` is `MultiScaleBackbone.spec()` (backbone, weights_hash, input_size, trainable_blocks,
     cached_names, boundary: the cached shapes); `weights` (the weights file's path) is recorded for
-    reference, its hash is what is compared.
+    reference, its hash is what is compared. `crops` (`pipeline.cache.crops.CropCodec.spec()`) makes it a
+    crop cache's spec: `cache_kind` "crops" and the codec (its rows hold the crops that enter the frozen
+    part, which the trainer runs on the fly). A map cache records `cache_kind` "maps", its LEGACY value, so
+    its hash is that of a spec without the field: older caches keep theirs.
     """
     names = list(cached_names_of(backbone))
     boundary = [[int(d) for d in shape] for shape in backbone["boundary"]]
@@ -84,7 +88,7 @@ def make_spec(
         "dtype": dtype,
         "faces": jsonable(faces),  # a spec equals its JSON round trip
         "version": __version__,
-    }
+    } | ({"cache_kind": "crops", "crops": jsonable(crops)} if crops is not None else {})
 
 
 def map_names(spec: Mapping[str, Any]) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ shard is never readable as complete. `CacheWriter` records each complete shard i
 skips complete shards of the same spec, removes the temporary files of an interrupted run, redoes the rest,
 and refuses a cache made with other settings unless asked to rebuild it. One extraction per cache at a time.
 
-May import: pyarrow, pipeline.io, pipeline.cache (layout, spec, schema, read, shard).
+May import: pyarrow, model.split, pipeline.io, pipeline.cache (layout, spec, schema, read, shard).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from model.split import cache_kind_of
 from pipeline.cache.layout import (
     FAILURES_FILE,
     MANIFEST_FILE,
@@ -62,8 +63,14 @@ class CacheWriter:
             self._clear()
         elif old is not None and spec_hash(old) != self.spec_hash:
             lines = "\n  ".join(spec_differences(old, spec))
+            kinds = cache_kind_of(old), cache_kind_of(spec)
+            holds = (
+                f" (it holds {kinds[0]}, this extraction makes {kinds[1]}: --cache-kind)"
+                if kinds[0] != kinds[1]
+                else ""
+            )
             raise CacheSpecError(
-                f"the cache at {location} was made with other settings:\n  {lines}\n"
+                f"the cache at {location} was made with other settings{holds}:\n  {lines}\n"
                 "pass --rebuild (rebuild=True) to replace it, or choose another cache location"
             )
         self.fs.create_dir(f"{self.root}/{SHARDS_DIR}", recursive=True)

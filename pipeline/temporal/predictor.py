@@ -9,7 +9,8 @@ and `thresholds`; `checkpoint_meta` writes them), validation during training
 
 A frame task's subject is covered by windows of `seq_len` frames every `stride` frames, the last one
 ending at the last frame (a subject shorter than `seq_len` is padded); each frame's output is the mean
-over the windows that hold it. A clip task (EMI) sees one window sampled across the clip and gives one
+over the windows that hold it. From a crop cache the windows hold crops, which `crops`
+(`pipeline.temporal.crops.CropMaps`) makes into the maps, unaugmented. A clip task (EMI) sees one window sampled across the clip and gives one
 output row, pooled over the frames with a face as in training. `raw` returns the averaged head outputs (pre-activation), `predict` the predictions (the task
 table's activation, `model.heads.activate`).
 """
@@ -90,6 +91,7 @@ class Predictor:
     bf16: bool = False  # bf16 autocast around the model
     no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
     include_no_face: bool = False  # a clip pools over its faceless frames too (as the model was trained)
+    crops: Any = None  # a crop cache's: makes the maps from the crops (`pipeline.temporal.crops.CropMaps`)
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -170,6 +172,7 @@ class Predictor:
         idx, fc, maps = reader.window(subject, rows, seq_len, self.no_face)  # (T, C, H, W) each
         index[rows], face[rows] = idx[: len(rows)], fc[: len(rows)]
         batch = tuple(torch.from_numpy(m)[None].to(device) for m in maps)  # (1, T, C, H, W)
+        batch = self.crops(batch[0]) if self.crops is not None else batch  # crops -> maps, never augmented
         mask = frame_mask(len(rows), fc, self.include_no_face)  # (T,) as in training
         valid = torch.from_numpy(mask)[None].to(device)  # (1, T)
         with autocast(device, self.bf16):
@@ -194,6 +197,8 @@ class Predictor:
             batch = tuple(
                 torch.from_numpy(np.stack(level)).to(self.device) for level in zip(*chunk, strict=True)
             )  # (B, T, C, H, W) per level
+            if self.crops is not None:  # ((B, T, 3, S, S) uint8,) -> the maps, never augmented
+                batch = self.crops(batch[0])
             with autocast(self.device, self.bf16):
                 out = self.model(batch).float().cpu().numpy()  # (B, T, out)
             if total is None:

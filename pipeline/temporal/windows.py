@@ -174,7 +174,8 @@ class ShardReader:
         return block
 
     def rows(self, subject: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
-        """Decode index (n,), face (n,) and maps ((n, C, H, W), ...) of the given rows, in their order."""
+        """Decode index (n,), face (n,) and maps ((n, C, H, W), ...) of the given rows, in their order (a crop
+        cache's: ((n, 3, S, S) uint8 crops,))."""
         blocks = rows // self.block_rows
         index = np.empty(len(rows), np.int64)
         face = np.empty(len(rows), bool)
@@ -184,11 +185,12 @@ class ShardReader:
             sel = np.nonzero(blocks == b)[0]
             local = rows[sel] - int(b) * self.block_rows
             if maps is None:
-                maps = [np.empty((len(rows), *m.shape[1:]), np.float32) for m in block.maps]
+                # maps float16 -> float32; a crop cache's crops stay uint8
+                maps = [np.empty((len(rows), *m.shape[1:]), _dtype(m)) for m in block.maps]
             index[sel] = block.index[local]
             face[sel] = block.face[local]
             for out, m in zip(maps, block.maps, strict=True):
-                out[sel] = m[local]  # float16 -> float32
+                out[sel] = m[local]
         assert maps is not None, "no rows requested"
         return index, face, tuple(maps)
 
@@ -206,6 +208,10 @@ class ShardReader:
         """(N,) bool: which rows of `subject` have a face (read without the maps)."""
         n = self.num_frames(subject)
         return np.asarray(self.cache.read(subject, 0, n, maps=False).face, bool) if n else np.zeros(0, bool)
+
+
+def _dtype(cached: np.ndarray) -> type:
+    return np.uint8 if cached.dtype == np.uint8 else np.float32
 
 
 def pad_rows(rows: np.ndarray, seq_len: int) -> np.ndarray:
@@ -246,8 +252,9 @@ def frame_mask(count: int, face: np.ndarray, include_no_face: bool) -> np.ndarra
 class WindowDataset(IterableDataset):
     """Windows of one task's labelled subjects, streamed from the cache; DataLoader-compatible.
 
-    Yields one window at a time: maps tuple of (T, C, H, W) float32, targets (T, K) float32 (clip task:
-    (K,)), mask (T,) bool. `window_loader` batches them to (B, T, C, H, W), (B, T, K), (B, T).
+    Yields one window at a time: maps tuple of (T, C, H, W) float32 (a crop cache: ((T, 3, S, S) uint8,),
+    made into maps by `pipeline.temporal.crops.CropMaps`), targets (T, K) float32 (clip task: (K,)),
+    mask (T,) bool. `window_loader` batches them to (B, T, C, H, W), (B, T, K), (B, T).
     """
 
     def __init__(self, cache: Any, labels: Mapping[str, Any], task: str, cfg: WindowConfig):

@@ -1,9 +1,12 @@
 """Each number of trainable blocks end to end: extract (real decoder, MTCNN, timm, local Ray), train one epoch
 and predict, on two short subjects of the shared synthetic Aff-Wild2 set (one train, one validation).
 
-For N = 0 to 3 the map cache holds the maps the contract lists; the model (`tam_s1`, which reads the
-stride-32 map) trains the last N blocks, whose weights move from the backbone's; prediction reads the
-same cache; a checkpoint of one N is refused on the cache of another, naming both.
+For N = 0 to 3 the map cache holds the maps the contract lists; for N = 4 and 5 the extraction caches
+the face crops by default (N = 5 at 112 px, the seed's size: the crops follow --input-size), from which
+the trainer and the predictor make the cached maps of that N on the fly. The model (`tam_s1`, which
+reads the stride-32 map) trains the last N blocks, whose weights move from the backbone's; prediction
+reads the same cache; a checkpoint of one N is refused on the cache of another, map or crop cache,
+naming both, and training on a cache with another --trainable-blocks is refused before any step.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from jobs.extract.config import ExtractConfig, sized
 from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
 from jobs.predict import PredictConfig, PredictError, predict
-from jobs.train.trainer import TrainConfig, train
-from model.backbone import BackboneConfig, build_backbone
+from jobs.train.trainer import TrainConfig, TrainError, train
+from model.backbone import build_backbone
 from model.checkpoint import load_checkpoint
 from pipeline.cache.read import open_cache
 from pipeline.datasets import load_catalogue
 
 pytestmark = pytest.mark.slow
-CACHED = {0: ["s8", "s16", "s32"], 1: ["s8", "s16", "block3"], 2: ["s8", "s16"], 3: ["s8"]}
+CACHED = {0: ["s8", "s16", "s32"], 1: ["s8", "s16", "block3"], 2: ["s8", "s16"], 3: ["s8"], 4: ["block0"],
+          5: ["stem"]}  # fmt: skip
+SIZE = {5: 112}  # input size per N (224 where not listed)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +53,17 @@ def test_each_n_extracts_trains_one_epoch_and_predicts(synth_affwild2, local_ray
     for n in CACHED:
         times = [time.perf_counter()]
         cache = str(tmp_path / f"cache{n}")
-        faces, backbone = sized(trainable_blocks=n)
+        size = SIZE.get(n, 224)
+        faces, backbone = sized(trainable_blocks=n, input_size=size)
         report = extract(ExtractConfig(input=synth_affwild2, cache=cache, faces=faces, backbone=backbone,
                                        subjects=subjects), say=lambda _: None)  # fmt: skip
         assert not report.failures, report.failures
         times.append(time.perf_counter())
         spec = open_cache(cache).spec
         assert spec["trainable_blocks"] == n and spec["cached_names"] == CACHED[n]
+        assert spec["input_size"] == size and spec["cache_kind"] == ("crops" if n >= 4 else "maps")
+        if n >= 4:  # the crops themselves, at the input size
+            assert open_cache(cache).read(subjects[0], 0, 4).maps[0].shape == (4, 3, size, size)
         assert [tuple(s) for s in spec["boundary"]] == list(build_backbone(backbone).cached_shapes)
 
         out = tmp_path / f"va{n}"
@@ -69,7 +78,7 @@ def test_each_n_extracts_trains_one_epoch_and_predicts(synth_affwild2, local_ray
             assert model.tail is None  # the cache holds s32: nothing of the backbone trains
         else:
             assert len(model.tail.blocks) == n
-            start = build_backbone(BackboneConfig(trainable_blocks=n)).tail.state_dict()
+            start = build_backbone(backbone).tail.state_dict()
             trained = model.tail.state_dict()
             assert any(not torch.equal(trained[k], start[k]) for k in trained if "weight" in k)
 
@@ -87,4 +96,14 @@ def test_each_n_extracts_trains_one_epoch_and_predicts(synth_affwild2, local_ray
     ):
         predict(PredictConfig(task="va", cache=str(tmp_path / "cache2"), weights=checkpoints[3],
                               output=tmp_path / "refused"), say=lambda _: None)  # fmt: skip
+    with pytest.raises(PredictError, match=r"(?s)trainable blocks N = 4 \(checkpoint\) vs trainable blocks N = 5"
+                                           r".*input size 224 px \(checkpoint\) vs input size 112 px"):  # fmt: skip
+        predict(PredictConfig(task="va", cache=str(tmp_path / "cache5"), weights=checkpoints[4],
+                              output=tmp_path / "refused"), say=lambda _: None)  # fmt: skip
+    with pytest.raises(
+        TrainError, match=r"made with --trainable-blocks 5, this run asks for --trainable-blocks 4"
+    ):
+        train(TrainConfig(task="va", input=synth_affwild2, cache=str(tmp_path / "cache5"), output=tmp_path / "no",
+                          trainable_blocks=4, train_subjects=subjects[:1], val_subjects=subjects[1:]),
+              say=lambda _: None)  # fmt: skip
     print("seconds per N (extract, train, predict):", seconds)

@@ -12,9 +12,11 @@ from jobs.pretrain.config import VA_LOSSES
 from model import __version__
 from model.affect import BackboneBN
 from model.tasks import SPLITS, TASKS
+from pipeline.cache.crops import CACHE_KINDS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
 from pipeline.synth.common import AFFECTNET_FORMATS, LAYOUTS
+from pipeline.temporal.augment import AUGMENTS
 
 COMMANDS = [
     "run",
@@ -62,13 +64,25 @@ def test_every_command_has_help(command):
                 "--trainable-blocks",
                 "<112|224>",
                 "<train|frozen>",
+                "<maps|crops>",
+                "<none|standard>",
             ],
         ),
         ("info", ["--trainable-blocks", "<112|224>"]),
-        ("train", ["<va|au|expr|ah|emi>", "--trainable-blocks", "<112|224>", "<train|frozen>"]),
+        (
+            "train",
+            ["<va|au|expr|ah|emi>", "--trainable-blocks", "<112|224>", "<train|frozen>", "<none|standard>"],
+        ),
         (
             "extract",
-            ["<auto|main>", "<detect|cropped-aligned>", "<cpu|cuda>", "--trainable-blocks", "<112|224>"],
+            [
+                "<auto|main>",
+                "<detect|cropped-aligned>",
+                "<cpu|cuda>",
+                "--trainable-blocks",
+                "<112|224>",
+                "<maps|crops>",
+            ],
         ),
         ("evaluate", ["<macro|binary>"]),
         ("synth", ["<affwild2|emi|ah|affectnet>", "<original|cropped>"]),
@@ -103,6 +117,8 @@ def test_an_invalid_choice_exits_1_naming_the_choices():
         (VaLossName, VA_LOSSES),
         (options.ResolutionName, tuple(RESOLUTIONS)),
         (options.BackboneBNName, get_args(BackboneBN)),
+        (options.CacheKindName, CACHE_KINDS),
+        (options.AugmentName, AUGMENTS),
     ],
 )
 def test_choices_are_the_library_values(choice, values):

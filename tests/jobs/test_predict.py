@@ -7,6 +7,7 @@ initialised checkpoint. Prediction, validation during training and the bench sha
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -390,3 +391,67 @@ def test_a_failed_video_gets_the_neutral_value_on_every_frame_flagged(task):
     assert table["frame"].to_list() == [1, 2, 3, 4, 5]
     assert table["filled"].all() and not table["face"].any()
     assert table.select(spec.label_columns).unique().rows() == [pytest.approx(spec.neutral)]
+
+
+def test_predict_from_a_crop_cache_runs_the_weights_file_it_was_made_with(tmp_path):
+    import timm
+
+    from jobs.predict import crop_maps
+    from model.backbone import BackboneConfig, build_backbone
+    from pipeline.cache.crops import CropCodec
+    from pipeline.cache.spec import make_spec
+
+    files = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        files.append(tmp_path / f"w{seed}.pth")
+        torch.save(timm.create_model("mobilenetv4_conv_small", num_classes=8).state_dict(), files[-1])
+    made = build_backbone(BackboneConfig(weights=str(files[0]), input_size=112, trainable_blocks=5))
+    spec = make_spec(made.spec(), "float16", {"mode": "detect"}, weights=str(tmp_path / "moved.pth"),
+                     crops=CropCodec().spec())  # fmt: skip
+    cfg = PredictConfig(task="va", cache="C", weights=tmp_path / "ckpt", output=tmp_path)
+    with pytest.raises(PredictError, match="moved.pth, which is not there: pass it with --backbone-weights"):
+        crop_maps(cfg, spec)
+    maker = crop_maps(dataclasses.replace(cfg, backbone_weights=str(files[0])), spec)
+    crops = torch.randint(0, 255, (1, 2, 3, 112, 112), dtype=torch.uint8)
+    images = (crops[0].float() - maker.mean) / maker.std
+    with torch.no_grad():
+        torch.testing.assert_close(maker(crops)[0][0], made.frozen(images)[0], atol=1e-2, rtol=1e-2)
+    with pytest.raises(PredictError, match=r"w2.pth do not fit the crop cache C.*weights_hash"):
+        crop_maps(dataclasses.replace(cfg, backbone_weights=str(files[1])), spec)
+
+
+def test_predict_and_run_pass_the_backbone_weights_on(tmp_path, monkeypatch):
+    import jobs.predict as predict_job
+    import jobs.run.driver as run_driver
+    from jobs.run.config import RunConfig
+    from jobs.run.report import TaskModel
+
+    seen = []
+
+    def fake_predict(cfg, say=None):
+        seen.append(cfg)
+        raise PredictError("stop here")
+
+    monkeypatch.setattr(predict_job, "predict", fake_predict)
+    args = ["predict", "--task", "va", "--cache", "C", "--weights", str(tmp_path / "w"), "--output", str(tmp_path),
+            "--backbone-weights", str(tmp_path / "b.pth")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert seen[-1].backbone_weights == str(tmp_path / "b.pth")
+    monkeypatch.setattr(run_driver, "predict", fake_predict)
+    cfg = RunConfig(
+        input=tmp_path, tasks=("va",), train_options=(("backbone_weights", str(tmp_path / "b.pth")),)
+    )
+    catalogue = SimpleNamespace(subjects_in=lambda task, split: [])
+    with pytest.raises(PredictError, match="stop here"):
+        run_driver.task_stage(
+            cfg, "va", TaskModel("va", tmp_path / "w", "given"), catalogue, [], lambda _: None
+        )
+    assert seen[-1].backbone_weights == str(tmp_path / "b.pth")
+
+
+def test_the_model_bench_refuses_a_crop_cache_naming_the_crop_bench(monkeypatch):
+    monkeypatch.setattr(bench_model, "open_cache", lambda location: SimpleNamespace(kind="crops"))
+    with pytest.raises(ValueError, match=r"C holds crops: .*python -m jobs.bench.crops"):
+        bench_model.bench_temporal("C", backbone=None, configs=("tam_s1",), device="cpu", repeats=1)

@@ -1,4 +1,5 @@
-"""The extraction's write stage for Ray Data: stage rows with maps -> each subject's shard, and summary rows.
+"""The extraction's write stage for Ray Data: stage rows with maps (or crop images) -> each subject's shard,
+and summary rows.
 
 Every map is written once, here, where the rows are: one `pipeline.cache.shard.ShardWriter` per subject
 streams row groups into the subject's shard under a temporary name, and closes it (footer, rename into

@@ -1,5 +1,6 @@
 """Training recipes: the registry, the seed's released settings, flags over a recipe, `--recipe` on the
-command line of `train` and `run`, and no weight decay on norms and biases."""
+command line of `train` and `run`, and no weight decay on norms and biases; the seed recipe's backbone cut (N = 5
+at 112 px) reaching run's extraction and training, and train's refusal of a cache cut otherwise."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import jobs.train.trainer as train_job
 from jobs.cli import app, options
 from jobs.run import checkpoints
 from jobs.run.config import RunConfig
-from jobs.train.recipes import RECIPES, get_recipe, recipe_config
+from jobs.train.recipes import RECIPES, get_recipe, recipe_config, recipe_cut
 from jobs.train.trainer import TrainConfig
 from model.losses import loss_for
 
@@ -110,3 +111,72 @@ def test_norms_and_biases_never_decay():
     assert not torch.equal(after["0.weight"], before["0.weight"])  # a linear weight decays
     for key in ("0.bias", "1.weight", "1.bias"):
         assert torch.equal(after[key], before[key]), key
+
+
+def test_the_seed_recipe_cuts_the_backbone_as_the_seed_and_the_default_takes_the_caches():
+    seed = recipe_config("seed", task="au", **PLACES)
+    assert (seed.trainable_blocks, seed.input_size) == (
+        5,
+        112,
+    )  # their code: every block but the stem, 112 px
+    plain = recipe_config("default", task="au", **PLACES)
+    assert (plain.trainable_blocks, plain.input_size) == (None, None)  # the cache's
+    assert (
+        recipe_config("seed", task="au", **PLACES, trainable_blocks=2, input_size=224).trainable_blocks == 2
+    )
+    # what `run` and the learnability extract for a recipe: flags given, else the recipe's, else 2 at 224
+    assert recipe_cut("seed") == (5, 112) and recipe_cut("default") == (2, 224)
+    assert recipe_cut("seed", 3, None) == (3, 112) and recipe_cut("default", None, 112) == (2, 112)
+
+
+def test_train_with_the_seed_recipe_on_a_cache_of_another_cut_names_both_and_the_extraction(tmp_path):
+    from jobs.train.trainer import check_cut
+
+    cfg = recipe_config("seed", task="va", input=tmp_path, cache="C", output=tmp_path)
+    with pytest.raises(train_job.TrainError) as refused:
+        check_cut(cfg, {"trainable_blocks": 2, "input_size": 224})
+    message = str(refused.value)
+    assert "made with --trainable-blocks 2, --input-size 224" in message
+    assert "asks for --trainable-blocks 5, --input-size 112 (--recipe seed sets them unless given)" in message
+    assert "`lwaffect extract --trainable-blocks 5 --input-size 112`" in message
+    assert "or train with --trainable-blocks 2 --input-size 224" in message
+    check_cut(cfg, {"trainable_blocks": 5, "input_size": 112, "cache_kind": "crops"})  # the seed's cache
+
+
+@pytest.mark.parametrize(
+    "options, blocks, size, kind",
+    [
+        ((("recipe", "seed"),), None, None, (5, 112, "crops")),
+        ((), None, None, (2, 224, "maps")),
+        ((("recipe", "seed"),), 3, 224, (3, 224, "maps")),  # flags given win over the recipe
+    ],
+)
+def test_runs_extraction_and_training_follow_the_recipe(tmp_path, monkeypatch, options, blocks, size, kind):
+    from types import SimpleNamespace
+
+    import jobs.extract.driver as extract_driver
+
+    extracted = []
+    report = SimpleNamespace(cached=[], skipped=[], frames=0, stages={})
+    monkeypatch.setattr(extract_driver, "extract", lambda cfg, **kw: extracted.append(cfg) or report)
+    cfg = RunConfig(
+        input=tmp_path, tasks=("va",), train_options=options, trainable_blocks=blocks, input_size=size
+    )
+    run_driver.extract_stage(cfg, ["s"], lambda _: None)
+    made = extracted[0]
+    assert (made.backbone.trainable_blocks, made.backbone.input_size, made.kind) == kind
+    assert made.faces.crop_size == kind[1]  # the crops are aligned at the input size
+    trained = checkpoints.train_config(cfg, "va")
+    assert (trained.trainable_blocks, trained.input_size) == kind[:2]
+
+
+def test_run_command_leaves_the_cut_to_the_recipe_unless_given(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        run_driver, "run", lambda cfg, say: seen.append(cfg) or (_ for _ in ()).throw(ValueError("x"))
+    )
+    base = ["run", "--input", str(tmp_path), "--task", "va", "--recipe", "seed"]
+    CliRunner().invoke(app, base)
+    CliRunner().invoke(app, [*base, "--trainable-blocks", "4", "--input-size", "224"])
+    assert [(c.trainable_blocks, c.input_size) for c in seen] == [(None, None), (4, 224)]
+    assert checkpoints.backbone_cut(seen[0]) == (5, 112) and checkpoints.backbone_cut(seen[1]) == (4, 224)
