@@ -173,7 +173,9 @@ def test_runs_extraction_and_training_follow_the_recipe(tmp_path, monkeypatch, o
 def test_run_command_leaves_the_cut_to_the_recipe_unless_given(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        run_driver, "run", lambda cfg, say: seen.append(cfg) or (_ for _ in ()).throw(ValueError("x"))
+        run_driver,
+        "run",
+        lambda cfg, say, ray_start=None: seen.append(cfg) or (_ for _ in ()).throw(ValueError("x")),
     )
     base = ["run", "--input", str(tmp_path), "--task", "va", "--recipe", "seed"]
     CliRunner().invoke(app, base)
