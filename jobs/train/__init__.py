@@ -1,4 +1,5 @@
-"""The training job (`lwaffect train`): the trainer and its resume state.
+"""The training job (`lwaffect train`): its settings (config.py), the checks before a run (checks.py),
+the trainer and its resume state, the recipes.
 
 May import pipeline and model.
 """

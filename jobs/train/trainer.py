@@ -19,14 +19,22 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
 import torch
 
 from jobs.progress import current_display, progress_display
+from jobs.train.checks import (
+    backbone_for,
+    check_backbone,
+    check_cache,
+    check_cut,
+    crop_maps,
+    labelled_subjects,
+)
+from jobs.train.config import TrainConfig, TrainError, TrainResult
 from jobs.train.state import (
     RunState,
     append_log,
@@ -37,24 +45,19 @@ from jobs.train.state import (
     set_rng_state,
     torch_settings,
 )
-from model.affect import AffectModel, BackboneBN
-from model.backbone import BackboneConfig, build_backbone
+from model.affect import AffectModel
 from model.configs import build_model
 from model.losses import loss_for
-from model.split import cache_kind_of, trainable_blocks_of
 from model.tasks import get_task
 from pipeline.cache.read import open_cache
-from pipeline.cache.spec import cache_differences
 from pipeline.datasets import load_catalogue
 from pipeline.io import atomic_path
-from pipeline.metrics import Average
-from pipeline.temporal.augment import Augment, augment_config
-from pipeline.temporal.crops import CropMaps, SampledMaps, cache_backbone
-from pipeline.temporal.optim import EMA, Schedule, make_scheduler, param_groups, train_step
+from pipeline.temporal.crops import SampledMaps
+from pipeline.temporal.optim import EMA, make_scheduler, param_groups, train_step
 from pipeline.temporal.predictor import Predictor, default_stride
 from pipeline.temporal.stats import map_statistics
 from pipeline.temporal.validate import validate
-from pipeline.temporal.windows import NoFace, WindowConfig, WindowDataset, window_loader
+from pipeline.temporal.windows import WindowConfig, WindowDataset, window_loader
 
 BEST = "best.safetensors"  # best checkpoint in the output folder
 LAST = "last.pt"  # state of the last completed epoch
@@ -63,162 +66,6 @@ LOG = "log.jsonl"  # one JSON line per epoch and per start / resume
 RESUMABLE_CHANGES = (
     "epochs", "patience", "device", "log_every", "num_workers", "threads", "allow_missing", "output", "strict",
 )  # fmt: skip
-
-
-class TrainError(RuntimeError):
-    """A configuration or data problem that stops training before it starts; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run."""
-
-    task: str  # va, au, expr, ah or emi
-    input: Path  # data set folder (labels and splits)
-    cache: str  # feature cache made by `lwaffect extract`
-    output: Path  # folder for best.safetensors, last.pt, log.jsonl
-    recipe: str = "default"  # the recipe the settings came from (jobs.train.recipes); a record only
-    config: str = "tam_s1"  # model config (model.configs.MODEL_CONFIGS)
-    epochs: int = 20  # maximum number of epochs
-    seq_len: int = 32  # frames per window (T)
-    stride: int = 16  # frames between training windows
-    eval_stride: int | None = None  # frames between validation windows; None: seq_len // 2
-    batch_size: int = 16  # windows per step
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.05  # AdamW weight decay of weights (norms and biases never decay)
-    warmup: float = 0.05  # share of all steps spent warming up
-    min_lr_ratio: float = 0.01  # lowest learning rate / peak
-    schedule: Schedule = "cosine"  # one cosine decay over the run, or "restarts" every restart_steps
-    restart_steps: int = 2000  # steps of one cosine period of the "restarts" schedule
-    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    ema: float = 0.0  # EMA decay of the weights (validated and saved); 0 disables it
-    bf16: bool = False  # bf16 autocast around the model
-    device: str = "cpu"  # cpu, cuda, cuda:N
-    seed: int = 0  # seeds weights, dropout and window order
-    patience: int = 5  # epochs without improvement before stopping
-    balanced: bool | None = None  # balanced window draws; None: on for au, expr, ah
-    include_no_face: bool = False  # also train on frames without a detected face
-    no_face: NoFace = "hold"  # maps of faceless frames: the nearest face frame's in the window, or zeros
-    augment: Augment | None = None  # image augmentation from a crop cache: none | standard; None: standard
-    average: Average = "macro"  # AH F1 averaging (macro over both classes, or binary); thresholds follow it
-    loss_options: tuple[tuple[str, Any], ...] = ()  # keyword options of model.losses.loss_for
-    backbone_weights: str | None = None  # weights file the cache was made with; None: as the cache records
-    trainable_blocks: int | None = None  # backbone blocks trained (N, 0-5); None: the cache's (it must agree)
-    input_size: int | None = None  # face crop side the cache was made at; None: the cache's (it must agree)
-    # the trainable blocks' BatchNorm statistics in train mode: "train" (batch statistics, running ones
-    # updated: the seed's code, and a step sees batch_size x seq_len frames) or "frozen" (the weights')
-    backbone_bn: BackboneBN = "train"
-    allow_missing: bool = False  # train on the shards that exist instead of stopping when some are missing
-    train_subjects: tuple[str, ...] | None = None  # subset of the train split; None: all of it
-    val_subjects: tuple[str, ...] | None = None  # subset of the validation split; None: all of it
-    log_every: int = 50  # steps between progress lines
-    num_workers: int = 0  # DataLoader worker processes
-    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
-    strict: bool = False  # stop on any bad input of the data set; False: a note per problem, the rest trains
-    final: bool = False  # also train on the validation subjects and keep the last epoch (a final model)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run achieved."""
-
-    best_metric: float  # best validation value of the official metric
-    checkpoint: Path  # the best checkpoint
-    epochs_run: int  # epochs completed, counting those before a resume
-    wall_time_s: float  # time of this call
-    best_epoch: int = 0  # epoch of the best checkpoint
-    resumed_from: int = 0  # epochs already done when this call started
-    stopped_early: bool = False  # stopped by patience
-    history: tuple[dict, ...] = field(default_factory=tuple)  # the epoch records of log.jsonl
-
-
-def _split(catalogue: Any, task: str, split: str) -> list[str]:
-    return [s.name for s in catalogue.subjects_in(task, split)]
-
-
-def _labelled(catalogue: Any, task: str, split: str, subset: tuple[str, ...] | None) -> list[str]:
-    names = [s for s in _split(catalogue, task, split) if (task, s) in catalogue.labels]
-    if subset is not None:
-        unknown = sorted(set(subset) - set(names))
-        if unknown:
-            raise TrainError(f"not labelled {split} subjects of {task}: {', '.join(unknown)}")
-        names = [s for s in names if s in set(subset)]
-    return names
-
-
-def check_cache(
-    cfg: TrainConfig, cached: set[str], train: list[str], val: list[str], say: Callable[[str], None]
-) -> tuple[list[str], list[str]]:
-    """Train and validation subjects that have shards; the missing ones are an error unless allowed."""
-    missing = [s for s in train + val if s not in cached]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        splits = [
-            name for name, names in (("train", train), ("validation", val)) if set(names) & set(missing)
-        ]
-        command = " and ".join(
-            f"lwaffect extract --input {cfg.input} --cache {cfg.cache} --split {s}" for s in splits
-        )
-        if not cfg.allow_missing:
-            raise TrainError(
-                f"{len(missing)} labelled subjects have no cache shard: {shown}. Run `{command}` first, "
-                "or pass --allow-missing to train on the shards that exist."
-            )
-        say(f"training without {len(missing)} subjects that have no cache shard: {shown}")
-    train, val = [s for s in train if s in cached], [s for s in val if s in cached]
-    if not train or not val:
-        raise TrainError(f"no cached {'train' if not train else 'validation'} subjects for {cfg.task}")
-    return train, val
-
-
-def check_cut(cfg: TrainConfig, spec: dict) -> None:
-    """--trainable-blocks and --input-size, where given (or set by the recipe), must be the cache's: its
-    maps follow from both. The error names both and the flags of an extraction that fits."""
-    pairs = (("trainable-blocks", cfg.trainable_blocks, trainable_blocks_of(spec)),
-             ("input-size", cfg.input_size, int(spec.get("input_size", 224))))  # fmt: skip
-    wrong = [(key, given, made) for key, given, made in pairs if given is not None and given != made]
-    if wrong:
-        made = ", ".join(f"--{key} {made}" for key, _, made in wrong)
-        asked = ", ".join(f"--{key} {given}" for key, given, _ in wrong)
-        by = f" (--recipe {cfg.recipe} sets them unless given)" if cfg.recipe != "default" else ""
-        raise TrainError(
-            f"the cache {cfg.cache} was made with {made}, this run asks for {asked}{by}: extract a cache "
-            f"with `lwaffect extract {' '.join(f'--{k} {g}' for k, g, _ in wrong)}`, or train with "
-            f"{' '.join(f'--{k} {m}' for k, _, m in wrong)}"
-        )
-
-
-def _backbone_for(cfg: TrainConfig, spec: dict) -> BackboneConfig:
-    """The backbone whose tail is trained: the one the cache was made with."""
-    try:
-        return cache_backbone(spec, cfg.backbone_weights, cfg.cache)
-    except ValueError as e:
-        raise TrainError(str(e)) from None
-
-
-def check_backbone(model: AffectModel, spec: dict) -> None:
-    """The model's backbone must be the one whose maps the cache holds (a checkpoint records it)."""
-    diffs = cache_differences(model.backbone_spec, spec)
-    if diffs:
-        raise TrainError(
-            "the model's backbone does not fit the feature cache (model vs cache): "
-            + "; ".join(diffs)
-            + ". Pass the backbone weights the cache was made with, or extract a cache with these."
-        )
-
-
-def crop_maps(
-    cfg: TrainConfig, spec: dict, backbone: BackboneConfig, device: torch.device
-) -> CropMaps | None:
-    """What makes the maps from a crop cache's crops on `device` (augmented as `cfg.augment` says); None
-    for a map cache, which can not be augmented."""
-    if cache_kind_of(spec) != "crops":
-        if cfg.augment not in (None, "none"):
-            raise TrainError(
-                f"--augment {cfg.augment} needs a crop cache (lwaffect extract --cache-kind crops)"
-            )
-        return None
-    return CropMaps(build_backbone(backbone), device, augment_config(cfg.augment or "standard"))
 
 
 @dataclass
@@ -241,8 +88,8 @@ def prepare(cfg: TrainConfig, say: Callable[[str], None]) -> _Data:
     if problems:
         say(f"{len(problems)} problems in {cfg.input}: training on the rest (--strict stops instead)")
     cache = open_cache(cfg.cache)
-    train = _labelled(catalogue, cfg.task, "train", cfg.train_subjects)
-    val = _labelled(catalogue, cfg.task, "validation", cfg.val_subjects)
+    train = labelled_subjects(catalogue, cfg.task, "train", cfg.train_subjects)
+    val = labelled_subjects(catalogue, cfg.task, "validation", cfg.val_subjects)
     if not train or not val:
         raise TrainError(f"{cfg.input} has no labelled train and validation subjects for {cfg.task}")
     train, val = check_cache(cfg, set(cache.subjects()), train, val, say)
@@ -281,7 +128,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: _Data, device: torch.device, say: Callable[[str], None]):
         self.cfg, self.data, self.device, self.say = cfg, data, device, say
         check_cut(cfg, data.spec)
-        backbone = _backbone_for(cfg, data.spec)
+        backbone = backbone_for(cfg, data.spec)
         model = build_model(cfg.config, cfg.task, backbone, num_frames=cfg.seq_len)
         check_backbone(model, data.spec)
         self.crops = crop_maps(cfg, data.spec, backbone, device)  # None unless training from crops
