@@ -113,17 +113,35 @@ def _stage_rows(stage: Any, video: BenchVideo) -> Iterator[dict[str, np.ndarray]
 
 
 def face_pass(
-    videos: Sequence[BenchVideo], settings: FaceSettings, device: str, max_crops: int, warmup: BenchVideo
+    videos: Sequence[BenchVideo],
+    settings: FaceSettings,
+    device: str,
+    max_crops: int,
+    warmup: BenchVideo,
+    threads: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> FacePass:
     """The pipeline's face stage (`FaceStage`: decode, detect + track, align) over each video, decoding
-    in this process so that nothing runs beside the timed parts; the stage times its own parts. The
-    stage first runs untimed on `warmup` (MTCNN's first call in a process is several times slower).
-    Frames count decoded frames (a two-subject video's frame once); scores are per subject."""
+    in this process so that nothing runs beside the timed parts; the stage times its own parts with
+    `clock`. The stage first runs untimed on `warmup` (MTCNN's first call in a process is several times
+    slower). `threads`: torch threads of the pass (None: the process's), restored after it. Frames count
+    decoded frames (a two-subject video's frame once); scores are per subject."""
     from jobs.extract.stages.face import FaceStage
 
-    stage = FaceStage(
-        replace(settings, decode=replace(settings.decode, isolate=False)), device, torch.get_num_threads()
-    )
+    before = torch.get_num_threads()
+    try:
+        stage = FaceStage(
+            replace(settings, decode=replace(settings.decode, isolate=False)),
+            device,
+            threads or before,
+            clock,
+        )
+        return _face_pass(stage, videos, max_crops, warmup)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _face_pass(stage: Any, videos: Sequence[BenchVideo], max_crops: int, warmup: BenchVideo) -> FacePass:
     for _ in _stage_rows(stage, warmup):
         pass
     result = FacePass()
