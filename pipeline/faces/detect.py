@@ -62,6 +62,11 @@ class FaceConfig:
     # (a face found is followed back to where it appeared, see look_back)
     search_every: int = 15
     look_back: int = 20  # "refine": a face found is followed back over at most this many earlier frames
+    # "refine": a face refinement loses in its track (O-Net scores a head turned past ~60 degrees far below
+    # its threshold) is carried on frame by frame by its appearance (pipeline.faces.carry), at most this
+    # many frames from a face O-Net accepted; 0: never
+    carry_frames: int = 60
+    carry_similarity: float = 0.8  # ... where a box near the expected one correlates this much with the last
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -76,6 +81,8 @@ class FaceConfig:
             raise ValueError("detect_every must be >= every, refine_face >= 24 and refine_margin >= 1")
         if self.search_every < self.every or self.search_every > self.detect_every:
             raise ValueError("search_every must be between every and detect_every")
+        if self.carry_frames < 0 or not -1.0 <= self.carry_similarity <= 1.0:
+            raise ValueError("carry_frames must be >= 0 and carry_similarity in [-1, 1]")
         if self.look_back < 0 or self.max_gain < 1.0 or not 0 <= self.stretch[0] < self.stretch[1] <= 100:
             raise ValueError("max_gain must be >= 1 and stretch two increasing percentiles")
 

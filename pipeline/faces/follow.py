@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.faces.carry import carry_faces
 from pipeline.faces.detect import box_iou
 from pipeline.faces.records import Det, jump, linked
 from pipeline.faces.refine import refine_faces
@@ -132,19 +133,28 @@ class Follower(WholeFrames):
         expect: dict[str, np.ndarray],
         taken: Sequence[np.ndarray] | dict[str, list[np.ndarray]] = (),
         search: bool = True,
+        prior: dict[str, tuple[int, Det]] | None = None,
+        look: bool = True,
     ) -> dict[str, Det | None]:
         """The face of each position near its expected box in `frame`; None where refinement finds none,
         or where the face found is another position's (`taken` boxes, for all or per position, or a
         clash between two of these:
         the position whose expected box it overlaps less loses it, and both where that is not clear, as
-        where two faces cross). A None refutes the frame."""
+        where two faces cross). Where refinement finds none and `prior` holds the position's face in the
+        adjacent frame (frame index, face), that face may be carried on by its appearance
+        (`pipeline.faces.carry`: "tracked", at most `carry_frames` from a face O-Net accepted); with `look`
+        False only that is tried, not refinement. A None refutes the frame."""
         names = list(expect)
         if not names:
             return {}
         assert self.frame_size is not None
         height, width = self.frame_size
         boxes = np.stack([expect[n] for n in names])  # (k, 4)
-        found = refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg, search)
+        found = (
+            refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg, search)
+            if look
+            else [None] * len(names)
+        )
         self.refined_boxes += len(names)
         out: dict[str, Det | None] = {}
         for name, f in zip(names, found, strict=True):
@@ -155,6 +165,8 @@ class Follower(WholeFrames):
             box[[0, 2]] = box[[0, 2]].clip(0, width)
             box[[1, 3]] = box[[1, 3]].clip(0, height)
             out[name] = Det(box, f.landmarks, f.score, "refined")
+        lost = {n: p for n, p in (prior or {}).items() if n in out and out[n] is None}
+        out.update(self._carry(frame, expect, lost))
         for i, a in enumerate(names):
             det_a = out[a]
             if det_a is None:
@@ -183,6 +195,37 @@ class Follower(WholeFrames):
             if det is None:
                 self._refuted[name].add(frame)
         return out
+
+    def _carry(
+        self, frame: int, expect: dict[str, np.ndarray], prior: dict[str, tuple[int, Det]]
+    ) -> dict[str, Det]:
+        """Faces of the adjacent frame (`prior`: frame index, face) carried on into `frame` by appearance."""
+        prior = {
+            n: (f, d)
+            for n, (f, d) in prior.items()
+            if abs(f - frame) == 1 and d.carried < self.cfg.carry_frames and f in self._full
+        }
+        if not prior:
+            return {}
+        names = list(prior)
+        before = [(self._full[prior[n][0]], prior[n][1].box, prior[n][1].landmarks) for n in names]
+        found = carry_faces(
+            [self._full[frame]] * len(names), np.stack([expect[n] for n in names]), before, self.cfg
+        )
+        return {
+            n: Det(c.box, c.landmarks, 0.0, "tracked", prior[n][1].carried + 1)
+            for n, c in zip(names, found, strict=True)
+            if c is not None
+        }
+
+    def _det_at(self, step: Step, pos: str, f: int) -> Det | None:
+        """The position's face in frame f as known so far: found in this step, at its samples, or before."""
+        found = step.results[f].get(pos) if f in step.results else None
+        if found is None and f == step.s:
+            found = step.after.get(pos)
+        if found is None and f == step.p:
+            found = step.before.get(pos)
+        return found if found is not None else self._dets[pos].get(f)
 
     def _taken(self, step: Step, f: int, pos: str) -> list[np.ndarray]:
         """Boxes of the other positions in frame f: found there (this step, or earlier), else between their
@@ -223,8 +266,15 @@ class Follower(WholeFrames):
                 return
             expect = {pos: box if v is None else box + v * (f - at) for pos, (box, v, at) in heads.items()}
             taken = {pos: self._taken(step, f, pos) for pos in heads}  # each head's own: not its face
+            prior = {
+                pos: (h[2], d) for pos, h in heads.items() if (d := self._det_at(step, pos, h[2])) is not None
+            }
+            # faces carried into the frame before are expected where their appearance is: no R-Net search,
+            # and O-Net looks again (has the face turned back?) only at samples
+            search = len(prior) < len(heads) or any(d.carried == 0 for _, d in prior.values())
             step.looked.add(f)
-            for pos, det in self._refine_at(f, expect, taken).items():
+            look = search or f % self.cfg.every == 0
+            for pos, det in self._refine_at(f, expect, taken, search, prior, look).items():
                 if det is None:
                     del heads[pos]
                     continue

@@ -2,8 +2,10 @@
 of whether two faces at two frames are one face moving smoothly (`linked`, `jump`, `velocity`).
 
 Sources of a record (`SOURCES`): "detected" (MTCNN on the whole frame found the face in this frame),
-"refined" (found in this frame by refinement near its last box, `pipeline.faces.refine`), "tracked"
-(between two linked faces, no frame between looked at: box and landmarks interpolated), "interpolated"
+"refined" (found in this frame by refinement near its last box, `pipeline.faces.refine`), "tracked" (no
+detector accepted the face in this frame; its box follows it: between two linked faces, no frame between
+looked at, box and landmarks interpolated; or carried on from the frame before by its appearance where
+refinement's O-Net no longer accepts it, `pipeline.faces.carry`, score 0), "interpolated"
 (a short gap where frames were looked at and no face found, filled from both sides), "none" (no face).
 """
 
@@ -73,7 +75,9 @@ class Det(NamedTuple):
     box: np.ndarray  # (4,) float32
     landmarks: np.ndarray  # (5, 2) float32
     score: float
-    source: str = "detected"  # "detected" (whole-frame MTCNN) or "refined" (near the face's last box)
+    source: str = "detected"  # "detected" (whole-frame MTCNN), "refined" (near the face's last box) or
+    # "tracked" (carried on from the frame before by its appearance, or interpolated)
+    carried: int = 0  # frames carried on by appearance since a face a detector accepted (0: accepted here)
 
 
 def linked(a: Det | None, b: Det | None, cfg: FaceConfig, speed: np.ndarray | None, steps: int) -> bool:

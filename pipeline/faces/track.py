@@ -238,7 +238,9 @@ class FaceTracker(Follower):
             self._follow(samples, self._small_of_full)
             self._seen = stop
             out = self._emit(final=False)
-            self._full = {i: f for i, f in self._full.items() if i >= self._emitted}
+            # kept: frames not yet returned, and the last sample's (a face is followed on from it)
+            oldest = min(self._emitted, self._emitted if self._last_sample is None else self._last_sample)
+            self._full = {i: f for i, f in self._full.items() if i >= oldest}
             return out
         small = self._small_frames(chunk)
         self._process(samples, small)

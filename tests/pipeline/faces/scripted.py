@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from pipeline.faces.carry import Carried
 from pipeline.faces.detect import FaceConfig, box_iou
 from pipeline.faces.refine import Found
 from pipeline.faces.track import FaceRecords, FaceTracker
@@ -78,6 +79,29 @@ class ScriptedRefiner:
                 continue
             box, score = faces[int(np.argmax(overlap))]
             out.append(Found(box, marks_of(box).astype(np.float32), float(score)))
+        return out
+
+
+class ScriptedCarrier:
+    """Stands in for `carry_faces`: near an expected box in frame i it finds, by "appearance", the face of
+    `script(i)` that overlaps the box most (at least `reach` IoU)."""
+
+    def __init__(self, script: Script, reach: float = 0.2):
+        self.script, self.reach = script, reach
+        self.calls: list[int] = []
+
+    def __call__(self, frames, boxes, before, cfg) -> list[Carried | None]:
+        out: list[Carried | None] = []
+        for frame, expected in zip(frames, boxes, strict=True):
+            i = frame_index(frame)
+            self.calls.append(i)
+            faces = [np.asarray(b, np.float32) for b, _ in self.script(i)]
+            overlap = [float(box_iou(b, np.asarray(expected))) for b in faces]
+            if not faces or max(overlap) < self.reach:
+                out.append(None)
+                continue
+            box = faces[int(np.argmax(overlap))]
+            out.append(Carried(box, marks_of(box).astype(np.float32), 0.95))
         return out
 
 

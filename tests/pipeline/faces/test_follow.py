@@ -3,12 +3,14 @@ refinement: which frames are detected whole, which are refined, and what each re
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from pipeline.faces import follow
 from pipeline.faces.records import SOURCES
-from tests.pipeline.faces.scripted import FOLLOW_CFG, SCRIPT_CFG, ScriptedRefiner, track
+from tests.pipeline.faces.scripted import FOLLOW_CFG, SCRIPT_CFG, ScriptedCarrier, ScriptedRefiner, track
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 100
@@ -138,3 +140,46 @@ def test_a_face_back_after_a_long_absence_on_the_other_side_takes_its_own_positi
     back = np.flatnonzero(right.face[60:]) + 60
     assert len(back) >= 10 and not right.face[10:60].any()
     np.testing.assert_allclose(right.box[back, 0], 110.0 - back, atol=1e-3)
+
+
+def test_a_face_o_net_stops_accepting_is_carried_on_until_it_is_gone(monkeypatch):
+    # the face is shown on 0-69; refinement (O-Net) accepts it only until frame 29, as a head turning away
+    shown = lambda i: plain(i) if i < 70 else []  # noqa: E731
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i < 30 else []))
+    carrier = ScriptedCarrier(shown)
+    monkeypatch.setattr(follow, "carry_faces", carrier)
+    recs, _, _ = track(lambda i: plain(i) if i < 30 else [], 90, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    assert r.face[:70].all() and not r.face[70:].any()  # carried to the last frame it is shown, no further
+    np.testing.assert_allclose(r.box[:70], np.stack([moving_box(i) for i in range(70)]), atol=1e-3)
+    assert (r.source[30:70] == "tracked").all() and (r.score[30:70] == 0).all()  # no detector accepted them
+    assert 70 in carrier.calls  # looked for where it was gone
+
+    # at most carry_frames frames from the last face O-Net accepted
+    monkeypatch.setattr(follow, "carry_faces", ScriptedCarrier(shown))
+    short, _, _ = track(lambda i: plain(i) if i < 30 else [], 90, cfg=replace(FOLLOW_CFG, carry_frames=12))
+    assert short["main"].face[:42].all() and not short["main"].face[42 + FOLLOW_CFG.max_gap + 1 :].any()
+
+    # and never without the setting
+    off, _, _ = track(lambda i: plain(i) if i < 30 else [], 90, cfg=replace(FOLLOW_CFG, carry_frames=0))
+    assert not off["main"].face[30 + FOLLOW_CFG.max_gap + 1 :].any()
+
+
+def test_a_face_is_never_carried_onto_another_positions_face(monkeypatch):
+    def crossing(i: int) -> list:
+        left = np.array([10.0 + 2 * i, 20, 40 + 2 * i, 60])  # starts on the left, moves right
+        right = np.array([120.0 - 2 * i, 25, 150 - 2 * i, 65])  # starts on the right, moves left
+        return [(right, 0.99)] if 24 <= i <= 31 else [(left, 0.99), (right, 0.995)]
+
+    def refused(i: int) -> list:  # O-Net stops accepting the left face at frame 20
+        return [f for f in crossing(i) if i < 20 or f[0][0] > 60 - 2 * i]
+
+    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(refused))
+    # "appearance" finds whichever face overlaps the expected box most: the right one while it hides the left
+    monkeypatch.setattr(follow, "carry_faces", ScriptedCarrier(crossing))
+    recs, _, _ = track(refused, 60, positions=("left", "right"), cfg=FOLLOW_CFG)
+    left, right = recs["left"], recs["right"]
+    np.testing.assert_allclose(right.box[:, 0], 120.0 - 2 * np.arange(60), atol=1e-3)
+    seen = np.flatnonzero(left.face)
+    assert not left.face[24:32].any()  # hidden: not carried onto the face in front
+    np.testing.assert_allclose(left.box[seen, 0], 10.0 + 2 * seen, atol=1e-3)  # only ever its own face
