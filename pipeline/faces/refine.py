@@ -33,7 +33,6 @@ x2 (its 1-based indexing), landmarks are in 0-based pixel-edge coordinates; refi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -48,7 +47,6 @@ from pipeline.faces.detect import FaceConfig
 GRID: tuple[tuple[float, float, float], ...] = tuple(
     (r * dx, r * dy, 1.0) for r in (0.3, 0.6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dx or dy
 ) + ((0.0, 0.0, 0.8), (0.0, 0.0, 1.25))
-NEAR_MARGIN = 1.8  # window side in face sides where R-Net does not search around the expected box
 STRETCH_TO = (25.0, 230.0)  # target luminance of the `stretch` percentiles
 LUMA = (0.299, 0.587, 0.114)
 
@@ -195,9 +193,7 @@ def refine_faces(
     if m == 0:
         return []
     r_thr, o_thr = cfg.refine_thresholds
-    # without the search, R-Net's and O-Net's boxes stay near the expected one: a smaller window will do
-    near = cfg if search else replace(cfg, refine_margin=min(cfg.refine_margin, NEAR_MARGIN))
-    cut = [window(frames[i], np.asarray(boxes[i]), near) for i in range(m)]
+    cut = [window(frames[i], np.asarray(boxes[i]), cfg) for i in range(m)]
     side = max(int(w.shape[-1]) for w, _, _ in cut)
     windows = torch.stack([F.pad(w, (0, side - w.shape[-1], 0, side - w.shape[-2])) for w, _, _ in cut])
     origin = torch.tensor(np.stack([o for _, o, _ in cut]))  # (m, 2) frame px of each window's corner
