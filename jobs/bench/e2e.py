@@ -6,6 +6,10 @@ the backbone and written once into the cache's shards. Its face boxes are read b
 scored against the truth (`jobs.bench.scores`), and the worker time of writing the maps into the shards is
 reported per decoded frame.
 
+`bench_command` times the command as a user runs it, `python -m jobs extract --input FOLDER --cache FRESH` in
+a child process, from its launch to its exit: the interpreter's start, the imports, Ray's start, the
+actors and their models, every frame, Ray's shutdown and the interpreter's exit all count.
+
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
 `interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,
 raylet and workers, the decoder processes) through psutil: the peak of the summed RSS (shared pages count
@@ -145,11 +149,35 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
+def extract_command(folder: Path, cache: Path, device: str | None) -> list[str]:
+    """`lwaffect extract` as a user runs it (`python -m jobs extract`) on `folder`, into `cache`."""
+    command = [sys.executable, "-m", "jobs", "extract", "--input", str(folder), "--cache", str(cache)]
+    return command + ["--device", device] if device else command
+
+
+def _checked(command: list[str], code: int, log: Path) -> None:
+    if code != 0:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"`{' '.join(command)}` exited with {code}:\n{tail}")
+
+
+def bench_command(
+    folder: Path, cache: Path, frames: float, device: str | None, log: Path
+) -> dict[str, float]:
+    """Seconds from launching `python -m jobs extract` on `folder` (`frames` frames) into the fresh folder
+    `cache` to its exit, and its frames/s."""
+    command = extract_command(folder, cache, device)
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    _checked(command, code, log)
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds}
+
+
 def peak_memory(folder: Path, cache: Path, device: str | None, log: Path) -> dict[str, Any]:
     """Peak summed RSS / PSS (MB) of `lwaffect extract --input folder --cache cache` and its descendants."""
-    command = [sys.executable, "-m", "jobs", "extract", "--input", str(folder), "--cache", str(cache)]
-    if device:
-        command += ["--device", device]
+    command = extract_command(folder, cache, device)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     started = time.perf_counter()
     with open(log, "w") as out:
@@ -160,9 +188,7 @@ def peak_memory(folder: Path, cache: Path, device: str | None, log: Path) -> dic
             code = proc.wait()
         finally:
             sampler.stop()
-    if code != 0:
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise RuntimeError(f"`{' '.join(command)}` exited with {code}:\n{tail}")
+    _checked(command, code, log)
     largest: dict[str, float] = {}  # RSS (MB) at the peak, summed by process name
     for name, rss, _ in sampler.at_peak:
         largest[name] = largest.get(name, 0.0) + rss / MB

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from jobs.bench.e2e import bench_extract, bench_memory, finite
+from jobs.bench.e2e import bench_command, bench_extract, bench_memory, finite
 from jobs.bench.faces import bench_faces, check_methods
 from jobs.bench.model import bench_cache, bench_temporal
 from jobs.bench.naive import naive_loop
@@ -269,6 +269,13 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     figures["extract"] = bench_extract(extract_cfg, videos, lambda line: say(f"  {line}"))
     figures["extract"]["speedup_vs_naive"] = figures["extract"]["fps"] / naive["fps"]
     figures["extract"]["speedup_vs_naive_all"] = figures["extract"]["fps_with_ray_start"] / naive["fps"]
+    say("bench: end-to-end `python -m jobs extract`, from launch to exit")
+    frames = float(sum(v.frames for v in videos))
+    command = bench_command(
+        videos[0].path.parent, work / "command-cache", frames, cfg.device, work / "command.log"
+    )
+    figures["extract"]["command"] = command
+    figures["extract"]["speedup_vs_naive_command"] = command["fps"] / naive["fps"]
 
     if cfg.memory_seconds > 0:
         memory_res = cfg.memory_resolution or cfg.resolution

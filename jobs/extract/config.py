@@ -16,7 +16,7 @@ from model.backbone import BackboneConfig
 from pipeline.cache.crops import CacheKind, CropCodec, default_cache_kind
 from pipeline.cache.shard import ShardConfig
 from pipeline.faces.align import AlignConfig
-from pipeline.faces.detect import FaceConfig
+from pipeline.faces.config import FaceConfig
 from pipeline.features import FeatureConfig
 from pipeline.video.decode import DecodeConfig
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from pipeline.faces.detect import FaceConfig
+from pipeline.faces.config import FaceConfig
 from pipeline.faces.refine import LUMA, window
 
 SIDE = 24  # template side in pixels

@@ -17,7 +17,8 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from pipeline.faces.detect import FaceConfig, box_iou
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import box_iou
 
 POSITIONS = ("main", "left", "right")
 SOURCES = ("detected", "refined", "tracked", "interpolated", "none")

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from facenet_pytorch import MTCNN
 from torchvision.ops import roi_align
 
-from pipeline.faces.detect import FaceConfig
+from pipeline.faces.config import FaceConfig
 
 # R-Net search grid where the expected box fails: (dx, dy, scale), shifts in face sides (two rings)
 GRID: tuple[tuple[float, float, float], ...] = tuple(

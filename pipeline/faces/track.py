@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
-from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, detect_faces, downscale, load_detector
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import FrameDetections, box_iou, detect_faces, downscale, load_detector
 from pipeline.faces.follow import Follower
 from pipeline.faces.records import POSITIONS, SOURCES, Chunk, Det, FaceRecords, jump, linked, velocity
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from facenet_pytorch import MTCNN
 
-from pipeline.faces.detect import FaceConfig, FrameDetections, box_iou, downscale
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import FrameDetections, box_iou, downscale
 from pipeline.faces.records import Det
 from pipeline.faces.refine import lift_contrast
 

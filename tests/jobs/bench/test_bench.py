@@ -42,6 +42,8 @@ FIGURES = {
         "median_iou",
         "found_pct",
         "write_assemble_ms",
+        "command",
+        "speedup_vs_naive_command",
     ),
     "face_methods": ("methods", "sets", "videos"),
     "efficiency": ("value", "ideal_fps", "definition"),
@@ -140,7 +142,15 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     assert figures["face_methods"]["timing"]["clock"].startswith("thread CPU time")
     # every start-up cost counts: with Ray's start the rate is lower than with Ray already up
     assert figures["extract"]["speedup_vs_naive_all"] < figures["extract"]["speedup_vs_naive"]
+    # the command as a user runs it, timed from its launch to its exit
+    command = figures["extract"]["command"]
+    assert command["frames"] == 60 and command["seconds"] > 0 and command["fps"] > 0
+    assert (
+        figures["extract"]["speedup_vs_naive_command"] > 0
+        and "| extract | the command, launch to exit |" in table
+    )
     for goal in (
+        "extract_command_vs_naive",
         "extract_vs_naive",
         "extract_vs_naive_ray_up",
         "extract_vs_naive_steady",

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from pipeline.faces.carry import Carried
-from pipeline.faces.detect import FaceConfig, box_iou
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import box_iou
 from pipeline.faces.refine import Found
 from pipeline.faces.track import FaceRecords, FaceTracker
 from pipeline.video.decode import FrameChunk

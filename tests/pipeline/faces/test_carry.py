@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.faces.carry import carry_faces
-from pipeline.faces.detect import FaceConfig, box_iou
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import box_iou
 from pipeline.synth.faces import FaceState, make_background, render_face
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,8 @@ import pytest
 import torch
 from skimage.data import astronaut
 
-from pipeline.faces.detect import FaceConfig, box_iou, detect_faces, downscale, load_detector
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import box_iou, detect_faces, downscale, load_detector
 from pipeline.faces.track import SOURCES, FaceRecords, FaceTracker
 from pipeline.synth.faces import SOURCE_BOX, SOURCE_LANDMARKS
 from pipeline.video.decode import iter_chunks

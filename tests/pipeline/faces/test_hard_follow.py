@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.faces.detect import FaceConfig, box_iou, load_detector
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import box_iou, load_detector
 from pipeline.faces.track import FaceRecords, FaceTracker
 from pipeline.synth.hard import positions, write_hard
 from pipeline.video.decode import DecodeConfig, iter_chunks

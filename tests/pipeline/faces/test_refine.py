@@ -9,7 +9,8 @@ import pytest
 import torch
 from skimage.data import astronaut
 
-from pipeline.faces.detect import FaceConfig, box_iou, detect_faces, load_detector
+from pipeline.faces.config import FaceConfig
+from pipeline.faces.detect import box_iou, detect_faces, load_detector
 from pipeline.faces.refine import lift_contrast, refine_faces
 from pipeline.synth.faces import FaceState, make_background, render_face
 

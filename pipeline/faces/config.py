@@ -1,0 +1,73 @@
+"""`FaceConfig`: the settings of the face stage (detection in `pipeline.faces.detect`, tracking in
+`pipeline.faces.track`). Imports no torch, so that whoever only describes a run (the extraction's driver)
+loads no detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """Settings of the face stage: detection, subject tracking and gap filling."""
+
+    work_size: int = 320  # longest side (pixels) of the frames MTCNN sees; full frames are downscaled
+    every: int = 5  # run the detector on every k-th frame (plus the frames around a change, see track)
+    min_face_size: int = 24  # smallest face MTCNN looks for, in pixels of the detection frame
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # MTCNN P-, R-, O-net score thresholds
+    factor: float = 0.709  # MTCNN image pyramid scale step
+    min_score: float = 0.9  # detections scoring lower are ignored
+    track_iou: float = 0.3  # a detection continues a track when its IoU with the track's box is >= this
+    motion_iou: float = 0.5  # ... or with the box moved on at the face's speed (linear motion)
+    max_gap: int = 8  # fill at most this many frames between two detections of one face; longer: no face
+    switch_ratio: float = 2.0  # "main" moves to another face only if its area x score is this many times more
+    batch_size: int = 32  # frames per MTCNN call
+    # How a face is followed between full detections (pipeline.faces.track): "refine" looks for each
+    # subject's face near its last box, on a crop of the full-resolution frame, with MTCNN's R-Net and
+    # O-Net (pipeline.faces.refine), and detects whole frames only every `detect_every` frames, where a
+    # position has no face, or where refinement fails; "detect" detects whole (downscaled) frames at every
+    # sample and on every frame between two samples where a face changed (the method before refinement).
+    follow: Literal["refine", "detect"] = "refine"
+    detect_every: int = 30  # "refine": most frames between two full detections while every face is followed
+    refine_face: int = 128  # "refine": face side in pixels of the refinement crop (the crop's resolution)
+    refine_margin: float = 2.5  # "refine": crop side in face sides (the search reaches ~0.6 face sides away)
+    # "refine": R-Net and O-Net score thresholds inside a live track (a new face needs `thresholds` and
+    # `min_score`); the O-Net score gates every refined box
+    refine_thresholds: tuple[float, float] = (0.3, 0.5)
+    stretch: tuple[float, float] = (2.0, 98.0)  # "refine": luminance percentiles of the face stretched ...
+    max_gain: float = 4.0  # "refine": ... by at most this gain (contrast normalisation of the crop)
+    # "refine": a frame whose contrast would be stretched at least this much (a dim or flat picture) is
+    # detected whole with its contrast normalised (above max_gain: never)
+    lift_gain: float = 2.5
+    # "refine": where a position is still without a face, the frame is also detected with this longest
+    # side (small faces), at most once every `detect_every` frames; <= work_size: never
+    search_size: int = 640
+    # "refine": while a position has no face, a whole-frame detection at most every this many frames
+    # (a face found is followed back to where it appeared, see look_back)
+    search_every: int = 15
+    look_back: int = 20  # "refine": a face found is followed back over at most this many earlier frames
+    # "refine": a face refinement loses in its track (O-Net scores a head turned past ~60 degrees far below
+    # its threshold) is carried on frame by frame by its appearance (pipeline.faces.carry), at most this
+    # many frames from a face O-Net accepted; 0: never
+    carry_frames: int = 60
+    carry_similarity: float = 0.8  # ... where a box near the expected one correlates this much with the last
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.max_gap < self.every - 1:
+            raise ValueError(f"max_gap ({self.max_gap}) must be >= every - 1 ({self.every - 1})")
+        if self.work_size < 32 or self.min_face_size < 12:
+            raise ValueError("work_size must be >= 32 and min_face_size >= 12")
+        if self.follow not in ("refine", "detect"):
+            raise ValueError(f"follow must be 'refine' or 'detect', got {self.follow!r}")
+        if self.detect_every < self.every or self.refine_face < 24 or self.refine_margin < 1.0:
+            raise ValueError("detect_every must be >= every, refine_face >= 24 and refine_margin >= 1")
+        if self.search_every < self.every or self.search_every > self.detect_every:
+            raise ValueError("search_every must be between every and detect_every")
+        if self.carry_frames < 0 or not -1.0 <= self.carry_similarity <= 1.0:
+            raise ValueError("carry_frames must be >= 0 and carry_similarity in [-1, 1]")
+        if self.look_back < 0 or self.max_gain < 1.0 or not 0 <= self.stretch[0] < self.stretch[1] <= 100:
+            raise ValueError("max_gain must be >= 1 and stretch two increasing percentiles")
