@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli.app import _fails_with_1, _say, app
+from jobs.cli.app import _fails_with_1, _say, app, end_at_once
 from jobs.cli.options import (
     Address,
     Augment,
@@ -198,6 +198,7 @@ def extract(
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:
         typer.echo(f"failed: {failure.subject} ({failure.stage}): {failure.reason}")
+    end_at_once()  # every shard, the manifest and the failures are written, and Ray is stopped
     raise typer.Exit(report.exit_code)
 
 
