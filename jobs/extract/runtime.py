@@ -44,10 +44,7 @@ class RuntimeConfig:
     backbone_cpus: float | None = None  # CPUs reserved per backbone worker; None: plan_stages
     backbone_threads: int | None = None  # torch threads of a CPU backbone worker; None: plan_stages
     write_cpus: float = 0.25  # CPUs reserved for the writer (one per run: it holds every open shard)
-    # rows per backbone call: one decode chunk of a face worker (16 frames at 720p), so that the first
-    # result comes one chunk after the face worker starts; a CPU ran mobilenetv4_conv_small at 224 px on
-    # 16 rows at about 1.3x its rows per second on 64 (1 thread)
-    backbone_batch: int = 16
+    backbone_batch: int = 64  # rows per backbone call
     # rows per write call; None: each block as the backbone sends it, so that no summary waits for more
     # rows (the writer cuts its own row groups)
     write_batch: int | None = None
