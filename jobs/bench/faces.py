@@ -31,7 +31,7 @@ from jobs.bench.scores import pooled
 from jobs.bench.stages import FacePass, face_pass
 from jobs.bench.videos import BenchVideo
 from jobs.extract.config import FaceSettings
-from pipeline.faces.detect import FaceConfig
+from pipeline.faces.config import FaceConfig
 
 FACE_METHODS: dict[str, dict[str, Any]] = {
     # the face stage before refinement: whole downscaled frames detected at every sample, and every frame

@@ -38,7 +38,7 @@ from jobs.extract.config import ExtractConfig
 from jobs.extract.rows import END, FAIL, FRAME, summaries
 from jobs.extract.runtime import RayStart, StagePlan, plan_stages, ray_session
 from jobs.extract.select import select_subjects
-from jobs.extract.stages.deferred import Deferred
+from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
 from jobs.extract.stages.write import pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
 from model.backbone import build_backbone
@@ -49,9 +49,6 @@ from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, load_catalogue
 
 STAGES = ("decode", "detect", "align", "backbone", "write")
-# the stage classes, built in their workers (`Deferred`): the driver imports none of their dependencies
-FACE, BACKBONE, CROPS, WRITE = (f"jobs.extract.stages.{m}" for m in
-                                ("face.FaceStage", "backbone.BackboneStage", "crops.CropStage", "write.WriteStage"))  # fmt: skip
 Say = Callable[[str], None]
 
 
@@ -230,13 +227,12 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
     face_actors = min(plan.face_actors, len(items))
     ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
-        Deferred,
+        FaceWorker,
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
         num_cpus=plan.face_cpus,
         num_gpus=plan.face_gpus or None,
         fn_constructor_kwargs={
-            "stage": FACE,
             "settings": cfg.faces,
             "device": plan.device,
             "threads": plan.face_threads,
@@ -244,20 +240,20 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
     )
     if cfg.kind == "crops":  # crops are encoded, not run through the backbone
         ds = ds.map_batches(
-            Deferred,
+            CropWorker,
             batch_size=cfg.runtime.backbone_batch,
             compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
             num_cpus=plan.backbone_cpus,
-            fn_constructor_kwargs={"stage": CROPS, "codec": cfg.crops},
+            fn_constructor_kwargs={"codec": cfg.crops},
         )
     else:
         ds = _backbone_stage(ds, cfg, plan)
     return ds.map_batches(
-        Deferred,
+        WriteWorker,
         batch_size=cfg.runtime.write_batch,
         compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
         num_cpus=plan.write_cpus,
-        fn_constructor_kwargs={"stage": WRITE, "opener": writer.opener(), "pause_s": pause_from_env()},
+        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
     )
 
 
@@ -265,13 +261,12 @@ def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan) -> Any:
     import ray.data
 
     return ds.map_batches(
-        Deferred,
+        BackboneWorker,
         batch_size=cfg.runtime.backbone_batch,
         compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
         num_cpus=plan.backbone_cpus,
         num_gpus=plan.backbone_gpus or None,
         fn_constructor_kwargs={
-            "stage": BACKBONE,
             "backbone": cfg.backbone,
             "cfg": cfg.features,
             "device": plan.device,

@@ -1,23 +1,42 @@
-"""`Deferred`: a Ray Data stage named by its class's import path and built in its worker, so that the driver
-that hands the stages to Ray Data imports none of their dependencies (the face stage's detector pulls in
-torchvision: 1.3 s of a 2-core machine while Ray starts).
+"""The extraction's Ray Data stages as the driver hands them over: each names its stage class by import
+path and builds it in its worker, so that the driver imports none of their dependencies (the face stage's
+detector pulls in torchvision: 1.3 s of a 2-core machine while Ray starts). Ray's logs and Ray Data's
+stats name them `FaceWorker`, `BackboneWorker`, `CropWorker` and `WriteWorker`.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 
 class Deferred:
-    """Ray Data stage: builds `stage` ("package.module.Class") with `kwargs` and passes every batch to it
-    (what it returns, a generator included, is what Ray Data gets)."""
+    """Ray Data stage: builds `stage` ("package.module.Class") with the constructor's keyword arguments and
+    passes every batch to it (what it returns, a generator included, is what Ray Data gets)."""
 
-    def __init__(self, stage: str, **kwargs: Any):
-        module, _, name = stage.rpartition(".")
-        self.stage = getattr(importlib.import_module(module), name)(**kwargs)
+    stage: ClassVar[str]
+
+    def __init__(self, **kwargs: Any):
+        module, _, name = self.stage.rpartition(".")
+        self.worker = getattr(importlib.import_module(module), name)(**kwargs)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
-        return self.stage(batch)
+        return self.worker(batch)
+
+
+class FaceWorker(Deferred):
+    stage = "jobs.extract.stages.face.FaceStage"
+
+
+class BackboneWorker(Deferred):
+    stage = "jobs.extract.stages.backbone.BackboneStage"
+
+
+class CropWorker(Deferred):
+    stage = "jobs.extract.stages.crops.CropStage"
+
+
+class WriteWorker(Deferred):
+    stage = "jobs.extract.stages.write.WriteStage"
