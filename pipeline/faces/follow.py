@@ -32,17 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.faces.carry import carry_faces
 from pipeline.faces.detect import box_iou
+from pipeline.faces.look import FrameLook
 from pipeline.faces.records import Det, jump, linked
-from pipeline.faces.refine import refine_faces
-from pipeline.faces.whole import CLASH_IOU, Small, WholeFrames
+from pipeline.faces.whole import CLASH_IOU, Small
 
 Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box change per frame, its frame
-AMBIGUOUS = 0.15  # a face two positions' expected boxes overlap about as much goes to neither
 FAST = 1.0  # a face moving more than this many face widths per sample is followed step by step
 STEP = 0.5  # ... in steps of the frames that move it about this many face widths
-BEHIND = 0.25  # a refined face this much covered by another position's box needs a new face's O-Net score
 STAYED_IOU = 0.5  # a face not seen at the last sample is also looked for at its last box if that is apart
 
 
@@ -58,11 +55,9 @@ class Step:
     looked: set[int] = field(default_factory=set)  # frames refinement or detection looked at
 
 
-class Follower(WholeFrames):
+class Follower(FrameLook):
     """Refinement-mode processing of `FaceTracker` (a mixin: the tracker owns the state declared here)."""
 
-    frame_size: tuple[int, int] | None
-    refined_boxes: int  # boxes refinement looked at (for throughput reports)
     _frontier: int
     _emitted: int
     _tried: set[int]
@@ -72,7 +67,6 @@ class Follower(WholeFrames):
     _last_sample: int | None
     _last_assign: dict[str, Det | None]
     _trail: dict[str, list[tuple[int, np.ndarray]]]  # per position: recent (frame, box) of its face
-    _refuted: dict[str, set[int]]  # per position: frames where refinement found no face of it
 
     # ---- expectation ----------------------------------------------------------------------------
 
@@ -126,97 +120,6 @@ class Follower(WholeFrames):
         return linked(a, b, self.cfg, self._speed(pos), steps)
 
     # ---- refinement -----------------------------------------------------------------------------
-
-    def _refine_at(
-        self,
-        frame: int,
-        expect: dict[str, np.ndarray],
-        taken: Sequence[np.ndarray] | dict[str, list[np.ndarray]] = (),
-        search: bool = True,
-        prior: dict[str, tuple[int, Det]] | None = None,
-        look: bool = True,
-    ) -> dict[str, Det | None]:
-        """The face of each position near its expected box in `frame`; None where refinement finds none,
-        or where the face found is another position's (`taken` boxes, for all or per position, or a
-        clash between two of these:
-        the position whose expected box it overlaps less loses it, and both where that is not clear, as
-        where two faces cross). Where refinement finds none and `prior` holds the position's face in the
-        adjacent frame (frame index, face), that face may be carried on by its appearance
-        (`pipeline.faces.carry`: "tracked", at most `carry_frames` from a face O-Net accepted); with `look`
-        False only that is tried, not refinement. A None refutes the frame."""
-        names = list(expect)
-        if not names:
-            return {}
-        assert self.frame_size is not None
-        height, width = self.frame_size
-        boxes = np.stack([expect[n] for n in names])  # (k, 4)
-        found = (
-            refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg, search)
-            if look
-            else [None] * len(names)
-        )
-        self.refined_boxes += len(names)
-        out: dict[str, Det | None] = {}
-        for name, f in zip(names, found, strict=True):
-            if f is None:
-                out[name] = None
-                continue
-            box = f.box.copy()
-            box[[0, 2]] = box[[0, 2]].clip(0, width)
-            box[[1, 3]] = box[[1, 3]].clip(0, height)
-            out[name] = Det(box, f.landmarks, f.score, "refined")
-        lost = {n: p for n, p in (prior or {}).items() if n in out and out[n] is None}
-        out.update(self._carry(frame, expect, lost))
-        for i, a in enumerate(names):
-            det_a = out[a]
-            if det_a is None:
-                continue
-            others = taken.get(a, []) if isinstance(taken, dict) else taken
-            if any(float(box_iou(det_a.box, t)) >= CLASH_IOU for t in others):
-                out[a] = None
-                continue
-            if det_a.score < self.cfg.thresholds[2] and any(_covered(det_a.box, t) >= BEHIND for t in others):
-                out[a] = None  # a weak face partly behind another one: what shows of it may be too little
-                continue
-            for b in names[i + 1 :]:
-                det_b = out[b]
-                if det_b is None or float(box_iou(det_a.box, det_b.box)) < CLASH_IOU:
-                    continue
-                near_a, near_b = float(box_iou(det_a.box, expect[a])), float(box_iou(det_b.box, expect[b]))
-                if abs(near_a - near_b) < AMBIGUOUS:  # both expected there (faces crossing): neither
-                    out[a] = out[b] = None
-                    break
-                if near_a > near_b:
-                    out[b] = None
-                else:
-                    out[a] = None
-                    break
-        for name, det in out.items():
-            if det is None:
-                self._refuted[name].add(frame)
-        return out
-
-    def _carry(
-        self, frame: int, expect: dict[str, np.ndarray], prior: dict[str, tuple[int, Det]]
-    ) -> dict[str, Det]:
-        """Faces of the adjacent frame (`prior`: frame index, face) carried on into `frame` by appearance."""
-        prior = {
-            n: (f, d)
-            for n, (f, d) in prior.items()
-            if abs(f - frame) == 1 and d.carried < self.cfg.carry_frames and f in self._full
-        }
-        if not prior:
-            return {}
-        names = list(prior)
-        before = [(self._full[prior[n][0]], prior[n][1].box, prior[n][1].landmarks) for n in names]
-        found = carry_faces(
-            [self._full[frame]] * len(names), np.stack([expect[n] for n in names]), before, self.cfg
-        )
-        return {
-            n: Det(c.box, c.landmarks, 0.0, "tracked", prior[n][1].carried + 1)
-            for n, c in zip(names, found, strict=True)
-            if c is not None
-        }
 
     def _det_at(self, step: Step, pos: str, f: int) -> Det | None:
         """The position's face in frame f as known so far: found in this step, at its samples, or before."""
@@ -416,10 +319,3 @@ class Follower(WholeFrames):
                     continue  # another position's face there (found by refinement): not this one's
                 step.results[f][pos] = det
         step.looked.update(unresolved)
-
-
-def _covered(box: np.ndarray, other: np.ndarray) -> float:
-    """Share of `box`'s area (4,) inside `other` (4,)."""
-    w = max(0.0, float(min(box[2], other[2]) - max(box[0], other[0])))
-    h = max(0.0, float(min(box[3], other[3]) - max(box[1], other[1])))
-    return w * h / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)

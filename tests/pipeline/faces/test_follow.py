@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline.faces import follow
+from pipeline.faces import look
 from pipeline.faces.records import SOURCES
 from tests.pipeline.faces.scripted import FOLLOW_CFG, SCRIPT_CFG, ScriptedCarrier, ScriptedRefiner, track
 
@@ -37,7 +37,7 @@ def scene(i: int) -> list:
 def refiner(monkeypatch):
     """A scripted refinement that finds the face wherever it is visible."""
     fake = ScriptedRefiner(scene)
-    monkeypatch.setattr(follow, "refine_faces", fake)
+    monkeypatch.setattr(look, "refine_faces", fake)
     return fake
 
 
@@ -62,7 +62,7 @@ def test_a_lost_then_refound_face_is_followed_without_detecting_the_frames_betwe
 
 
 def test_a_face_whole_frame_detection_misses_is_followed_by_refinement(monkeypatch):
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(scene))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(scene))
 
     def dim(i: int) -> list:  # whole-frame detection stops seeing the face from frame 20 on
         return scene(i) if i < 20 else []
@@ -79,7 +79,7 @@ def test_a_face_found_late_is_followed_back_to_where_it_appeared(monkeypatch):
         return plain(i) if i >= 25 else []
 
     appear = 13  # refinement sees it from frame 13
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i >= appear else []))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i >= appear else []))
     recs, _, _ = track(late, 50, cfg=FOLLOW_CFG)
     r = recs["main"]
     assert not r.face[:appear].any() and r.face[appear:].all()
@@ -88,7 +88,7 @@ def test_a_face_found_late_is_followed_back_to_where_it_appeared(monkeypatch):
 
 def test_refinement_boxes_only_frames_where_it_finds_the_face(monkeypatch):
     # the face is visible on 0-59; refinement (the O-Net gate) finds it only there
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(lambda i: scene(i) if i < 60 else []))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: scene(i) if i < 60 else []))
     recs, _, _ = track(lambda i: scene(i) if i < 60 else [], 90, cfg=FOLLOW_CFG)
     r = recs["main"]
     assert r.face[:41].all() and r.face[53:60].all() and not r.face[60:].any()
@@ -101,7 +101,7 @@ def test_two_faces_crossing_keep_their_identity(monkeypatch):
         hidden = 24 <= i <= 31  # the right face passes in front of the left one
         return [(right, 0.99)] if hidden else [(left, 0.99), (right, 0.995)]
 
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(crossing))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(crossing))
     recs, _, _ = track(crossing, 60, positions=("left", "right"), cfg=FOLLOW_CFG)
     left, right = recs["left"], recs["right"]
     assert right.face.all()
@@ -132,7 +132,7 @@ def test_a_face_back_after_a_long_absence_on_the_other_side_takes_its_own_positi
         right = np.array([110.0 - i, 25, 140 - i, 65])  # the other way, hidden on 10-59 (passing behind)
         return [(left, 0.99)] + ([(right, 0.995)] if i < 10 or i >= 60 else [])
 
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(scene2))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(scene2))
     recs, _, _ = track(scene2, 80, positions=("left", "right"), cfg=FOLLOW_CFG)
     left, right = recs["left"], recs["right"]
     assert left.face.all()
@@ -145,9 +145,9 @@ def test_a_face_back_after_a_long_absence_on_the_other_side_takes_its_own_positi
 def test_a_face_o_net_stops_accepting_is_carried_on_until_it_is_gone(monkeypatch):
     # the face is shown on 0-69; refinement (O-Net) accepts it only until frame 29, as a head turning away
     shown = lambda i: plain(i) if i < 70 else []  # noqa: E731
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i < 30 else []))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i < 30 else []))
     carrier = ScriptedCarrier(shown)
-    monkeypatch.setattr(follow, "carry_faces", carrier)
+    monkeypatch.setattr(look, "carry_faces", carrier)
     recs, _, _ = track(lambda i: plain(i) if i < 30 else [], 90, cfg=FOLLOW_CFG)
     r = recs["main"]
     assert r.face[:70].all() and not r.face[70:].any()  # carried to the last frame it is shown, no further
@@ -156,7 +156,7 @@ def test_a_face_o_net_stops_accepting_is_carried_on_until_it_is_gone(monkeypatch
     assert 70 in carrier.calls  # looked for where it was gone
 
     # at most carry_frames frames from the last face O-Net accepted
-    monkeypatch.setattr(follow, "carry_faces", ScriptedCarrier(shown))
+    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(shown))
     short, _, _ = track(lambda i: plain(i) if i < 30 else [], 90, cfg=replace(FOLLOW_CFG, carry_frames=12))
     assert short["main"].face[:42].all() and not short["main"].face[42 + FOLLOW_CFG.max_gap + 1 :].any()
 
@@ -174,9 +174,9 @@ def test_a_face_is_never_carried_onto_another_positions_face(monkeypatch):
     def refused(i: int) -> list:  # O-Net stops accepting the left face at frame 20
         return [f for f in crossing(i) if i < 20 or f[0][0] > 60 - 2 * i]
 
-    monkeypatch.setattr(follow, "refine_faces", ScriptedRefiner(refused))
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(refused))
     # "appearance" finds whichever face overlaps the expected box most: the right one while it hides the left
-    monkeypatch.setattr(follow, "carry_faces", ScriptedCarrier(crossing))
+    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(crossing))
     recs, _, _ = track(refused, 60, positions=("left", "right"), cfg=FOLLOW_CFG)
     left, right = recs["left"], recs["right"]
     np.testing.assert_allclose(right.box[:, 0], 120.0 - 2 * np.arange(60), atol=1e-3)
