@@ -59,16 +59,16 @@ class Found(NamedTuple):
     score: float  # O-Net score
 
 
-def square(box: torch.Tensor) -> torch.Tensor:
+def square(box: np.ndarray) -> np.ndarray:
     """Boxes (n, 4) in pixel-edge coordinates made square about their centres (side: the longer one)."""
-    side = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
+    side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
     centre = (box[:, :2] + box[:, 2:]) / 2
-    return torch.cat([centre - side[:, None] / 2, centre + side[:, None] / 2], dim=1)
+    return np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)
 
 
-def regress(box: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
+def regress(box: np.ndarray, reg: np.ndarray) -> np.ndarray:
     """MTCNN's box regression (`bbreg`) of edge-coordinate boxes (n, 4) by offsets (n, 4) in box sides."""
-    size = torch.stack([box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]], dim=1).repeat(1, 2)  # (n, 4)
+    size = np.tile(np.stack([box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]], axis=1), (1, 2))  # (n, 4)
     return box + reg * size
 
 
@@ -80,10 +80,10 @@ def contrast_map(luma: torch.Tensor, cfg: FaceConfig) -> tuple[float, float]:
     return gain, (STRETCH_TO[0] + STRETCH_TO[1]) / 2 - gain * (lo + hi) / 2
 
 
-def face_contrast(window: torch.Tensor, inner: torch.Tensor, cfg: FaceConfig) -> tuple[float, float]:
+def face_contrast(window: torch.Tensor, inner: np.ndarray, cfg: FaceConfig) -> tuple[float, float]:
     """Gain and offset (`contrast_map`) that normalise the contrast of a window (3, h, w) float in
     [0, 255] in its region `inner` (4,) (x0, y0, x1, y1 window pixels: the expected face)."""
-    x0, y0, x1, y1 = (int(v) for v in inner.round().tolist())
+    x0, y0, x1, y1 = (int(v) for v in inner.round())
     region = window[:, max(y0, 0) : max(y1, y0 + 1) : 4, max(x0, 0) : max(x1, x0 + 1) : 4]  # every 16th px
     if region.numel() == 0:
         return 1.0, 0.0
@@ -128,59 +128,81 @@ def window(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[torch.T
     x = torch.from_numpy(crop).permute(2, 0, 1)[None]  # (n, n, 3) -> (1, 3, n, n), channels-last strides
     if out != n:
         x = F.interpolate(x, size=(out, out), mode="bilinear", antialias=True, align_corners=False)
-    return x[0].float(), np.array([x0, y0], np.float64), out / n
+    # contiguous once here: roi_align would otherwise copy a channels-last window at every call
+    return (
+        x[0].to(torch.float32, memory_format=torch.contiguous_format),
+        np.array([x0, y0], np.float64),
+        out / n,
+    )
+
+
+def _stack(windows: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Windows (3, h, w) as one batch (m, 3, side, side), zero-padded at the bottom and right to the
+    largest; one window is not copied."""
+    if len(windows) == 1:
+        return windows[0][None]
+    side = max(int(w.shape[-1]) for w in windows)
+    return torch.stack([F.pad(w, (0, side - w.shape[-1], 0, side - w.shape[-2])) for w in windows])
 
 
 def _patches(
-    windows: torch.Tensor, which: torch.Tensor, boxes: torch.Tensor, size: int, contrast: torch.Tensor
+    windows: torch.Tensor, which: np.ndarray, boxes: np.ndarray, size: int, contrast: np.ndarray
 ) -> torch.Tensor:
-    """MTCNN's input patches (n, 3, size, size) of edge boxes (n, 4) in window pixels of windows[which],
-    with each window's contrast map (m, 2) gain, offset applied (roi_align is linear: the same as
-    mapping the window first), normalised as MTCNN does."""
-    rois = torch.cat([which[:, None].to(boxes), boxes], dim=1)  # (n, 5): window index, x0, y0, x1, y1
-    patches = roi_align(windows, rois, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
-    gain, offset = contrast[which, 0, None, None, None], contrast[which, 1, None, None, None]  # (n, 1, 1, 1)
-    patches = (patches * gain + offset).clamp_(0, 255)
+    """MTCNN's input patches (n, 3, size, size) of edge boxes (n, 4) float32 in window pixels of
+    windows[which], with each window's contrast map (m, 2) gain, offset applied (roi_align is linear: the
+    same as mapping the window first), normalised as MTCNN does."""
+    rois = np.concatenate([which[:, None].astype(np.float32), boxes], axis=1)  # (n, 5): window, x0, y0, ...
+    patches = roi_align(
+        windows, torch.from_numpy(rois), (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True
+    )
+    mapped = torch.from_numpy(contrast[which])  # (n, 2) float32
+    gain, offset = mapped[:, 0, None, None, None], mapped[:, 1, None, None, None]  # (n, 1, 1, 1)
+    patches = patches.mul_(gain).add_(offset).clamp_(0, 255).sub_(127.5).mul_(0.0078125)  # in place
     # channels-last: the same outputs, and the nets' max-pooling runs about 10x faster on the CPU
-    return ((patches - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+    return patches.contiguous(memory_format=torch.channels_last)
 
 
 def _onet(
-    detector: MTCNN, windows: torch.Tensor, which: torch.Tensor, boxes: torch.Tensor, contrast: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    detector: MTCNN, windows: torch.Tensor, which: np.ndarray, boxes: np.ndarray, contrast: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """O-Net on square edge boxes (k, 4) of windows[which]: scores (k,), face boxes (k, 4) after its box
     regression and landmarks (k, 5, 2), in window pixels."""
-    reg, marks, prob = detector.onet(_patches(windows, which, boxes, 48, contrast).to(detector.device))
-    reg, marks = reg.cpu(), marks.cpu()
-    size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1)  # (k, 2)
-    points = (
-        boxes[:, None, :2] + torch.stack([marks[:, :5], marks[:, 5:]], dim=2) * size[:, None]
-    )  # (k, 5, 2)
-    return prob[:, 1].cpu(), regress(boxes, reg), points
+    reg, marks, prob = _numpy(
+        detector.onet(_patches(windows, which, boxes, 48, contrast).to(detector.device))
+    )
+    size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1)  # (k, 2)
+    points = boxes[:, None, :2] + np.stack([marks[:, :5], marks[:, 5:]], axis=2) * size[:, None]  # (k, 5, 2)
+    return prob[:, 1], regress(boxes, reg), points
+
+
+def _numpy(outputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """A net's outputs as numpy arrays (the geometry around the nets is a few small arrays: numpy's
+    per-call cost is a fraction of torch's)."""
+    return [t.cpu().numpy() for t in outputs]
 
 
 def _search(
     detector: MTCNN,
     windows: torch.Tensor,
-    which: torch.Tensor,
-    expected: torch.Tensor,
-    contrast: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    which: np.ndarray,
+    expected: np.ndarray,
+    contrast: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """R-Net on the expected boxes (k, 4) and the `GRID` around each: the best one's score (k,) and its
     box after R-Net's regression, made square (k, 4), in window pixels."""
-    grid = torch.tensor(((0.0, 0.0, 1.0), *GRID))  # (g, 3): the expected box itself first
+    grid = np.array(((0.0, 0.0, 1.0), *GRID), np.float32)  # (g, 3): the expected box itself first
     side = (expected[:, 2] - expected[:, 0])[:, None]  # (k, 1)
     centre = (expected[:, :2] + expected[:, 2:]) / 2  # (k, 2)
     cx = centre[:, :1] + grid[None, :, 0] * side  # (k, g)
     cy = centre[:, 1:] + grid[None, :, 1] * side
     half = side * grid[None, :, 2] / 2
-    trial = torch.stack([cx - half, cy - half, cx + half, cy + half], dim=2).reshape(-1, 4)  # (k g, 4)
-    patches = _patches(windows, which.repeat_interleave(len(grid)), trial, 24, contrast)
-    reg, prob = detector.rnet(patches.to(detector.device))
-    score = prob[:, 1].cpu().reshape(len(which), len(grid))
-    best = score.argmax(dim=1)  # (k,)
-    pick = torch.arange(len(which)) * len(grid) + best
-    return score[torch.arange(len(which)), best], square(regress(trial[pick], reg.cpu()[pick]))
+    trial = np.stack([cx - half, cy - half, cx + half, cy + half], axis=2).reshape(-1, 4)  # (k g, 4)
+    patches = _patches(windows, np.repeat(which, len(grid)), trial, 24, contrast)
+    reg, prob = _numpy(detector.rnet(patches.to(detector.device)))
+    score = prob[:, 1].reshape(len(which), len(grid))
+    best = score.argmax(axis=1)  # (k,)
+    pick = np.arange(len(which)) * len(grid) + best
+    return score[np.arange(len(which)), best], square(regress(trial[pick], reg[pick]))
 
 
 def refine_faces(
@@ -194,23 +216,23 @@ def refine_faces(
         return []
     r_thr, o_thr = cfg.refine_thresholds
     cut = [window(frames[i], np.asarray(boxes[i]), cfg) for i in range(m)]
-    side = max(int(w.shape[-1]) for w, _, _ in cut)
-    windows = torch.stack([F.pad(w, (0, side - w.shape[-1], 0, side - w.shape[-2])) for w, _, _ in cut])
-    origin = torch.tensor(np.stack([o for _, o, _ in cut]))  # (m, 2) frame px of each window's corner
-    scale = torch.tensor([s for _, _, s in cut], dtype=torch.float64)  # (m,) window px per frame px
-    edges = torch.tensor(np.asarray(boxes, np.float64)) - torch.tensor([1.0, 1.0, 0.0, 0.0])  # (m, 4)
-    expected = square((edges - origin.repeat(1, 2)) * scale[:, None]).float()  # (m, 4) window px
-    contrast = torch.tensor([face_contrast(windows[i], expected[i], cfg) for i in range(m)])  # (m, 2)
+    windows = _stack([w for w, _, _ in cut])  # (m, 3, side, side)
+    origin = np.stack([o for _, o, _ in cut])  # (m, 2) frame px of each window's corner
+    scale = np.array([s for _, _, s in cut])  # (m,) window px per frame px
+    edges = np.asarray(boxes, np.float64) - np.array([1.0, 1.0, 0.0, 0.0])  # (m, 4)
+    expected = square((edges - np.tile(origin, 2)) * scale[:, None]).astype(np.float32)  # (m, 4) window px
+    contrast = np.array([face_contrast(windows[i], expected[i], cfg) for i in range(m)], np.float32)  # (m, 2)
+    every = np.arange(m)
     with torch.autocast(device_type="cpu", enabled=False), torch.inference_mode():
         # R-Net on the expected boxes, O-Net on the boxes it moves them to
-        reg, prob = detector.rnet(
-            _patches(windows, torch.arange(m), expected, 24, contrast).to(detector.device)
+        reg, prob = _numpy(
+            detector.rnet(_patches(windows, every, expected, 24, contrast).to(detector.device))
         )
-        r_score, cand = prob[:, 1].cpu(), square(regress(expected, reg.cpu()))
+        r_score, cand = prob[:, 1], square(regress(expected, reg))
         passed = r_score >= r_thr
         cand[~passed] = expected[~passed]  # where R-Net sees no face, O-Net looks at the expected box
-        score, final, points = _onet(detector, windows, torch.arange(m), cand, contrast)
-        miss = (score < o_thr).nonzero().squeeze(1)
+        score, final, points = _onet(detector, windows, every, cand, contrast)
+        miss = np.flatnonzero(score < o_thr)
         if search and len(miss):  # neither found it: R-Net searches around the expected box
             r_score, cand = _search(detector, windows, miss, expected[miss], contrast)
             again = miss[r_score >= r_thr]
@@ -218,9 +240,9 @@ def refine_faces(
                 found = _onet(detector, windows, again, cand[r_score >= r_thr], contrast)
                 score[again], final[again], points[again] = found
     out: list[Found | None] = [None] * m
-    for i in (score >= o_thr).nonzero().squeeze(1).tolist():
-        o, k = origin[i].numpy(), float(scale[i])
-        box = final[i].double().numpy() / k + np.tile(o, 2) + np.array([1, 1, 0, 0])  # -> MTCNN box
-        marks = points[i].double().numpy() / k + o
+    for i in np.flatnonzero(score >= o_thr).tolist():
+        o, k = origin[i], scale[i]
+        box = final[i].astype(np.float64) / k + np.tile(o, 2) + np.array([1, 1, 0, 0])  # -> MTCNN box
+        marks = points[i].astype(np.float64) / k + o
         out[i] = Found(box.astype(np.float32), marks.astype(np.float32), float(score[i]))
     return out
