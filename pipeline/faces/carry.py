@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torchvision.ops import roi_align
 
 from pipeline.faces.config import FaceConfig
 from pipeline.faces.refine import LUMA, window
@@ -43,37 +42,72 @@ class Carried(NamedTuple):
     similarity: float  # normalised cross-correlation with the adjacent frame's face
 
 
-def _luma(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[torch.Tensor, np.ndarray, float]:
-    """Luminance window (1, 1, h, w) around `box` in `frame` (H, W, 3), its origin and scale: `REACH` face
-    sides, the face resampled to about 2 `SIDE` pixels (the templates need no more)."""
+Grid = tuple[tuple[float, ...], tuple[float, ...]]  # shifts (face sides) and scales of trial boxes
+
+
+def _luma(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    """Luminance window (h, w) float32 around `box` in `frame` (H, W, 3), its origin and scale: `REACH`
+    face sides, the face resampled to about 2 `SIDE` pixels (the templates need no more)."""
     cut, origin, scale = window(frame, box, replace(cfg, refine_margin=REACH, refine_face=2 * SIDE))
-    return torch.tensordot(torch.tensor(LUMA), cut, dims=1)[None, None], origin, scale  # (3, h, w) -> ...
+    return np.tensordot(np.array(LUMA, np.float32), cut.numpy(), axes=1), origin, scale  # (3, h, w) -> ...
 
 
-def _edges(box: np.ndarray, origin: np.ndarray, scale: float) -> torch.Tensor:
-    """An MTCNN box (4,) in frame pixels -> pixel-edge coordinates (4,) in window pixels."""
+def _edges(box: np.ndarray, origin: np.ndarray, scale: float) -> np.ndarray:
+    """An MTCNN box (4,) in frame pixels -> pixel-edge coordinates (4,) float32 in window pixels."""
     edges = box.astype(np.float64) - np.array([1, 1, 0, 0])
-    return torch.tensor((edges - np.tile(origin, 2)) * scale, dtype=torch.float32)
+    return ((edges - np.tile(origin, 2)) * scale).astype(np.float32)
 
 
-def _cut(luma: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Standardised templates (n, SIDE * SIDE) of edge boxes (n, 4) in a luminance window (1, 1, h, w)."""
-    rois = torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1)  # (n, 5)
-    x = roi_align(luma, rois, (SIDE, SIDE), spatial_scale=1.0, sampling_ratio=2, aligned=True).flatten(1)
-    x = x - x.mean(dim=1, keepdim=True)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-3)
+def _weights(start: np.ndarray, end: np.ndarray, size: int) -> np.ndarray:
+    """Along one axis of a window `size` pixels long, the weights (n, SIDE, size) that average a range's
+    (pixel edges [start, end), (n,) float32) SIDE bins the way roi_align does (aligned, two bilinear
+    samples per bin; a sample more than a pixel outside the window counts zero, one less is clamped)."""
+    first = start - np.float32(0.5)  # (n,)
+    step = (end - start) / np.float32(SIDE)  # (n,) bin size
+    bins = np.arange(SIDE, dtype=np.float32)[:, None]  # (SIDE, 1)
+    offsets = (np.arange(2, dtype=np.float32) + np.float32(0.5))[None, :]  # (1, 2)
+    pos = first[:, None, None] + bins * step[:, None, None] + offsets * step[:, None, None] / np.float32(2)
+    inside = (pos >= -1) & (pos <= size)  # (n, SIDE, 2)
+    pos = np.maximum(pos, 0)
+    low = np.minimum(pos.astype(np.int64), size - 1)
+    pos = np.where(low >= size - 1, low.astype(np.float32), pos)
+    frac = (pos - low) * inside / np.float32(2)  # weight of the pixel after `low`, halved (two samples)
+    out = np.zeros((len(start), SIDE, size), np.float32)
+    n, b = np.indices(low.shape[:2])  # (n, SIDE)
+    for k in range(2):
+        np.add.at(out, (n, b, low[..., k]), inside[..., k] / np.float32(2) - frac[..., k])
+        np.add.at(out, (n, b, np.minimum(low[..., k] + 1, size - 1)), frac[..., k])
+    return out
 
 
-def _trials(box: torch.Tensor, grid: tuple[tuple[float, ...], tuple[float, ...]]) -> torch.Tensor:
-    """Boxes (g, 4) around an edge box (4,): shifted by the grid's steps (face sides) and rescaled."""
-    steps, scales = torch.tensor(grid[0]), torch.tensor(grid[1])
-    side = torch.stack([box[2] - box[0], box[3] - box[1]])  # (2,)
+def _grid(luma: np.ndarray, box: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Trial boxes around an edge box (4,) in a luminance window (h, w): shifted by the grid's steps (face
+    sides) in both directions and rescaled by its scales, (g, 4) in the order scale, dy, dx; and their
+    standardised templates (g, SIDE * SIDE) (zero mean, unit norm).
+
+    Each template is what roi_align cuts (aligned, two samples per bin): its bilinear sampling is one
+    weight matrix per axis (`_weights`), so the templates of a grid are two matrix products rather than
+    bilinear samples of every box (a third of the carry's time).
+    """
+    steps, scales = np.array(grid[0], np.float32), np.array(grid[1], np.float32)
+    side = np.stack([box[2] - box[0], box[3] - box[1]])  # (2,)
     centre = (box[:2] + box[2:]) / 2
-    dy, dx = torch.meshgrid(steps, steps, indexing="ij")
-    shift = torch.stack([dx.flatten(), dy.flatten()], dim=1)  # (k, 2) face sides
-    centres = centre + shift * side  # (k, 2)
-    half = scales[:, None, None] * side / 2  # (s, 1, 2)
-    return torch.cat([centres - half, centres + half], dim=2).reshape(-1, 4)  # (s k, 4)
+    centres = centre[None, :] + steps[:, None] * side  # (k, 2) per axis: x and y of each step
+    half = scales[:, None] * side / 2  # (s, 2)
+    lo, hi = centres[None] - half[:, None], centres[None] + half[:, None]  # (s, k, 2)
+    height, width = luma.shape
+    s, k = lo.shape[:2]
+    ay = _weights(lo[..., 1].ravel(), hi[..., 1].ravel(), height).reshape(s, k * SIDE, height)
+    ax = _weights(lo[..., 0].ravel(), hi[..., 0].ravel(), width).reshape(s, k * SIDE, width)
+    cut = (ay @ luma) @ ax.transpose(0, 2, 1)  # (s, k dy SIDE, k dx SIDE)
+    cut = cut.reshape(s, k, SIDE, k, SIDE).transpose(0, 1, 3, 2, 4).reshape(s * k * k, SIDE * SIDE)
+    cut = cut - cut.mean(axis=1, keepdims=True)
+    cut /= np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-3)
+    x0 = np.broadcast_to(lo[:, None, :, 0], (s, k, k))  # (s, dy, dx)
+    y0 = np.broadcast_to(lo[:, :, None, 1], (s, k, k))
+    x1 = np.broadcast_to(hi[:, None, :, 0], (s, k, k))
+    y1 = np.broadcast_to(hi[:, :, None, 1], (s, k, k))
+    return np.stack([x0, y0, x1, y1], axis=-1).reshape(-1, 4), cut
 
 
 def carry_faces(
@@ -89,7 +123,7 @@ def carry_faces(
     with torch.inference_mode():
         for frame, box, (prior_frame, prior_box, prior_marks) in zip(frames, expected, before, strict=True):
             prior_luma, prior_origin, prior_scale = _luma(prior_frame, prior_box, cfg)
-            template = _cut(prior_luma, _edges(prior_box, prior_origin, prior_scale)[None])[0]  # (S*S,)
+            template = _grid(prior_luma, _edges(prior_box, prior_origin, prior_scale), ((0.0,), (1.0,)))[1][0]
             # searched around the expected box, at the adjacent face's size
             centre = (box[:2] + box[2:]) / 2
             half = (prior_box[2:] - prior_box[:2]) / 2
@@ -98,15 +132,15 @@ def carry_faces(
             best = _edges(start, origin, scale)
             similarity = -1.0
             for grid in (COARSE, FINE):
-                trials = _trials(best, grid)  # (g, 4)
-                scores = _cut(luma, trials) @ template  # (g,)
+                trials, cuts = _grid(luma, best, grid)  # (g, 4), (g, S*S)
+                scores = cuts @ template  # (g,)
                 k = int(scores.argmax())
                 if float(scores[k]) > similarity:
                     best, similarity = trials[k], float(scores[k])
             if similarity < cfg.carry_similarity:
                 out.append(None)
                 continue
-            edges = best.double().numpy() / scale + np.tile(origin, 2)  # frame pixel edges
+            edges = best.astype(np.float64) / scale + np.tile(origin, 2)  # frame pixel edges
             found = (edges + np.array([1, 1, 0, 0])).astype(np.float32)  # MTCNN box
             prior_edges = prior_box.astype(np.float64) - np.array([1, 1, 0, 0])
             k_xy = (edges[2:] - edges[:2]) / np.maximum(prior_edges[2:] - prior_edges[:2], 1e-6)  # (2,)

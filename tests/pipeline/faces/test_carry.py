@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+from torchvision.ops import roi_align
 
-from pipeline.faces.carry import carry_faces
+from pipeline.faces.carry import COARSE, FINE, SIDE, _grid, carry_faces
 from pipeline.faces.config import FaceConfig
 from pipeline.faces.detect import box_iou
 from pipeline.synth.faces import FaceState, make_background, render_face
@@ -60,3 +62,23 @@ def test_the_similarity_setting_gates_the_carried_face(background):
     assert found is not None
     strict = replace(CFG, carry_similarity=min(found.similarity + 0.01, 1.0))
     assert carry_faces([now], box0[None], [(before, box0, marks0)], strict) == [None]
+
+
+@pytest.mark.parametrize("grid", [COARSE, FINE, ((0.0,), (1.0,))], ids=["coarse", "fine", "one"])
+@pytest.mark.parametrize("corner", [(20.0, 16.0), (-9.0, 50.0), (60.0, -4.5)], ids=["inside", "left", "top"])
+def test_the_grid_templates_are_what_roi_align_cuts(grid, corner):
+    """The separable cut of a grid's templates equals roi_align's (aligned, two samples per bin) on every
+    trial box, boxes reaching out of the window included (zeros more than a pixel out, clamped within)."""
+    rng = np.random.default_rng(3)
+    luma = (rng.random((88, 101)) * 255).astype(np.float32)  # (h, w)
+    box = np.array([corner[0], corner[1], corner[0] + 41.0, corner[1] + 44.5], np.float32)
+    trials, cuts = _grid(luma, box, grid)
+    assert trials.shape == (len(grid[0]) ** 2 * len(grid[1]), 4)
+    assert np.isclose(
+        trials[:, 2] - trials[:, 0], 41.0 * np.repeat(grid[1], len(grid[0]) ** 2), rtol=1e-5
+    ).all()
+    rois = torch.cat([torch.zeros(len(trials), 1), torch.from_numpy(trials)], dim=1)
+    ref = roi_align(torch.from_numpy(luma)[None, None], rois, (SIDE, SIDE), 1.0, 2, True).flatten(1)
+    ref = ref - ref.mean(dim=1, keepdim=True)
+    ref = ref / ref.norm(dim=1, keepdim=True).clamp_min(1e-3)
+    assert np.abs(cuts - ref.numpy()).max() < 1e-5
