@@ -87,7 +87,7 @@ def _grid(luma: np.ndarray, box: np.ndarray, grid: Grid) -> tuple[np.ndarray, np
 
     Each template is what roi_align cuts (aligned, two samples per bin): its bilinear sampling is one
     weight matrix per axis (`_weights`), so the templates of a grid are two matrix products rather than
-    bilinear samples of every box (a third of the carry's time).
+    bilinear samples of every box (which took about half of a carried frame's time).
     """
     steps, scales = np.array(grid[0], np.float32), np.array(grid[1], np.float32)
     side = np.stack([box[2] - box[0], box[3] - box[1]])  # (2,)
