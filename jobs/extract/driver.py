@@ -232,11 +232,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
         compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
         num_cpus=plan.face_cpus,
         num_gpus=plan.face_gpus or None,
-        fn_constructor_kwargs={
-            "settings": cfg.faces,
-            "device": plan.device,
-            "threads": plan.face_threads,
-        },  # fmt: skip
+        fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
     )
     if cfg.kind == "crops":  # crops are encoded, not run through the backbone
         ds = ds.map_batches(
