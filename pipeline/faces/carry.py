@@ -24,8 +24,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from pipeline.colour import LUMA
 from pipeline.faces.config import FaceConfig
-from pipeline.faces.refine import LUMA, window
+from pipeline.faces.refine import window
 
 SIDE = 24  # template side in pixels
 REACH = 1.9  # side of the window searched, in face sides (the trials reach 0.8 face sides from its centre)
@@ -49,7 +50,7 @@ def _luma(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[np.ndarr
     """Luminance window (h, w) float32 around `box` in `frame` (H, W, 3), its origin and scale: `REACH`
     face sides, the face resampled to about 2 `SIDE` pixels (the templates need no more)."""
     cut, origin, scale = window(frame, box, replace(cfg, refine_margin=REACH, refine_face=2 * SIDE))
-    return np.tensordot(np.array(LUMA, np.float32), cut.numpy(), axes=1), origin, scale  # (3, h, w) -> ...
+    return np.tensordot(LUMA, cut.numpy(), axes=1), origin, scale  # (3, h, w) -> ...
 
 
 def _edges(box: np.ndarray, origin: np.ndarray, scale: float) -> np.ndarray:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from facenet_pytorch import MTCNN
 from torchvision.ops import roi_align
 
+from pipeline.colour import LUMA
 from pipeline.faces.config import FaceConfig
 
 # R-Net search grid where the expected box fails: (dx, dy, scale), shifts in face sides (two rings)
@@ -48,7 +49,6 @@ GRID: tuple[tuple[float, float, float], ...] = tuple(
     (r * dx, r * dy, 1.0) for r in (0.3, 0.6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dx or dy
 ) + ((0.0, 0.0, 0.8), (0.0, 0.0, 1.25))
 STRETCH_TO = (25.0, 230.0)  # target luminance of the `stretch` percentiles
-LUMA = (0.299, 0.587, 0.114)
 
 
 class Found(NamedTuple):

@@ -2,5 +2,5 @@
 Aff-Wild2 (affwild2), EMI / AH (layouts) and AffectNet (affectnet, still images) layouts, one video (video), the face (faces), the hard cases
 (hard), the entry (dataset).
 
-May import model; not the stages it makes data for.
+May import model and pipeline.colour (the luma weights); not the stages it makes data for.
 """

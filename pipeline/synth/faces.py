@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.colour import LUMA
+
 # Region of astronaut() cut out as the face sprite: x1, y1, x2, y2 (head, hair and the top of the neck).
 SOURCE_CROP = (136, 14, 312, 214)
 # Face box in astronaut() as MTCNN draws it (forehead to chin, cheek to cheek): x1, y1, x2, y2.
@@ -57,7 +59,6 @@ TINT_COLOURS: tuple[tuple[float, float, float], ...] = tuple(
     (1.0, 1.0, 1.0) if hue is None else colorsys.hsv_to_rgb(hue / 360, 0.85, 1.0) for hue in TINT_HUES
 )
 MARK_COLOUR = np.array([1.0, 1.0, 0.0], dtype=np.float32)  # saturated yellow (black rings break MTCNN)
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 HEAD_HALF_WIDTH = 0.47  # half-width of the head's elliptical mask, as a fraction of the sprite width
 NOSE_DEPTH = 0.3  # how far the nose stands out of the face, as a fraction of the face box width (yaw)
 

@@ -2,5 +2,5 @@
 steps (training); from a crop cache, the maps made on the fly (crops) and the windows' image augmentation
 (augment).
 
-May import model, pipeline.cache and pipeline's shared modules (metrics, fill, features).
+May import model, pipeline.cache and pipeline's shared modules (metrics, fill, features, colour).
 """

@@ -9,7 +9,7 @@ training runs there). `--augment standard` is `AugmentConfig()`; `none` turns it
 augments. Random numbers come from torch's CPU generator (saved with a run's state, so a resumed run
 draws what an uninterrupted one would).
 
-May import: torch.
+May import: torch, pipeline.colour (the luma weights).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from pipeline.colour import LUMA
+
 Augment = Literal["none", "standard"]
 AUGMENTS: tuple[Augment, ...] = ("none", "standard")
-GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights of R, G, B
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def apply_params(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     )  # (n, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (n, S, S, 2)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    weights = torch.tensor(GREY, device=x.device).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA, device=x.device).view(1, 3, 1, 1)
     x = x * bright.view(-1, 1, 1, 1)
     mean = (x * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)  # (n, 1, 1, 1) mean grey
     x = (x - mean) * contrast.view(-1, 1, 1, 1) + mean

@@ -7,11 +7,12 @@ import numpy as np
 from PIL import Image
 
 from model.pretrain import AFFECTNET_CLASSES
+from pipeline.colour import LUMA
 from pipeline.datasets.affectnet import read_affectnet
 from pipeline.synth.affectnet import AFFECTNET_TINT, landmarks_68
 from pipeline.synth.common import SynthConfig
 from pipeline.synth.dataset import make_dataset
-from pipeline.synth.faces import LUMA, TINT_HUES
+from pipeline.synth.faces import TINT_HUES
 
 
 def _face(item) -> np.ndarray:

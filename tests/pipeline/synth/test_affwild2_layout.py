@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.tasks import AU_NAMES, EXPR_NAMES, TASKS
+from pipeline.colour import LUMA
 from pipeline.faces.detect import box_iou
 from pipeline.synth.affwild2 import (
     ANNOTATIONS,
@@ -27,8 +28,6 @@ from pipeline.synth.common import (
     va_labels,
 )
 from pipeline.synth.faces import MARK_POSITIONS
-
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def manifest(root: Path) -> dict:

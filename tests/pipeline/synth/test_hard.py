@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
+from pipeline.colour import LUMA
 from pipeline.synth.common import SynthConfig
 from pipeline.synth.faces import (
-    LUMA,
     NOSE_DEPTH,
     FaceState,
     face_box,
