@@ -9,21 +9,21 @@ frozen part is the stem and the first blocks, `frozen(images)` gives the maps th
 N blocks, `tail(cached)` gives (s8, s16, s32). N = 2 (default) freezes up to the stride-16 map and trains
 the last two blocks, the seed paper's "final layers". Source: timm `MobileNetV3Features`.
 
-This module builds PyTorch modules only; reading, hashing and fetching weights is model/weights.py's.
+This module builds PyTorch modules only (its settings, `BackboneConfig`, are model/backbone_config.py's); reading, hashing and fetching weights is model/weights.py's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from model.split import DEFAULT_TRAINABLE_BLOCKS, BlockSplit
+from model.backbone_config import BackboneConfig
+from model.split import BlockSplit
 from model.weights import file_hash, from_hub, load_weights_file
 
 RANDOM_INIT = "random-init"  # weights_hash of a backbone that loaded no weights
@@ -32,20 +32,6 @@ OUT_INDICES = (2, 3, 4)  # timm feature indices of the stride 8, 16 and 32 maps
 NORM_FILE, NORM_TIMM = "file", "timm"  # where a backbone's normalisation comes from (its spec says which)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """Which backbone, which weights, and where it is cut."""
-
-    name: str = "mobilenetv4_conv_small"  # timm model name, optionally with a weights tag (`name.tag`)
-    pretrained: bool = False  # load timm's hub weights for the name (needs the Hugging Face hub)
-    weights: str | None = None  # local weights file (.pth, .pth.tar, .safetensors); wins over `pretrained`
-    input_size: int = 224  # side of the square RGB face crop (112 or 224 from the command line)
-    channels_last: bool = True  # run the convolutions in channels-last memory format (faster on CPU)
-    # the last N blocks train with the temporal model, the stem and the blocks before them are frozen
-    # (0 .. number of blocks, 5 for mobilenetv4_conv_small; 2: blocks 3 and 4, the paper's "final layers")
-    trainable_blocks: int = DEFAULT_TRAINABLE_BLOCKS
 
 
 class FrozenPart(nn.Module):

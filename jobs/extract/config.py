@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from jobs.extract.runtime import RuntimeConfig
-from model.backbone import BackboneConfig
+from model.backbone_config import BackboneConfig
 from pipeline.cache.crops import CacheKind, CropCodec, default_cache_kind
 from pipeline.cache.shard import ShardConfig
-from pipeline.faces.align import AlignConfig
-from pipeline.faces.config import FaceConfig
-from pipeline.features import FeatureConfig
+from pipeline.faces.config import AlignConfig, FaceConfig
+from pipeline.features_config import FeatureConfig
 from pipeline.video.decode import DecodeConfig
 
 FaceMode = Literal["detect", "cropped-aligned"]

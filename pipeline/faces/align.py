@@ -11,54 +11,17 @@ Template: ArcFace's 112 x 112 five-point template (insightface `arcface_dst`) do
 `zoom` = 0.85 about the crop centre and raised by `lift` = 18 px. The plain scaled ArcFace template cuts
 the chin and the face's lower edge; with these settings the whole MTCNN face box of the synthetic face
 (`pipeline.synth.faces`) lands at about x 41..181, y 34..190 of the 224 crop: at least 34 px of margin on
-every side, so marks at the face's edges stay inside.
+every side, so marks at the face's edges stay inside. The template and `AlignConfig` are
+`pipeline.faces.config`'s (no torch there).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-# insightface's arcface_dst: left eye, right eye, nose tip, left and right mouth corner in a 112 x 112 crop
-ARCFACE_112 = (
-    (38.2946, 51.6963),
-    (73.5318, 51.5014),
-    (56.0252, 71.7366),
-    (41.5493, 92.3655),
-    (70.7299, 92.2041),
-)
-
-
-def canonical_template(zoom: float = 0.85, lift: float = 18.0) -> tuple[tuple[float, float], ...]:
-    """ArcFace's template doubled to a 224 crop, shrunk by `zoom` about the centre, raised by `lift` px."""
-    points = (np.asarray(ARCFACE_112) - 56.0) * 2.0 * zoom + 112.0 - np.array([0.0, lift])
-    return tuple((round(float(x), 4), round(float(y), 4)) for x, y in points)
-
-
-DEFAULT_TEMPLATE = canonical_template()
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """How faces are cropped."""
-
-    size: int = 224  # side of the square output crop, pixels
-    template: tuple[tuple[float, float], ...] = (
-        DEFAULT_TEMPLATE  # 5 (x, y) targets in a 224 crop (scaled to size)
-    )
-    batch_size: int = 32  # faces per grid_sample call
-    max_shrink: int = 8  # largest integer pre-shrink of faces much larger than the crop
-
-    def __post_init__(self) -> None:
-        if len(self.template) != 5 or any(len(p) != 2 for p in self.template):
-            raise ValueError("template must hold 5 (x, y) points")
-
-    def template_points(self) -> torch.Tensor:
-        """(5, 2) float64 template in pixels of a `size` crop."""
-        return torch.tensor(self.template, dtype=torch.float64) * (self.size / 224.0)
+from pipeline.faces.config import AlignConfig
 
 
 def similarity_transform(src: torch.Tensor | np.ndarray, dst: torch.Tensor | np.ndarray) -> torch.Tensor:

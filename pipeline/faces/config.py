@@ -1,12 +1,14 @@
 """`FaceConfig`: the settings of the face stage (detection in `pipeline.faces.detect`, tracking in
-`pipeline.faces.track`). Imports no torch, so that whoever only describes a run (the extraction's driver)
-loads no detector.
+`pipeline.faces.track`); `AlignConfig` and its template: how faces are cropped (`pipeline.faces.align`).
+Imports no torch, so that whoever only describes a run (the extraction's driver) loads no detector.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,42 @@ class FaceConfig:
             raise ValueError("carry_frames must be >= 0 and carry_similarity in [-1, 1]")
         if self.look_back < 0 or self.max_gain < 1.0 or not 0 <= self.stretch[0] < self.stretch[1] <= 100:
             raise ValueError("max_gain must be >= 1 and stretch two increasing percentiles")
+
+
+# insightface's arcface_dst: left eye, right eye, nose tip, left and right mouth corner in a 112 x 112 crop
+ARCFACE_112 = (
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
+
+
+def canonical_template(zoom: float = 0.85, lift: float = 18.0) -> tuple[tuple[float, float], ...]:
+    """ArcFace's template doubled to a 224 crop, shrunk by `zoom` about the centre, raised by `lift` px."""
+    points = (np.asarray(ARCFACE_112) - 56.0) * 2.0 * zoom + 112.0 - np.array([0.0, lift])
+    return tuple((round(float(x), 4), round(float(y), 4)) for x, y in points)
+
+
+DEFAULT_TEMPLATE = canonical_template()
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """How faces are cropped."""
+
+    size: int = 224  # side of the square output crop, pixels
+    template: tuple[tuple[float, float], ...] = (
+        DEFAULT_TEMPLATE  # 5 (x, y) targets in a 224 crop (scaled to size)
+    )
+    batch_size: int = 32  # faces per grid_sample call
+    max_shrink: int = 8  # largest integer pre-shrink of faces much larger than the crop
+
+    def __post_init__(self) -> None:
+        if len(self.template) != 5 or any(len(p) != 2 for p in self.template):
+            raise ValueError("template must hold 5 (x, y) points")
+
+    def template_points(self) -> np.ndarray:
+        """(5, 2) float64 template in pixels of a `size` crop."""
+        return np.asarray(self.template, np.float64) * (self.size / 224.0)

@@ -44,7 +44,7 @@ def test_frame_buffer_aligns_across_chunks_like_one_stacked_batch():
             self.start, self.stop, self.frames = start, start + n, frames[start : start + n]
 
     cfg = AlignConfig(size=32)
-    template = cfg.template_points().numpy().astype(np.float32)  # (5, 2) in a 32 crop
+    template = cfg.template_points().astype(np.float32)  # (5, 2) in a 32 crop
     marks = template[None] * 1.2 + rng.uniform(0, 10, (8, 1, 2)).astype(np.float32)  # (8, 5, 2)
     face = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
     buffer = FrameBuffer()
