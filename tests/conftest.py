@@ -7,18 +7,34 @@ boxes. `affwild2_cache` is the feature cache of every subject of `synth_affwild2
 the real decoder, MTCNN, backbone and a local Ray, shared by the run and report tests), and
 `random_checkpoint(task)` a randomly initialised checkpoint of a task. Treat them as read-only: every test
 of the session shares them. `one_thread` runs a test on one
-torch thread (a module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`).
+torch thread (a module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`). What lwaffect
+remembers per machine (`pipeline.cache.backbone_spec`) goes to a folder of the session, for every test and
+every command a test starts, never to the user's.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from pipeline.cache.backbone_spec import MEMO_VAR
 from pipeline.synth.common import SynthConfig
 from pipeline.synth.dataset import make_dataset
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_memo(tmp_path_factory):
+    """The session's memo folder, in the environment of this process and the commands it starts."""
+    before = os.environ.get(MEMO_VAR)
+    os.environ[MEMO_VAR] = str(tmp_path_factory.mktemp("memo"))
+    yield Path(os.environ[MEMO_VAR])
+    if before is None:
+        del os.environ[MEMO_VAR]
+    else:
+        os.environ[MEMO_VAR] = before
 
 
 def _make(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Path:

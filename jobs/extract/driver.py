@@ -41,7 +41,7 @@ from jobs.extract.select import select_subjects
 from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
 from jobs.extract.stages.write import pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
-from model.backbone import build_backbone
+from pipeline.cache.backbone_spec import backbone_spec
 from pipeline.cache.layout import shard_file
 from pipeline.cache.schema import ManifestEntry
 from pipeline.cache.spec import make_spec
@@ -104,12 +104,17 @@ class ExtractReport:
 
 
 def cache_spec(cfg: ExtractConfig) -> dict:
-    """The cache spec of this configuration (builds the backbone once to read its shapes and hash)."""
-    backbone = build_backbone(cfg.backbone)
+    """The cache spec of this configuration (the backbone's shapes and hash from the spec an earlier run
+    remembered, else from building it: `pipeline.cache.backbone_spec`)."""
     faces = cfg.faces.spec() | {"subject": cfg.subject}
     crops = cfg.crops.spec() if cfg.kind == "crops" else None
     return make_spec(
-        backbone.spec(), cfg.features.dtype, faces, cfg.backbone.pretrained, cfg.backbone.weights, crops
+        backbone_spec(cfg.backbone),
+        cfg.features.dtype,
+        faces,
+        cfg.backbone.pretrained,
+        cfg.backbone.weights,
+        crops,
     )
 
 
