@@ -8,7 +8,9 @@ reported per decoded frame.
 
 `bench_command` times the command as a user runs it, `python -m jobs extract --input FOLDER --cache FRESH` in
 a child process, from its launch to its exit: the interpreter's start, the imports, Ray's start, the
-actors and their models, every frame, Ray's shutdown and the interpreter's exit all count.
+actors and their models, every frame, Ray's shutdown and the interpreter's exit all count. Its `env` (the
+bench's own memo folder, `pipeline.cache.backbone_spec`) says whether the backbone's spec is remembered
+from a run before or built by the driver, as on a machine's first run.
 
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
 `interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,23 +164,33 @@ def _checked(command: list[str], code: int, log: Path) -> None:
 
 
 def bench_command(
-    folder: Path, cache: Path, frames: float, device: str | None, log: Path
+    folder: Path,
+    cache: Path,
+    frames: float,
+    device: str | None,
+    log: Path,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """Seconds from launching `python -m jobs extract` on `folder` (`frames` frames) into the fresh folder
-    `cache` to its exit, and its frames/s."""
+    `cache` to its exit, and its frames/s; `env`: variables set for it."""
     command = extract_command(folder, cache, device)
     started = time.perf_counter()
     with open(log, "w") as out:
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+        code = subprocess.call(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     seconds = time.perf_counter() - started
     _checked(command, code, log)
     return {"frames": frames, "seconds": seconds, "fps": frames / seconds}
 
 
-def peak_memory(folder: Path, cache: Path, device: str | None, log: Path) -> dict[str, Any]:
-    """Peak summed RSS / PSS (MB) of `lwaffect extract --input folder --cache cache` and its descendants."""
+def peak_memory(
+    folder: Path, cache: Path, device: str | None, log: Path, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Peak summed RSS / PSS (MB) of `lwaffect extract --input folder --cache cache` and its descendants;
+    `env`: variables set for it."""
     command = extract_command(folder, cache, device)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -202,13 +214,18 @@ def peak_memory(folder: Path, cache: Path, device: str | None, log: Path) -> dic
 
 
 def bench_memory(
-    short: Sequence[BenchVideo], long: Sequence[BenchVideo], work: Path, device: str | None
+    short: Sequence[BenchVideo],
+    long: Sequence[BenchVideo],
+    work: Path,
+    device: str | None,
+    env: Mapping[str, str] | None = None,
 ) -> dict:
-    """Peak memory of extracting a short video and a longer one, each in a fresh `lwaffect extract`."""
+    """Peak memory of extracting a short video and a longer one, each in a fresh `lwaffect extract` (with
+    the variables `env`)."""
     out: dict[str, Any] = {}
     for name, videos in (("short", short), ("long", long)):
         folder = videos[0].path.parent
-        figures = peak_memory(folder, work / f"cache-{name}", device, work / f"extract-{name}.log")
+        figures = peak_memory(folder, work / f"cache-{name}", device, work / f"extract-{name}.log", env)
         spec = videos[0].spec
         out[name] = {
             "seconds_of_video": spec.seconds,

@@ -44,6 +44,8 @@ FIGURES = {
         "write_assemble_ms",
         "command",
         "speedup_vs_naive_command",
+        "command_first",
+        "speedup_vs_naive_command_first",
     ),
     "face_methods": ("methods", "sets", "videos"),
     "efficiency": ("value", "ideal_fps", "definition"),
@@ -145,11 +147,19 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     # the command as a user runs it, timed from its launch to its exit
     command = figures["extract"]["command"]
     assert command["frames"] == 60 and command["seconds"] > 0 and command["fps"] > 0
+    first = figures["extract"]["command_first"]  # the same before the backbone's spec was remembered
+    assert (
+        first["frames"] == 60
+        and first["seconds"] > 0
+        and "| extract | the command, a machine's first run |" in table
+    )
+    assert first["specs_remembered"] == 1  # the first run remembered the spec, which the second one read
     assert (
         figures["extract"]["speedup_vs_naive_command"] > 0
         and "| extract | the command, launch to exit |" in table
     )
     for goal in (
+        "extract_command_first_vs_naive",
         "extract_command_vs_naive",
         "extract_vs_naive",
         "extract_vs_naive_ray_up",
