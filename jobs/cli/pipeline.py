@@ -170,6 +170,8 @@ def extract(
 
     Exit status 0 when every video was cached, 2 when some failed (listed in CACHE/failures.parquet),
     1 for a usage or configuration error (e.g. a cache made with other settings, without --rebuild).
+    The backbone's shapes and hash are remembered per machine (~/.cache/lwaffect, or $XDG_CACHE_HOME/lwaffect,
+    or $LWAFFECT_MEMO_DIR), so that later runs start without building it; removing that folder is safe.
     """
     from jobs.extract.runtime import RayStart, RuntimeConfig  # no torch: Ray starts while the rest loads
 
