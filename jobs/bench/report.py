@@ -90,7 +90,8 @@ def goals(f: dict[str, Any]) -> dict[str, Any]:
             f["extract"]["speedup_vs_naive_command_first"],
             E2E_SPEEDUP_GOAL,
             True,
-            "the same on a machine's first run (the driver builds the backbone's spec) / naive loop fps",
+            "`python -m jobs extract` fps, launch to exit, on a machine's first run (the driver builds the "
+            "backbone's spec) / naive loop fps",
         )
     if "speedup_vs_naive_steady" in f["extract"]:
         out["extract_vs_naive_steady"] = _goal(
