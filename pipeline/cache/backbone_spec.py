@@ -8,7 +8,9 @@ everything the spec follows from: every `BackboneConfig` field; the weights file
 modification time (its content hash is in the spec); the versions of lwaffect, torch and timm; and the
 source of the modules that build the backbone and its spec (`SOURCES`). Otherwise it builds the backbone
 (`model.backbone`, imported only then) and remembers the spec, written atomically. A memo that cannot be
-read is built again; where none can be written the spec is built each time, as without a memo.
+read is built again; where none can be written the spec is built each time, as without a memo. The hub's
+weights (`pretrained` without a weights file) are never taken from the memo: building them is what tells,
+before any stage starts, that the hub cannot be reached and which file to pass instead.
 
 `memo_dir()`: `$LWAFFECT_MEMO_DIR`, else `$XDG_CACHE_HOME/lwaffect`, else `~/.cache/lwaffect`.
 
@@ -52,7 +54,10 @@ def _version(package: str) -> str:
 
 
 def memo_key(cfg: BackboneConfig) -> str | None:
-    """The key of `cfg`'s spec; None where the weights file cannot be read (the build then says why)."""
+    """The key of `cfg`'s spec; None where the weights file cannot be read (the build then says why) or
+    where the weights come from the hub."""
+    if cfg.pretrained and cfg.weights is None:
+        return None
     weights = None
     if cfg.weights is not None:
         try:

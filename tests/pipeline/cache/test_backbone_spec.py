@@ -53,7 +53,7 @@ def test_every_setting_and_the_weights_file_make_their_own_key(tmp_path):
         replace(SMALL, input_size=224),
         replace(SMALL, trainable_blocks=3),
         replace(SMALL, name="mobilenetv4_conv_medium"),
-        replace(SMALL, pretrained=True),
+        replace(SMALL, pretrained=True, weights=str(weights)),
         replace(SMALL, channels_last=False),
         replace(SMALL, weights=str(weights)),
     ]
@@ -65,6 +65,7 @@ def test_every_setting_and_the_weights_file_make_their_own_key(tmp_path):
     weights.write_bytes(b"y" * 11)
     assert memo_key(variants[-1]) not in (before, None)
     assert memo_key(replace(SMALL, weights=str(tmp_path / "missing.pth"))) is None
+    assert memo_key(replace(SMALL, pretrained=True)) is None  # the hub's: built, so its reach is checked
 
 
 def test_an_unreadable_memo_is_built_again_and_written_over(tmp_path, builds):
