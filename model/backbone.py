@@ -9,7 +9,8 @@ frozen part is the stem and the first blocks, `frozen(images)` gives the maps th
 N blocks, `tail(cached)` gives (s8, s16, s32). N = 2 (default) freezes up to the stride-16 map and trains
 the last two blocks, the seed paper's "final layers". Source: timm `MobileNetV3Features`.
 
-This module builds PyTorch modules only (its settings, `BackboneConfig`, are model/backbone_config.py's); reading, hashing and fetching weights is model/weights.py's.
+This module builds PyTorch modules only (its settings, `BackboneConfig`, are model/backbone_config.py's);
+reading, hashing and fetching weights is model/weights.py's.
 """
 
 from __future__ import annotations

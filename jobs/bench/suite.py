@@ -272,9 +272,8 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     figures["extract"]["speedup_vs_naive_all"] = figures["extract"]["fps_with_ray_start"] / naive["fps"]
     say("bench: end-to-end `python -m jobs extract`, from launch to exit: a first run, then a second")
     frames = float(sum(v.frames for v in videos))
-    memo = {
-        MEMO_VAR: str(work / "memo")
-    }  # empty: the first run builds the backbone's spec, the second reads it
+    # the bench's own memo, empty: the first run builds the backbone's spec, the second reads it
+    memo = {MEMO_VAR: str(work / "memo")}
     first = bench_command(
         videos[0].path.parent,
         work / "command-first-cache",

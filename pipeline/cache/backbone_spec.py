@@ -80,21 +80,25 @@ def backbone_spec(cfg: BackboneConfig, memo: Path | None = None) -> dict[str, An
     """`build_backbone(cfg).spec()`, read from the memo where an earlier call remembered it (`memo`: the
     folder, None: `memo_dir()`)."""
     key = memo_key(cfg)
+    if key is None:
+        return _built(cfg)
     file = (memo or memo_dir()) / "backbone-specs" / f"{key}.json"
-    if key is not None and file.is_file():
-        try:
-            spec = json.loads(file.read_text())
-            if isinstance(spec, dict) and spec.get("backbone") == cfg.name:
-                return spec
-        except (OSError, ValueError):
-            pass  # unreadable: built again and written over below
-    from model.backbone import build_backbone
-
-    spec = build_backbone(cfg).spec()
-    if key is not None:
-        try:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            write_text(file, json.dumps(spec, indent=1, sort_keys=True))
-        except OSError as err:
-            log.debug("backbone spec not remembered in %s: %s", file, err)
+    try:
+        spec = json.loads(file.read_text())
+        if isinstance(spec, dict) and spec.get("backbone") == cfg.name:
+            return spec
+    except (OSError, ValueError):
+        pass  # none yet, or unreadable: built and written (over) below
+    spec = _built(cfg)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_text(file, json.dumps(spec, indent=1, sort_keys=True))
+    except OSError as err:
+        log.debug("backbone spec not remembered in %s: %s", file, err)
     return spec
+
+
+def _built(cfg: BackboneConfig) -> dict[str, Any]:
+    from model.backbone import build_backbone  # imported only here: torch and timm come with it
+
+    return build_backbone(cfg).spec()

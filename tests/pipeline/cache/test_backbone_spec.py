@@ -110,3 +110,25 @@ def test_the_extraction_driver_imports_no_torch():
     assert "'jobs'" in loaded.stdout and "'pipeline'" in loaded.stdout
     for heavy in ("torch", "timm", "torchvision", "facenet_pytorch"):
         assert f"'{heavy}'" not in loaded.stdout
+
+
+def test_a_remembered_spec_is_read_without_loading_torch(tmp_path):
+    # where the memo has the spec, nothing on the way to it may import torch or timm
+    code = (
+        "import sys; from model.backbone_config import BackboneConfig; "
+        "from pipeline.cache.backbone_spec import backbone_spec; "
+        "spec = backbone_spec(BackboneConfig(input_size=112)); "
+        "print(spec['boundary'], 'torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    repo = Path(__file__).parents[3]
+    env = {**os.environ, MEMO_VAR: str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    first, second = (r.stdout.split("]] ") for r in runs)
+    assert first[0] == second[0]  # the same shapes
+    assert first[1].split() == ["True", "True"]  # built
+    assert second[1].split() == ["False", "False"]  # read
