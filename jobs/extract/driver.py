@@ -42,9 +42,10 @@ from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker,
 from jobs.extract.stages.write import pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
 from pipeline.cache.backbone_spec import backbone_spec
+from pipeline.cache.backbone_spec import forget as forget_spec
 from pipeline.cache.layout import shard_file
 from pipeline.cache.schema import ManifestEntry
-from pipeline.cache.spec import make_spec
+from pipeline.cache.spec import SpecMismatch, make_spec
 from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, load_catalogue
 
@@ -248,7 +249,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
             fn_constructor_kwargs={"codec": cfg.crops},
         )
     else:
-        ds = _backbone_stage(ds, cfg, plan)
+        ds = _backbone_stage(ds, cfg, plan, writer.spec)
     return ds.map_batches(
         WriteWorker,
         batch_size=cfg.runtime.write_batch,
@@ -258,7 +259,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
     )
 
 
-def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan) -> Any:
+def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict) -> Any:
     import ray.data
 
     return ds.map_batches(
@@ -272,6 +273,7 @@ def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan) -> Any:
             "cfg": cfg.features,
             "device": plan.device,
             "threads": plan.backbone_threads,
+            "expect": spec,  # each worker checks that the backbone it built is the one the spec describes
         },
     )
 
@@ -335,6 +337,22 @@ def _frame_count(catalogue: Catalogue, video: str) -> int | None:
         return None
 
 
+def _mismatch(err: BaseException) -> SpecMismatch | None:
+    """The `SpecMismatch` a stage worker raised, out of the Ray error that ended the run; None where that
+    came from something else. A worker that fails in its constructor reaches the driver as an
+    `ActorDiedError` holding only the worker's traceback as text: the mismatch is read from its last line."""
+    tag = f"{SpecMismatch.__module__}.{SpecMismatch.__name__}: "
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, SpecMismatch):
+            return seen
+        text = str(seen)
+        if tag in text:
+            return SpecMismatch(text.rsplit(tag, 1)[1].split("\n", 1)[0].strip())
+        seen = seen.__cause__
+    return None
+
+
 def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWriter, report: ExtractReport,
          progress: Progress, began: float, say: Say, ray_start: RayStart | None) -> None:  # fmt: skip
     """The Ray part of `extract`: stream every item through the stages into `progress`."""
@@ -345,9 +363,16 @@ def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWrite
             report.plan = plan.describe()
             say(f"{len(items)} videos to extract; {report.plan}")
             ds = _build_dataset(cfg, plan, items, writer)
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                report.startup_s = report.startup_s or time.perf_counter() - began
-                progress.update(batch)
+            try:
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    report.startup_s = report.startup_s or time.perf_counter() - began
+                    progress.update(batch)
+            except Exception as err:  # a stage worker's spec check stops the run with its own words
+                mismatch = _mismatch(err)
+                if mismatch is None:
+                    raise
+                forget_spec(cfg.backbone)  # the next run describes the backbone from its file again
+                raise mismatch from None
             progress.finish()
         report.wall_s = time.perf_counter() - began
     finally:

@@ -4,8 +4,9 @@ extraction's) need not build the backbone, and import torch and timm for it, to 
 run already learned: 2.5 to 5 s of CPU on a 2-core machine, while Ray and the stage workers start.
 
 `backbone_spec(cfg)` reads the spec from `memo_dir()/backbone-specs/<key>.json`, where the key hashes
-everything the spec follows from: every `BackboneConfig` field; the weights file's resolved path, size and
-modification time (its content hash is in the spec); the versions of lwaffect, torch and timm; and the
+everything the spec follows from: every `BackboneConfig` field; the weights file's resolved path, inode,
+size, modification time and change time (its content hash is in the spec; the change time is the system's,
+which copies that keep the modification time, `cp -p`, `rsync -a` or `tar x`, cannot set); the versions of lwaffect, torch and timm; and the
 source of the modules that build the backbone and its spec (`SOURCES`). Otherwise it builds the backbone
 (`model.backbone`, imported only then) and remembers the spec, written atomically. A memo that cannot be
 read is built again; where none can be written the spec is built each time, as without a memo. The hub's
@@ -65,7 +66,7 @@ def memo_key(cfg: BackboneConfig) -> str | None:
             stat = path.stat()
         except OSError:
             return None
-        weights = [str(path), stat.st_size, stat.st_mtime_ns]
+        weights = [str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
     code = Path(model.__file__).parent
     facts = {
         "config": asdict(cfg),
@@ -76,13 +77,17 @@ def memo_key(cfg: BackboneConfig) -> str | None:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _memo_file(key: str, memo: Path | None) -> Path:
+    return (memo or memo_dir()) / "backbone-specs" / f"{key}.json"
+
+
 def backbone_spec(cfg: BackboneConfig, memo: Path | None = None) -> dict[str, Any]:
     """`build_backbone(cfg).spec()`, read from the memo where an earlier call remembered it (`memo`: the
     folder, None: `memo_dir()`)."""
     key = memo_key(cfg)
     if key is None:
         return _built(cfg)
-    file = (memo or memo_dir()) / "backbone-specs" / f"{key}.json"
+    file = _memo_file(key, memo)
     try:
         spec = json.loads(file.read_text())
         if isinstance(spec, dict) and spec.get("backbone") == cfg.name:
@@ -96,6 +101,19 @@ def backbone_spec(cfg: BackboneConfig, memo: Path | None = None) -> dict[str, An
     except OSError as err:
         log.debug("backbone spec not remembered in %s: %s", file, err)
     return spec
+
+
+def forget(cfg: BackboneConfig, memo: Path | None = None) -> bool:
+    """Drop `cfg`'s remembered spec, so that the next `backbone_spec` builds it (after a stage worker found
+    that its backbone does not match the spec); whether there was one."""
+    key = memo_key(cfg)
+    if key is None:
+        return False
+    try:
+        _memo_file(key, memo).unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _built(cfg: BackboneConfig) -> dict[str, Any]:

@@ -131,6 +131,10 @@ def spec_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str
     return lines
 
 
+class SpecMismatch(ValueError):
+    """Maps made by a backbone other than the one the cache's spec describes (a stage worker's check)."""
+
+
 def _boundary(value: Any) -> Any:
     # the cache records {"s8": [C, H, W], "s16": [...]}, the model [[C, H, W], ...]: compare the shapes
     if isinstance(value, Mapping):

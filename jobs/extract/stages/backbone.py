@@ -1,17 +1,24 @@
 """The extraction's backbone stage for Ray Data: face crops -> the maps the cache stores.
 
 A thin wrapper over `pipeline.features.extract_maps` that builds the frozen backbone once per worker. Rows
-are those of `jobs.extract.rows`.
+are those of `jobs.extract.rows`. Given the cache's spec, a worker checks that the backbone it built is the
+one the spec describes: the driver's spec may come from the machine's memo (`pipeline.cache.backbone_spec`)
+and, on a cluster, the weights file is read on every node, so a file changed since or another copy on a
+node would otherwise fill the cache with maps its spec does not describe.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
+from jobs.extract.runtime import node_address
 from model.backbone import BackboneConfig, build_backbone
+from pipeline.cache.spec import SpecMismatch, cache_differences
 from pipeline.features import FeatureConfig, extract_maps
 
 
@@ -29,11 +36,14 @@ class BackboneStage:
         cfg: FeatureConfig = FeatureConfig(),
         device: str = "cpu",
         threads: int | None = None,  # torch intra-op threads (None: leave as is)
+        expect: Mapping[str, Any] | None = None,  # the cache's spec, which the built backbone must match
     ):
         if threads:
             torch.set_num_threads(threads)
         self.cfg = cfg
         self.backbone = build_backbone(backbone)
+        if expect is not None:
+            check_spec(self.backbone.spec(), expect, backbone.weights)
         self.backbone.frozen.to(torch.device(device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -44,3 +54,18 @@ class BackboneStage:
         n = len(crops)
         batch["t_backbone"] = np.full(n, (time.perf_counter() - started) / max(n, 1))
         return batch
+
+
+def check_spec(built: Mapping[str, Any], expect: Mapping[str, Any], weights: str | None) -> None:
+    """Raise `SpecMismatch`, naming the weights file and this node, where the backbone spec `built` differs
+    from the cache spec `expect` in anything a cached map follows from."""
+    differences = cache_differences(built, expect)
+    if differences:
+        source = f"weights file {weights}" if weights else "backbone"
+        node = node_address()
+        where = "this machine" if node == "local" else f"node {node}"
+        raise SpecMismatch(
+            f"the {source} read on {where} does not make the maps the cache's spec describes "
+            f"({'; '.join(differences)}; the value on {where} first): the file changed after the driver "
+            "described the run, or this node holds another copy. Give every node the same file and rerun."
+        )

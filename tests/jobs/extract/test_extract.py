@@ -1,7 +1,8 @@
 """`lwaffect extract` end to end: real decode, MTCNN, timm (random init) and Ray on the synthetic data set.
 
 One local extraction of a few subjects is the reference. Against it: the true face boxes of the
-generator; a rerun (skips everything); bad videos beside a good one; a run killed with SIGKILL inside a
+generator; a rerun (skips everything); bad videos beside a good one; a worker whose backbone is not the
+one the driver's remembered spec describes; a run killed with SIGKILL inside a
 shard's write and resumed; and a run on a two-node Ray cluster on loopback addresses (127.0.0.2 / 127.0.0.3).
 """
 
@@ -26,8 +27,11 @@ from jobs.extract.config import ExtractConfig, FaceSettings
 from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
 from jobs.extract.stages.write import PAUSE_VAR
+from model.backbone import build_backbone
+from pipeline.cache.backbone_spec import MEMO_VAR, memo_key
 from pipeline.cache.read import open_cache
 from pipeline.cache.schema import read_metadata
+from pipeline.cache.spec import SpecMismatch
 from pipeline.faces.detect import box_iou
 from pipeline.features import cosine_per_frame
 from pipeline.io import is_temporary
@@ -207,6 +211,22 @@ def test_bad_videos_are_failures_and_the_run_goes_on(dataset, local_ray, tmp_pat
     assert failures["noface"]["stage"] == "faces" and "no face" in failures["noface"]["reason"]
     for name in failures:
         assert f"failed: {name}" in result.output
+
+
+@pytest.mark.timeout(300)
+def test_a_backbone_other_than_the_remembered_spec_stops_the_run(dataset, local_ray, tmp_path, monkeypatch):
+    # the driver describes the backbone from the machine's memo; a worker that builds another one (here:
+    # a memo saying other weights) stops the run before any map is written, and the memo is forgotten
+    root, subjects, _ = dataset
+    monkeypatch.setenv(MEMO_VAR, str(tmp_path / "memo"))
+    cfg = ExtractConfig(input=root, cache=str(tmp_path / "cache"), faces=SETTINGS, subjects=(subjects[0],))
+    memo = tmp_path / "memo" / "backbone-specs" / f"{memo_key(cfg.backbone)}.json"
+    memo.parent.mkdir(parents=True)
+    memo.write_text(json.dumps(build_backbone(cfg.backbone).spec() | {"weights_hash": "other"}))
+    with pytest.raises(SpecMismatch, match=r"on node 127\.0\.0\.1 .*weights_hash: 'random-init' vs 'other'"):
+        extract(cfg, print)
+    assert not memo.exists()
+    assert not list((tmp_path / "cache" / "shards").iterdir())
 
 
 def ray_processes(marker: str) -> list:

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from jobs.extract.config import FaceSettings
+from jobs.extract.driver import _mismatch
 from jobs.extract.rows import END, FAIL, FRAME
-from jobs.extract.stages.backbone import BackboneStage
+from jobs.extract.stages.backbone import BackboneStage, check_spec
 from jobs.extract.stages.face import FaceStage, FrameBuffer
 from model.backbone import BackboneConfig
+from pipeline.cache.spec import SpecMismatch, make_spec
 from pipeline.faces.align import AlignConfig, align_faces
 from pipeline.features import FeatureConfig
 
@@ -97,6 +99,35 @@ def test_backbone_stage_adds_maps_and_drops_crops(crops):
     assert out["index"].tolist() == [0, 1, 2]
     assert not out["s8"][1].any() and out["s8"][0].any()
     assert out["t_backbone"].shape == (3,) and (out["t_backbone"] > 0).all()
+
+
+def test_the_backbone_stage_refuses_a_backbone_its_cache_spec_does_not_describe(crops):
+    config = BackboneConfig()
+    spec = make_spec(BackboneStage(config).backbone.spec(), "float16", {"mode": "detect"}, weights=None)
+    stage = BackboneStage(config, FeatureConfig(autocast="off"), expect=spec)  # its own spec: accepted
+    assert stage({"crops": crops[:1], "face": np.ones(1, bool)})["s8"].any()
+    with pytest.raises(SpecMismatch, match=r"this machine .*weights_hash: 'random-init' vs 'abc'"):
+        BackboneStage(config, expect=spec | {"weights_hash": "abc"})
+    with pytest.raises(SpecMismatch, match=r"cached maps' shapes|boundary"):
+        BackboneStage(config, expect=spec | {"boundary": [[1, 2, 3], [4, 5, 6]]})
+    built = BackboneStage(config).backbone.spec()
+    other = spec | {"normalization": {"mean": [0.5] * 3, "std": [0.5] * 3, "source": "file"}}
+    expected = r"weights file /data/w.safetensors .*\(normalization .*; the value on this machine first"
+    with pytest.raises(SpecMismatch, match=expected):
+        check_spec(built, other, "/data/w.safetensors")
+
+
+def test_the_driver_finds_a_workers_spec_mismatch_in_the_ray_error_around_it():
+    # a worker that fails in its constructor reaches the driver as text (Ray's ActorDiedError)
+    said = "the backbone read on node 127.0.0.2 does not make the maps (weights_hash: 'a' vs 'b')"
+    trace = f"Traceback ...\n  raise SpecMismatch(\npipeline.cache.spec.SpecMismatch: {said}\n"
+    died = RuntimeError(f"The actor died because of an error raised in its creation task, {trace}")
+    found = _mismatch(died)
+    assert isinstance(found, SpecMismatch) and str(found) == said
+    wrapped = RuntimeError("Ray Data failed")
+    wrapped.__cause__ = SpecMismatch(said)
+    assert str(_mismatch(wrapped)) == said
+    assert _mismatch(RuntimeError("The actor died: out of memory")) is None
 
 
 def test_random_init_backbone_is_the_same_in_every_worker(crops):

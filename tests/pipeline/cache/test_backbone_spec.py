@@ -15,7 +15,7 @@ import pytest
 import model.backbone
 from model.backbone import build_backbone
 from model.backbone_config import BackboneConfig
-from pipeline.cache.backbone_spec import MEMO_VAR, backbone_spec, memo_dir, memo_key
+from pipeline.cache.backbone_spec import MEMO_VAR, backbone_spec, forget, memo_dir, memo_key
 from pipeline.cache.spec import make_spec, spec_hash
 
 SMALL = BackboneConfig(input_size=112)  # what the spec follows from is the same at any size
@@ -64,8 +64,25 @@ def test_every_setting_and_the_weights_file_make_their_own_key(tmp_path):
     assert memo_key(variants[-1]) != before
     weights.write_bytes(b"y" * 11)
     assert memo_key(variants[-1]) not in (before, None)
+    # another file of the same size copied over it with its modification time kept (`cp -p`, `rsync -a`)
+    stat, before = weights.stat(), memo_key(variants[-1])
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"z" * 11)
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    other.replace(weights)
+    assert weights.stat().st_size == stat.st_size and weights.stat().st_mtime_ns == stat.st_mtime_ns
+    assert memo_key(variants[-1]) not in (before, None)
     assert memo_key(replace(SMALL, weights=str(tmp_path / "missing.pth"))) is None
     assert memo_key(replace(SMALL, pretrained=True)) is None  # the hub's: built, so its reach is checked
+
+
+def test_a_forgotten_spec_is_built_again(tmp_path, builds):
+    assert not forget(SMALL, tmp_path)  # nothing remembered yet
+    backbone_spec(SMALL, tmp_path)
+    assert forget(SMALL, tmp_path) and not list((tmp_path / "backbone-specs").iterdir())
+    backbone_spec(SMALL, tmp_path)
+    assert builds == [SMALL, SMALL]
+    assert not forget(replace(SMALL, pretrained=True), tmp_path)  # the hub's is never remembered
 
 
 def test_an_unreadable_memo_is_built_again_and_written_over(tmp_path, builds):
