@@ -77,17 +77,28 @@ def touch(path: Path) -> Path:
 
 
 def write_video(
-    path: Path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", faststart: bool = False
+    path: Path,
+    frames: np.ndarray,
+    fps: int = 25,
+    codec: str = "libx264",
+    faststart: bool = False,
+    rotation: int = 0,
 ) -> Path:
-    """Encode RGB frames (n, H, W, 3) uint8 to `path`; `faststart` moves the MP4 index to the front."""
+    """Encode RGB frames (n, H, W, 3) uint8 to `path`; `faststart` moves the MP4 index to the front;
+    `rotation` (degrees counterclockwise) goes into the display matrix and the frames are stored turned back
+    by it, as a phone stores a portrait video (lying on its side, -90): a player shows `frames` upright."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
+    turns = rotation // 90 % 4
     with av.open(str(path), "w", options=options) as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
+        stream.height, stream.width = frames.shape[1:3][:: -1 if turns % 2 else 1]
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            stored = np.ascontiguousarray(np.rot90(frame, -turns))  # (H, W, 3) as stored
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
         out.mux(stream.encode())
     return path
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from jobs.report.gather import SubjectData, VideoData
+from pipeline.video.sources import quarter_turns
 
 CONTEXT = 2.2  # side of the cut-out square / the box's larger side
 BOX_COLOURS = {"detected": (44, 160, 44), "refined": (23, 190, 207), "tracked": (31, 119, 180),
@@ -45,7 +46,8 @@ def sample_indices(frames: int, count: int) -> list[int]:
 def read_frames(path: Path, indices: Sequence[int]) -> dict[int, np.ndarray]:
     """Decode index -> (H, W, 3) uint8 RGB frame, for those of `indices` the video holds.
 
-    Each frame is reached by seeking to the keyframe before it and decoding forward to its time.
+    Each frame is reached by seeking to the keyframe before it and decoding forward to its time, and turned
+    upright as the extraction decoded it (`pipeline.video.sources.quarter_turns`), where the cached boxes are.
     """
     import av
 
@@ -66,7 +68,7 @@ def read_frames(path: Path, indices: Sequence[int]) -> dict[int, np.ndarray]:
                 if frame.pts is None:
                     continue
                 if round((frame.pts - start) * base * fps) >= i:  # the frame of index i (or the next one)
-                    found[i] = frame.to_ndarray(format="rgb24")
+                    found[i] = np.rot90(frame.to_ndarray(format="rgb24"), quarter_turns(frame.rotation))
                     break
     return found
 

@@ -29,8 +29,8 @@ class VideoInfo:
 
     fps: float  # average frame rate (frames per second)
     frame_count: int  # frames the container claims; estimated from duration x fps where it claims none
-    width: int  # frame width in pixels
-    height: int  # frame height in pixels
+    width: int  # frame width in pixels, as stored (decoding turns a video displayed turned by 90 degrees:
+    height: int  # its frames come out height x width, `pipeline.video.sources.quarter_turns`)
     duration_s: float  # duration of the video stream in seconds (0.0 where the container has none)
 
 

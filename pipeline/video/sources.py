@@ -68,13 +68,22 @@ def _rgb(frame, size: tuple[int, int]) -> np.ndarray:
     return pixels[:, : width * 3].reshape(height, width, 3)  # rows may be padded: cut to the width
 
 
+def quarter_turns(rotation: float | None) -> int:
+    """Counterclockwise quarter turns (0 to 3) that show a decoded frame the way its stream's display matrix
+    says, from PyAV's `VideoFrame.rotation` (degrees counterclockwise, -180 to 180; a phone's portrait video
+    is stored lying on its side with -90). Angles between quarter turns go to the nearest one."""
+    return round((rotation or 0) / 90.0) % 4
+
+
 def pyav_source(path: str, start: int, chunk_frames: int, num_threads: int) -> Iterator[np.ndarray]:
     """Frames from decode index `start` to the end with PyAV; a corrupt packet is skipped, not fatal.
 
     Frames before `start` are decoded and dropped (no seek: a seek lands on a keyframe, and decode
     indices must match the ones counted from the beginning). Every frame is converted to the size of
     the first one, so a mid-stream size change cannot break a chunk. Each frame is converted once, straight
-    into its chunk.
+    into its chunk, turned upright as the stream's display matrix says (a phone's portrait video comes out
+    portrait, as a player shows it: faces lying on their side are not found). decord turns a video by 180
+    degrees itself and fails on 90, where "auto" continues with this source.
     """
     import av
 
@@ -84,7 +93,7 @@ def pyav_source(path: str, start: int, chunk_frames: int, num_threads: int) -> I
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = max(num_threads, 1)
-        index, skipped, size = 0, 0, (0, 0)
+        index, skipped, size, turns = 0, 0, (0, 0), 0
         chunk, filled = np.empty((0, 0, 0, 3), np.uint8), 0
         packets = container.demux(stream)
         while True:
@@ -107,9 +116,11 @@ def pyav_source(path: str, start: int, chunk_frames: int, num_threads: int) -> I
                 if filled == len(chunk):
                     if filled:
                         yield chunk  # (n, H, W, 3) uint8
-                    size = size if size[0] else (frame.width, frame.height)
-                    chunk, filled = np.empty((chunk_frames, size[1], size[0], 3), np.uint8), 0
-                chunk[filled] = _rgb(frame, size)
+                    if not size[0]:  # the first frame sets the size and the turn of all
+                        size, turns = (frame.width, frame.height), quarter_turns(frame.rotation)
+                    shown = size[::-1] if turns % 2 else size  # (W, H) as displayed
+                    chunk, filled = np.empty((chunk_frames, shown[1], shown[0], 3), np.uint8), 0
+                chunk[filled] = np.rot90(_rgb(frame, size), turns)  # (H, W, 3) upright
                 filled += 1
         if filled:
             yield chunk[:filled]

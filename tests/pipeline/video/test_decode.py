@@ -13,34 +13,30 @@ import pytest
 from PIL import Image
 from skimage.data import astronaut
 
+from pipeline.faces.detect import box_iou
 from pipeline.video.decode import DecodeConfig, FrameChunk, VideoError, iter_chunks
 from pipeline.video.probe import count_decoded_frames
 from pipeline.video.sources import pyav_source
+from tests.helpers import write_video
 from tests.pipeline.video.stalling_sources import stall_source
 
 FRAMES, WIDTH, HEIGHT = 90, 320, 240
 
 
-def encode(path: Path, frames: int = FRAMES, faststart: bool = False, noise: int = 0) -> Path:
-    """An H.264 video of the astronaut sliding across a grey frame (with fresh noise in every frame)."""
+def encode(
+    path: Path, frames: int = FRAMES, faststart: bool = False, noise: int = 0, rotation: int = 0
+) -> Path:
+    """An H.264 video of the astronaut sliding across a grey frame (with fresh noise in every frame);
+    `rotation`: stored turned, to be displayed upright (`tests.helpers.write_video`)."""
     face = np.asarray(Image.fromarray(astronaut()).resize((200, 200)))
     rng = np.random.default_rng(0)
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "20"}
-        for i in range(frames):
-            canvas = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
-            x = i * (WIDTH - 200) // frames
-            canvas[20:220, x : x + 200] = face
-            if noise:
-                canvas = (canvas + rng.integers(0, noise, canvas.shape)).clip(0, 255).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    canvas = np.full((frames, HEIGHT, WIDTH, 3), 90, np.uint8)  # (n, H, W, 3)
+    for i in range(frames):
+        x = i * (WIDTH - 200) // frames
+        canvas[i, 20:220, x : x + 200] = face
+    if noise:
+        canvas = (canvas + rng.integers(0, noise, canvas.shape)).clip(0, 255).astype(np.uint8)
+    return write_video(path, canvas, faststart=faststart, rotation=rotation)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +100,30 @@ def test_shared_slots_go_back_when_the_caller_drops_a_chunk_and_held_chunks_stay
     for a, b in zip(held, inline, strict=True):
         assert np.array_equal(a.frames, b.frames)
     assert np.allclose(means, [float(c.frames.mean()) for c in inline])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_a_rotated_video_is_decoded_upright_and_its_face_found(tmp_path, rotation):
+    # a phone's portrait video is stored lying on its side (-90): decoded as stored, its face is not found
+    from pipeline.faces.detect import detect_faces, load_detector
+
+    turned = encode(tmp_path / f"turned{rotation}.mp4", frames=10, rotation=rotation)
+    plain = encode(tmp_path / "upright.mp4", frames=10)
+    upright = np.concatenate([c.frames for c in collect(plain, DecodeConfig(backend="pyav"))])
+    for backend in ("pyav", "auto"):  # decord turns 180 itself and fails on 90: "auto" goes on with PyAV
+        got = np.concatenate([c.frames for c in collect(turned, DecodeConfig(backend=backend))])
+        assert got.shape == upright.shape == (10, HEIGHT, WIDTH, 3)
+        assert np.abs(got.astype(int) - upright).mean() < 3  # the same picture, encoded twice
+    detector = load_detector("cpu")
+    found = detect_faces(got[:1], detector)[0]
+    want = detect_faces(upright[:1], detector)[0]
+    assert len(found) == len(want) == 1
+    assert box_iou(found.boxes[0], want.boxes[0]) > 0.8
+    if rotation % 180:
+        with av.open(str(turned)) as stored:  # the stored frame, on its side
+            side = next(stored.decode(video=0)).to_ndarray(format="rgb24")
+        assert side.shape == (WIDTH, HEIGHT, 3) and len(detect_faces(side[None], detector)[0]) == 0
 
 
 @pytest.mark.timeout(60)
