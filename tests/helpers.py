@@ -18,6 +18,7 @@ import torch
 
 from model.tasks import AU_NAMES
 from pipeline.datasets.catalogue import Catalogue
+from pipeline.synth.video import stored_turned
 
 # ------------------------------------------------------------------------------------------ feature cache
 
@@ -89,15 +90,14 @@ def write_video(
     by it, as a phone stores a portrait video (lying on its side, -90): a player shows `frames` upright."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
-    turns = rotation // 90 % 4
     with av.open(str(path), "w", options=options) as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1:3][:: -1 if turns % 2 else 1]
+        stream.height, stream.width = stored_turned(frames[0], rotation).shape[:2]
         stream.pix_fmt = "yuv420p"
         if rotation:
             stream.set_display_rotation(rotation)
         for frame in frames:
-            stored = np.ascontiguousarray(np.rot90(frame, -turns))  # (H, W, 3) as stored
+            stored = stored_turned(frame, rotation)  # (H, W, 3) as stored
             out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
         out.mux(stream.encode())
     return path

@@ -40,6 +40,13 @@ def synth(
     ] = None,
     hard: Annotated[bool, typer.Option("--hard", help="Add every hard video (--variants all).")] = False,
     identities: Annotated[int, typer.Option(min=1, help="People made from the one photo.")] = 1,
+    rotation: Annotated[
+        int,
+        typer.Option(
+            help="Display rotation of every video in degrees counterclockwise (0, 90, 180, -90): the frames "
+            "are stored turned back, as a phone stores a portrait video (-90)."
+        ),
+    ] = 0,
     images: Annotated[
         int, typer.Option(help="affectnet layout: images in all, a quarter of them validation.")
     ] = 400,
@@ -66,8 +73,8 @@ def synth(
     with _fails_with_1("synth", ValueError):
         chosen = parse_variants("all" if hard else variants or "")
         cfg = SynthConfig(output=output, layout=layout, videos=videos, seconds=seconds, seed=seed,
-                          variants=chosen, identities=identities, images=images, image_size=image_size,
-                          affectnet_format=affectnet_format)  # fmt: skip
+                          variants=chosen, identities=identities, rotation=rotation, images=images,
+                          image_size=image_size, affectnet_format=affectnet_format)  # fmt: skip
         cfg.check()
     start = time.perf_counter()
     manifest_path = make_dataset(cfg, say=lambda line: typer.echo(f"  {line}"))

@@ -208,7 +208,7 @@ def write_affwild2(cfg: SynthConfig, say: Callable[[str], None]) -> dict:
         tracks, draw = plan_tracks(cfg, plan, {pos: tints[plan.index, pos] for pos in plan.positions})
         truth = write_video(
             root / plan.path, plan.fps, (plan.width, plan.height), tracks, rng_for(cfg, plan.index, 99),
-            textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset, draw=draw,
+            textured=plan.index % 3 != 1, crf=cfg.crf, preset=cfg.preset, draw=draw, rotation=cfg.rotation,
         )  # fmt: skip
         write_table(root / TRUTH_DIR / f"{plan.name}.parquet", truth)
         for k, (name, track) in enumerate(tracks.items()):

@@ -87,6 +87,9 @@ class SynthConfig:
     no_face_share: float = 0.0  # 0..1: share of Aff-Wild2 videos with a faceless stretch of their own
     # hard videos added to the Aff-Wild2 layout as validation videos, `pipeline.synth.hard.VARIANTS` names
     variants: tuple[str, ...] = ()
+    # display rotation of every video (degrees counterclockwise, a multiple of 90): stored turned back, as a
+    # phone stores a portrait video (-90); the truth is of the upright frames a player shows
+    rotation: int = 0
     images: int = 400  # affectnet layout: images in all (a quarter of them the validation part)
     image_size: int = 160  # affectnet layout: side of the square images (original) or face crops (cropped)
     affectnet_format: str = "original"  # affectnet layout: original (full images, CSV lists) or cropped
@@ -116,6 +119,10 @@ class SynthConfig:
                 raise ValueError(f"hard variants are made in the affwild2 layout only, not in {self.layout}")
             for name in self.variants:
                 check_variant(name)
+        if self.rotation % 90 or not -360 < self.rotation < 360:
+            raise ValueError(f"rotation must be a multiple of 90 degrees (-270 to 270), not {self.rotation}")
+        if self.rotation and self.layout == "affectnet":
+            raise ValueError("rotation turns videos: the affectnet layout holds still images")
         if not 0.5 <= self.duration <= 600:
             raise ValueError(f"seconds must be between 0.5 and 600, not {self.duration}")
         if self.identities < 1:

@@ -30,6 +30,8 @@ def make_dataset(cfg: SynthConfig, say=None) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     manifest = WRITERS[cfg.layout](cfg, say or (lambda line: None))
     manifest = {"layout": cfg.layout, "seed": cfg.seed, "truth": TRUTH_DIR, **manifest}
+    if cfg.rotation:  # every video is displayed turned by it; its width and height are the upright ones
+        manifest["rotation"] = cfg.rotation
     path = output / MANIFEST
     write_text(path, json.dumps(manifest, indent=1) + "\n")
     return path

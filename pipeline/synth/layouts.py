@@ -43,7 +43,8 @@ def _write(cfg: SynthConfig, name: str, path: str, fps: int, size: tuple[int, in
            track: Track, key: int) -> dict:  # fmt: skip
     """Render, encode and record one one-face video; its manifest entry."""
     truth = write_video(cfg.output / path, fps, size, {subject: track}, rng_for(cfg, key, 99),
-                        textured=key % 3 != 1, crf=cfg.crf, preset=cfg.preset)  # fmt: skip
+                        textured=key % 3 != 1, crf=cfg.crf, preset=cfg.preset,
+                        rotation=cfg.rotation)  # fmt: skip
     write_table(cfg.output / TRUTH_DIR / f"{name}.parquet", truth)
     return {"name": name, "path": path, "fps": fps, "width": size[0], "height": size[1],
             "frames": track.frames, "subjects": [subject], "no_face_frames": []}  # fmt: skip

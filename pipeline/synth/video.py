@@ -217,6 +217,12 @@ def draw_faces(
     return {name: render_face(image, track.state(i)) for name, track in subjects.items() if track.face[i]}
 
 
+def stored_turned(image: np.ndarray, rotation: int) -> np.ndarray:
+    """An upright frame (H, W, 3) as a video displayed turned `rotation` degrees counterclockwise stores it:
+    turned back (a phone's portrait video, -90, is stored lying on its side); contiguous, for the encoder."""
+    return np.ascontiguousarray(np.rot90(image, -(rotation // 90)))
+
+
 def write_video(
     path: Path,
     fps: int,
@@ -227,12 +233,15 @@ def write_video(
     crf: int = 18,
     preset: str = "veryfast",
     draw: Draw | None = None,
+    rotation: int = 0,
 ) -> pa.Table:
     """Render and encode the video of `subjects` (subject name -> track) to `path`; its truth table.
 
     `draw` renders frame i onto a copy of the background (default `draw_faces`: each visible face as its
     track says); `pipeline.synth.hard` passes its own, with scene effects. The frame count of the written
-    container is checked against the frames rendered.
+    container is checked against the frames rendered. `rotation` (a multiple of 90 degrees, counterclockwise)
+    goes into the container's display matrix and the frames are stored turned back by it, so that a player
+    shows the `size` frames upright that the truth describes.
     """
     draw = draw or (lambda image, i: draw_faces(image, subjects, i))
     width, height = size
@@ -243,13 +252,16 @@ def write_video(
     with atomic_path(path) as partial:
         with av.open(partial, "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=Fraction(fps))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stored = (height, width) if rotation // 90 % 2 else (width, height)
+            stream.width, stream.height, stream.pix_fmt = *stored, "yuv420p"
             stream.options = {"crf": str(crf), "preset": preset}
+            if rotation:
+                stream.set_display_rotation(rotation)
             for i in range(frames):
                 image = background.copy()  # (H, W, 3) uint8
                 for name, (box, landmarks) in draw(image, i).items():
                     boxes[name][i], points[name][i] = box, landmarks.ravel()
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame = av.VideoFrame.from_ndarray(stored_turned(image, rotation), format="rgb24")
                 container.mux(stream.encode(frame))
             container.mux(stream.encode())
         with av.open(partial) as container:

@@ -110,12 +110,43 @@ def test_videos_and_seconds_scale_the_plan():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"layout": "nope"}, {"videos": 0}, {"seconds": 0.1}], ids=["layout", "videos", "seconds"]
+    "kwargs",
+    [
+        {"layout": "nope"},
+        {"videos": 0},
+        {"seconds": 0.1},
+        {"rotation": 45},
+        {"layout": "affectnet", "rotation": 90},
+    ],
+    ids=["layout", "videos", "seconds", "rotation", "affectnet-rotation"],
 )
 def test_bad_settings_are_refused(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_dataset(SynthConfig(output=tmp_path / "out", **kwargs))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rotated_data_set_is_stored_turned_and_shows_its_truth_upright(tmp_path):
+    from pipeline.faces.detect import box_iou, detect_faces, load_detector
+    from pipeline.video.decode import DecodeConfig, iter_chunks
+    from pipeline.video.probe import probe_video
+
+    made = CliRunner().invoke(app, ["synth", "-o", str(tmp_path / "ah"), "--layout", "ah", "--videos", "1",
+                                    "--seconds", "0.5", "--rotation", "-90"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    listed = manifest(tmp_path / "ah")
+    assert listed["rotation"] == -90
+    video = listed["videos"][0]
+    path = tmp_path / "ah" / video["path"]
+    stored = probe_video(path)
+    assert (stored.width, stored.height) == (video["height"], video["width"])  # lying on its side
+    frames = np.concatenate([c.frames for c in iter_chunks(path, DecodeConfig())])
+    assert frames.shape[1:3] == (video["height"], video["width"])  # upright, as the truth is
+    want = truth(tmp_path / "ah", video["name"])
+    first = int(want["index"][want["face"]].iloc[0])
+    found = detect_faces(frames[first : first + 1], load_detector("cpu"))[0]
+    true_box = want.loc[want["index"] == first, ["x1", "y1", "x2", "y2"]].to_numpy()[0]
+    assert len(found) == 1 and box_iou(found.boxes[0], true_box) > 0.7
 
 
 def test_the_face_is_scikit_image_astronaut():
