@@ -343,8 +343,8 @@ def _mismatch(err: BaseException) -> SpecMismatch | None:
     `ActorDiedError` holding only the worker's traceback as text: the mismatch is read from its last line."""
     tag = f"{SpecMismatch.__module__}.{SpecMismatch.__name__}: "
     seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, SpecMismatch):
+    for _ in range(8):  # a few causes deep; a chain of causes can loop
+        if seen is None or isinstance(seen, SpecMismatch):
             return seen
         text = str(seen)
         if tag in text:

@@ -6,8 +6,8 @@ run already learned: 2.5 to 5 s of CPU on a 2-core machine, while Ray and the st
 `backbone_spec(cfg)` reads the spec from `memo_dir()/backbone-specs/<key>.json`, where the key hashes
 everything the spec follows from: every `BackboneConfig` field; the weights file's resolved path, inode,
 size, modification time and change time (its content hash is in the spec; the change time is the system's,
-which copies that keep the modification time, `cp -p`, `rsync -a` or `tar x`, cannot set); the versions of lwaffect, torch and timm; and the
-source of the modules that build the backbone and its spec (`SOURCES`). Otherwise it builds the backbone
+which copies that keep the modification time, `cp -p`, `rsync -a` or `tar x`, cannot set); the versions of
+lwaffect, torch and timm; and the source of the modules that build the backbone and its spec (`SOURCES`). Otherwise it builds the backbone
 (`model.backbone`, imported only then) and remembers the spec, written atomically. A memo that cannot be
 read is built again; where none can be written the spec is built each time, as without a memo. The hub's
 weights (`pretrained` without a weights file) are never taken from the memo: building them is what tells,

@@ -103,14 +103,14 @@ def test_backbone_stage_adds_maps_and_drops_crops(crops):
 
 def test_the_backbone_stage_refuses_a_backbone_its_cache_spec_does_not_describe(crops):
     config = BackboneConfig()
-    spec = make_spec(BackboneStage(config).backbone.spec(), "float16", {"mode": "detect"}, weights=None)
+    built = BackboneStage(config).backbone.spec()
+    spec = make_spec(built, "float16", {"mode": "detect"}, weights=None)
     stage = BackboneStage(config, FeatureConfig(autocast="off"), expect=spec)  # its own spec: accepted
     assert stage({"crops": crops[:1], "face": np.ones(1, bool)})["s8"].any()
     with pytest.raises(SpecMismatch, match=r"this machine .*weights_hash: 'random-init' vs 'abc'"):
         BackboneStage(config, expect=spec | {"weights_hash": "abc"})
     with pytest.raises(SpecMismatch, match=r"cached maps' shapes|boundary"):
         BackboneStage(config, expect=spec | {"boundary": [[1, 2, 3], [4, 5, 6]]})
-    built = BackboneStage(config).backbone.spec()
     other = spec | {"normalization": {"mean": [0.5] * 3, "std": [0.5] * 3, "source": "file"}}
     expected = r"weights file /data/w.safetensors .*\(normalization .*; the value on this machine first"
     with pytest.raises(SpecMismatch, match=expected):
