@@ -279,13 +279,16 @@ def sprite_cover(state: FaceState, box: np.ndarray) -> float:
 def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.ndarray]:
     """Composite one face into `frame` (H, W, 3) uint8, in place; returns its box (4,) and landmarks (5, 2).
 
-    The whole sprite must fit inside the frame (the caller keeps faces inside).
+    A sprite reaching past the frame's edge is cut there, as a camera cuts a face too close to it; the
+    box and landmarks stay where the whole face would be (parts of them outside the frame). A sprite
+    wholly outside the frame is an error.
     """
     sprite = load_sprite(state.identity)
     ox, oy, nw, nh, (kx, ky) = placement(state)
     fh, fw = frame.shape[:2]
-    if ox < 0 or oy < 0 or ox + nw > fw or oy + nh > fh:
-        raise ValueError(f"face sprite at ({ox}, {oy}) size {nw}x{nh} does not fit a {fw}x{fh} frame")
+    xa, ya, xb, yb = max(ox, 0), max(oy, 0), min(ox + nw, fw), min(oy + nh, fh)  # the part in the frame
+    if xb <= xa or yb <= ya:
+        raise ValueError(f"face sprite at ({ox}, {oy}) size {nw}x{nh} is outside a {fw}x{fh} frame")
     rgb, a = _resized(nw, nh, state.identity)  # (nh, nw, 3), (nh, nw, 1)
     box = sprite.box * [kx, ky, kx, ky]  # in resized sprite pixels
     matrix, offset = colour_transform(state, sprite.mean_luma)
@@ -294,9 +297,10 @@ def render_face(frame: np.ndarray, state: FaceState) -> tuple[np.ndarray, np.nda
     landmarks = sprite.landmarks * [kx, ky]  # (5, 2) in resized sprite pixels
     if state.yaw:
         face, a, box, landmarks = turn(face, a, box, landmarks, state.yaw)
-    region = frame[oy : oy + nh, ox : ox + nw].astype(np.float32)
-    blended = region + a * (face * 255 - region)
-    frame[oy : oy + nh, ox : ox + nw] = (blended + 0.5).astype(np.uint8)
+    cut = np.s_[ya - oy : yb - oy, xa - ox : xb - ox]  # the sprite's pixels inside the frame
+    region = frame[ya:yb, xa:xb].astype(np.float32)
+    blended = region + a[cut] * (face[cut] * 255 - region)
+    frame[ya:yb, xa:xb] = (blended + 0.5).astype(np.uint8)
     return box + [ox, oy, ox, oy], landmarks + [ox, oy]
 
 

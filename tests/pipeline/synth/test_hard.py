@@ -5,6 +5,7 @@ darkness, small faces, fast motion, occlusion, a turn to profile, two people cro
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import av
 import numpy as np
@@ -124,6 +125,23 @@ def test_a_face_box_and_what_hides_it_follow_the_drawing():
     np.testing.assert_allclose(face_box(state), box)
     assert sprite_cover(state, box) > 0.95  # the face hides its own box
     assert sprite_cover(state, np.array([0.0, 0.0, 40.0, 40.0])) == 0.0  # far from it: nothing
+
+
+def test_a_face_past_the_frame_edge_is_drawn_cut_there_with_its_whole_box():
+    inside = FaceState(300, 200, 150, 0.5, 0.5, 0, (False,) * 12, identity=2)
+    whole = np.zeros((400, 600, 3), np.uint8)
+    box, marks = render_face(whole, inside)
+    cut = replace(inside, cx=300 - box[0] - 0.3 * (box[2] - box[0]))  # 30 % of the box past the left edge
+    frame = np.zeros((400, 600, 3), np.uint8)
+    box_cut, marks_cut = render_face(frame, cut)
+    shift = cut.cx - inside.cx
+    np.testing.assert_allclose(box_cut, box + [shift, 0, shift, 0], atol=1.0)  # the whole face's box
+    assert box_cut[0] < 0 < box_cut[2] and (marks_cut[:, 0] < 0).sum() < 5
+    # the part inside the frame is the drawing of the whole face moved left, pixel for pixel
+    k = int(round(-shift))
+    np.testing.assert_array_equal(frame[:, : 600 - k], whole[:, k:])
+    with pytest.raises(ValueError, match="outside a 600x400 frame"):
+        render_face(frame, replace(inside, cx=-400.0))
 
 
 def test_variants_parse_and_bad_names_are_refused():
