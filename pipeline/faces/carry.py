@@ -9,6 +9,11 @@ rescaled around the expected box (`COARSE`, then `FINE` around the best one). Th
 carried on where its normalised cross-correlation is at least `FaceConfig.carry_similarity`; its
 landmarks are the adjacent frame's moved and scaled with the box.
 
+Where a box reaches past the frame's edge (a face cut by it), only the pixels inside the frame in both
+the template and the trial box are compared (`_similarity`), and at least `SHOWN` of the template's
+pixels must be among them: the black the window is padded with outside the frame would otherwise match
+itself wherever a trial box lies the same way across the edge, whatever the face does.
+
 This is a template tracker of one frame's step: what stops it is a change of appearance between two
 frames (a face that leaves or is hidden shows something else in its box). The tracker
 (`pipeline.faces.follow`) carries a face at most `FaceConfig.carry_frames` frames away from a face O-Net
@@ -33,6 +38,7 @@ REACH = 1.9  # side of the window searched, in face sides (the trials reach 0.8 
 # (dx, dy) shifts in face sides and scales of the coarse search, then of the fine one around its best box
 COARSE = (tuple(float(x) for x in np.linspace(-0.24, 0.24, 9)), (0.92, 1.0, 1.08))
 FINE = (tuple(float(x) for x in np.linspace(-0.045, 0.045, 4)), (0.97, 1.0, 1.03))
+SHOWN = 0.5  # least share of a template's pixels inside the frame, and inside it in a trial box, compared
 
 
 class Carried(NamedTuple):
@@ -84,7 +90,7 @@ def _weights(start: np.ndarray, end: np.ndarray, size: int) -> np.ndarray:
 def _grid(luma: np.ndarray, box: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Trial boxes around an edge box (4,) in a luminance window (h, w): shifted by the grid's steps (face
     sides) in both directions and rescaled by its scales, (g, 4) in the order scale, dy, dx; and their
-    standardised templates (g, SIDE * SIDE) (zero mean, unit norm).
+    templates (g, SIDE * SIDE) (luminance).
 
     Each template is what roi_align cuts (aligned, two samples per bin): its bilinear sampling is one
     weight matrix per axis (`_weights`), so the templates of a grid are two matrix products rather than
@@ -102,8 +108,6 @@ def _grid(luma: np.ndarray, box: np.ndarray, grid: Grid) -> tuple[np.ndarray, np
     ax = _weights(lo[..., 0].ravel(), hi[..., 0].ravel(), width).reshape(s, k * SIDE, width)
     cut = (ay @ luma) @ ax.transpose(0, 2, 1)  # (s, k dy SIDE, k dx SIDE)
     cut = cut.reshape(s, k, SIDE, k, SIDE).transpose(0, 1, 3, 2, 4).reshape(s * k * k, SIDE * SIDE)
-    cut = cut - cut.mean(axis=1, keepdims=True)
-    cut /= np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-3)
     x0 = np.broadcast_to(lo[:, None, :, 0], (s, k, k))  # (s, dy, dx)
     y0 = np.broadcast_to(lo[:, :, None, 1], (s, k, k))
     x1 = np.broadcast_to(hi[:, None, :, 0], (s, k, k))
@@ -124,17 +128,20 @@ def carry_faces(
     with torch.inference_mode():
         for frame, box, (prior_frame, prior_box, prior_marks) in zip(frames, expected, before, strict=True):
             prior_luma, prior_origin, prior_scale = _luma(prior_frame, prior_box, cfg)
-            template = _grid(prior_luma, _edges(prior_box, prior_origin, prior_scale), ((0.0,), (1.0,)))[1][0]
+            prior_edges = _edges(prior_box, prior_origin, prior_scale)[None]  # (1, 4)
+            template = _grid(prior_luma, prior_edges[0], ((0.0,), (1.0,)))[1][0]  # (S*S,)
+            shown = _inside(prior_edges, _frame_edges(prior_frame, prior_origin, prior_scale))[0]  # (S*S,)
             # searched around the expected box, at the adjacent face's size
             centre = (box[:2] + box[2:]) / 2
             half = (prior_box[2:] - prior_box[:2]) / 2
             start = np.concatenate([centre - half, centre + half])
             luma, origin, scale = _luma(frame, start, cfg)
+            inside = _frame_edges(frame, origin, scale)
             best = _edges(start, origin, scale)
             similarity = -1.0
             for grid in (COARSE, FINE):
                 trials, cuts = _grid(luma, best, grid)  # (g, 4), (g, S*S)
-                scores = cuts @ template  # (g,)
+                scores = _similarity(cuts, _inside(trials, inside), template, shown)  # (g,)
                 k = int(scores.argmax())
                 if float(scores[k]) > similarity:
                     best, similarity = trials[k], float(scores[k])
@@ -148,3 +155,45 @@ def carry_faces(
             marks = (prior_marks - prior_edges[:2]) * k_xy + edges[:2]
             out.append(Carried(found, marks.astype(np.float32), similarity))
     return out
+
+
+def _frame_edges(frame: np.ndarray, origin: np.ndarray, scale: float) -> np.ndarray:
+    """The frame (H, W, 3) as pixel edges (4,) x0, y0, x1, y1 in the pixels of a window at `origin`, `scale`."""
+    height, width = frame.shape[:2]
+    return ((np.array([0.0, 0.0, width, height]) - np.tile(origin, 2)) * scale).astype(np.float32)
+
+
+def _inside(boxes: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The share of each of the SIDE x SIDE bins of edge boxes (g, 4) that lies inside the frame's edges
+    (4,), all in window pixels: (g, SIDE * SIDE) in [0, 1]."""
+    bins = np.arange(SIDE + 1, dtype=np.float32) / SIDE  # (SIDE + 1,) bin edges, box fractions
+
+    def along(lo: np.ndarray, hi: np.ndarray, start: float, stop: float) -> np.ndarray:
+        edges = lo[:, None] + (hi - lo)[:, None] * bins  # (g, SIDE + 1)
+        width = np.maximum(edges[:, 1:] - edges[:, :-1], 1e-6)
+        return np.clip(np.minimum(edges[:, 1:], stop) - np.maximum(edges[:, :-1], start), 0, None) / width
+
+    fy = along(boxes[:, 1], boxes[:, 3], frame[1], frame[3])  # (g, SIDE)
+    fx = along(boxes[:, 0], boxes[:, 2], frame[0], frame[2])
+    return np.minimum((fy[:, :, None] * fx[:, None, :]).reshape(len(boxes), -1), 1.0)
+
+
+def _similarity(cuts: np.ndarray, inside: np.ndarray, template: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """Normalised cross-correlation (g,) of each cut (g, P) with the template (P,), over the pixels inside
+    the frame in both (weighted by `inside` (g, P) and `shown` (P,), the shares inside); -1 where fewer
+    than `SHOWN` of the template's pixels are compared. Boxes wholly inside the frame: plain NCC."""
+    if inside.min() >= 1.0 and shown.min() >= 1.0:
+        cuts = cuts - cuts.mean(axis=1, keepdims=True)
+        cuts /= np.maximum(np.linalg.norm(cuts, axis=1, keepdims=True), 1e-3)
+        t = template - template.mean()
+        return cuts @ (t / max(float(np.linalg.norm(t)), 1e-3))
+    w = inside * shown  # (g, P)
+    n = w.sum(axis=1)  # (g,)
+    safe = np.maximum(n, 1e-6)
+    wc = w * cuts
+    mc, mt = wc.sum(axis=1) / safe, (w @ template) / safe  # weighted means (g,)
+    cov = wc @ template - n * mc * mt
+    var_c = (wc * cuts).sum(axis=1) - n * mc**2
+    var_t = w @ (template * template) - n * mt**2
+    ncc = cov / np.sqrt(np.maximum(var_c, 1e-6 * safe) * np.maximum(var_t, 1e-6 * safe))
+    return np.where(n >= SHOWN * len(template), ncc, -1.0)

@@ -2,7 +2,10 @@
 part of `FaceTracker` that `pipeline.faces.follow` asks, frame by frame, for the faces of some positions.
 
 Each position's face is refined near its expected box (`pipeline.faces.refine`: MTCNN's R-Net and O-Net on
-a crop of the full-resolution frame); where O-Net finds none and the position's face is known in the
+a crop of the full-resolution frame, zeros outside it); a refined box is the whole face's as O-Net regresses
+it, also where part of the face is past the frame's edge, so that the face is expected next where it
+is and not where its visible part is (a box cut to the frame shrank and slid off the face frame by frame,
+and a track lost it); where O-Net finds none and the position's face is known in the
 adjacent frame, that face may be carried on by its appearance (`pipeline.faces.carry`). Then the rules
 that keep one face from being two positions': a face on a box another position holds in the frame is not
 this one's, a weak face a quarter or more behind another one is dropped (what shows of it may be too
@@ -53,8 +56,6 @@ class FrameLook(WholeFrames):
         names = list(expect)
         if not names:
             return {}
-        assert self.frame_size is not None
-        height, width = self.frame_size
         boxes = np.stack([expect[n] for n in names])  # (k, 4)
         found = (
             refine_faces([self._full[frame]] * len(names), boxes, self.detector, self.cfg, search)
@@ -67,10 +68,7 @@ class FrameLook(WholeFrames):
             if f is None:
                 out[name] = None
                 continue
-            box = f.box.copy()
-            box[[0, 2]] = box[[0, 2]].clip(0, width)
-            box[[1, 3]] = box[[1, 3]].clip(0, height)
-            out[name] = Det(box, f.landmarks, f.score, "refined")
+            out[name] = Det(f.box.copy(), f.landmarks, f.score, "refined")
         lost = {n: p for n, p in (prior or {}).items() if n in out and out[n] is None}
         out.update(self._carry(frame, expect, lost))
         for i, a in enumerate(names):

@@ -118,10 +118,11 @@ class FaceTracker(Follower):
         fd: FrameDetections,
         last: dict[str, tuple[int, np.ndarray] | None],
         frame: int,
-        sources: Sequence[str] | None = None,
+        faces: Sequence[Det] | None = None,
     ) -> dict[str, Det | None]:
         """Which detection each position takes in `frame`; updates `last` (position -> (frame, box)).
-        `sources` says how each detection was found (default: all "detected")."""
+        `faces`: the faces behind the rows of `fd`, taken as they are (how each was found, the frames it
+        has been carried on); default: every row a whole-frame detection."""
         cfg = self.cfg
         choice: dict[str, int | None] = {p: None for p in self.positions}
         if len(fd):
@@ -142,8 +143,9 @@ class FaceTracker(Follower):
             if k is None:
                 assign[pos] = None
                 continue
-            source = "detected" if sources is None else sources[k]
-            assign[pos] = Det(fd.boxes[k], fd.landmarks[k], float(fd.scores[k]), source)
+            assign[pos] = (
+                Det(fd.boxes[k], fd.landmarks[k], float(fd.scores[k])) if faces is None else faces[k]
+            )
             last[pos] = (frame, fd.boxes[k])
         return {p: assign[p] for p in self.positions}
 

@@ -26,17 +26,14 @@ Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) ui
 CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
 
 
-def _pack(dets: list[Det]) -> tuple[FrameDetections, list[str]]:
-    """Faces of one frame as `FrameDetections` and their sources."""
+def _pack(dets: list[Det]) -> FrameDetections:
+    """Faces of one frame as `FrameDetections`."""
     if not dets:
-        return FrameDetections.empty(), []
-    return (
-        FrameDetections(
-            np.stack([d.box for d in dets]).astype(np.float32),
-            np.array([d.score for d in dets], np.float32),
-            np.stack([d.landmarks for d in dets]).astype(np.float32),
-        ),
-        [d.source for d in dets],
+        return FrameDetections.empty()
+    return FrameDetections(
+        np.stack([d.box for d in dets]).astype(np.float32),
+        np.array([d.score for d in dets], np.float32),
+        np.stack([d.landmarks for d in dets]).astype(np.float32),
     )
 
 
@@ -63,7 +60,7 @@ class WholeFrames:
         fd: FrameDetections,
         last: dict[str, tuple[int, np.ndarray] | None],
         frame: int,
-        sources: Sequence[str] | None = None,
+        faces: Sequence[Det] | None = None,
     ) -> dict[str, Det | None]:
         raise NotImplementedError
 
@@ -133,8 +130,8 @@ class WholeFrames:
     ) -> dict[str, Det | None]:
         """Which face of frame s each position takes (see `_whole`)."""
         if "main" in self.positions or not known:
-            packed, sources = _pack(faces)
-            return self._associate(packed, dict(last), s, sources)
+            # the faces themselves: one carried on by its appearance stays carried, with its count of frames
+            return self._associate(_pack(faces), dict(last), s, faces)
         assign: dict[str, Det | None] = {pos: known.get(pos) for pos in self.positions}
         pool = [f for f in faces if all(float(box_iou(f.box, k.box)) < CLASH_IOU for k in known.values())]
         for pos in self.positions:

@@ -1,6 +1,6 @@
 """Carrying a face on by its appearance (`pipeline.faces.carry`), on frames with the synthetic data set's
-real face turned past 60 degrees: the face is carried to where it moved, with its landmarks, and a frame
-where it is gone gives no box."""
+real face turned past 60 degrees or cut by the frame's edge: the face is carried to where it moved, with
+its landmarks, and a frame where it is gone gives no box."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from pipeline.faces.carry import COARSE, FINE, SIDE, _grid, carry_faces
+from pipeline.faces.carry import COARSE, FINE, SHOWN, SIDE, _grid, _similarity, carry_faces
 from pipeline.faces.config import FaceConfig
 from pipeline.faces.detect import box_iou
 from pipeline.synth.faces import FaceState, make_background, render_face
@@ -79,6 +79,43 @@ def test_the_grid_templates_are_what_roi_align_cuts(grid, corner):
     ).all()
     rois = torch.cat([torch.zeros(len(trials), 1), torch.from_numpy(trials)], dim=1)
     ref = roi_align(torch.from_numpy(luma)[None, None], rois, (SIDE, SIDE), 1.0, 2, True).flatten(1)
-    ref = ref - ref.mean(dim=1, keepdim=True)
-    ref = ref / ref.norm(dim=1, keepdim=True).clamp_min(1e-3)
-    assert np.abs(cuts - ref.numpy()).max() < 1e-5
+    assert np.abs(cuts - ref.numpy()).max() < 1e-3  # luminance 0-255, float32 sums
+
+
+@pytest.mark.parametrize(("cx", "step"), [(25.0, (4.0, 8.0)), (1255.0, (-6.0, -5.0))], ids=["left", "right"])
+def test_a_face_cut_by_the_frame_edge_is_carried_to_where_it_moved(background, cx, step):
+    # about 35 % of the face box lies past the edge: the window's black padding there is not compared
+    before, box0, marks0 = turned(background, cx, 360, 0.0)
+    now, box1, _ = turned(background, cx + step[0], 360 + step[1], 0.0)
+    assert box0[0] < 0 or box0[2] > background.shape[1]
+    (carried,) = carry_faces([now], box0[None], [(before, box0, marks0)], CFG)
+    assert carried is not None
+    assert float(box_iou(carried.box, box1)) > 0.8
+    moved = (carried.box[:2] + carried.box[2:]) / 2 - (box0[:2] + box0[2:]) / 2
+    np.testing.assert_allclose(moved, step, atol=4.0)
+
+
+def test_a_face_that_left_the_frame_is_not_carried_on_its_edge(background):
+    # the face cut by the edge is gone: the frame's edge and the padding beyond it are still where they
+    # were, and match themselves if compared
+    before, box0, marks0 = turned(background, 25.0, 360, 0.0)
+    (carried,) = carry_faces([background], box0[None], [(before, box0, marks0)], CFG)
+    assert carried is None
+
+
+def test_the_similarity_compares_only_the_pixels_inside_the_frame():
+    rng = np.random.default_rng(5)
+    cuts, template = rng.random((6, SIDE * SIDE)) * 255, rng.random(SIDE * SIDE) * 255
+    everywhere = np.ones_like(cuts)
+    plain = [np.corrcoef(c, template)[0, 1] for c in cuts]
+    np.testing.assert_allclose(
+        _similarity(cuts, everywhere, template, np.ones_like(template)), plain, atol=1e-6
+    )
+    inside = (rng.random(cuts.shape) > 0.2).astype(np.float64)  # trial pixels inside the frame
+    shown = (rng.random(template.shape) > 0.3).astype(np.float64)  # template pixels inside it
+    both = (inside * shown).astype(bool)
+    ref = [np.corrcoef(c[m], template[m])[0, 1] for c, m in zip(cuts, both, strict=True)]
+    np.testing.assert_allclose(_similarity(cuts, inside, template, shown), ref, atol=1e-6)
+    few = np.zeros_like(shown)
+    few[: int(SHOWN * len(shown)) - 1] = 1  # fewer than SHOWN of the template's pixels: no similarity
+    assert (_similarity(cuts, everywhere, template, few) == -1).all()

@@ -165,6 +165,34 @@ def test_a_face_o_net_stops_accepting_is_carried_on_until_it_is_gone(monkeypatch
     assert not off["main"].face[30 + FOLLOW_CFG.max_gap + 1 :].any()
 
 
+def test_a_refined_face_past_the_frame_edge_keeps_its_whole_box(monkeypatch):
+    # the face drifts out over the left edge (up to 15 px of its 30 past it): each refined box is the
+    # whole face's, not the part inside the frame, so that the next frame's look starts from the face
+    def cut(i: int) -> list:
+        return [(moving_box(i) - 2 * np.array([min(i, 25), 0, min(i, 25), 0]), 0.99)]
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(cut))
+    recs, _, _ = track(lambda i: cut(i) if i == 0 else [], 40, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    assert r.face.all() and (r.source[1:] == "refined").any()
+    np.testing.assert_allclose(r.box, np.stack([cut(i)[0][0] for i in range(40)]), atol=1e-3)
+    assert r.box[:, 0].min() < -10
+
+
+def test_a_whole_frame_detection_does_not_renew_a_carried_face(monkeypatch):
+    # O-Net accepts the face only until frame 29; it stays in sight and could be carried to the end. The
+    # whole-frame detections on the way find nothing new: the carried face they keep is no more accepted
+    # than before, so carrying still ends carry_frames after frame 29 (it was renewed at each one)
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i < 30 else []))
+    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(plain))
+    cfg = replace(FOLLOW_CFG, carry_frames=40)
+    recs, calls, _ = track(lambda i: plain(i) if i < 30 else [], 120, cfg=cfg)
+    r = recs["main"]
+    assert any(35 < c < 70 for c in calls)  # a whole frame detected while the face was carried
+    assert r.face[:70].all() and (r.source[30:70] == "tracked").all()
+    assert not r.face[70 + cfg.max_gap + 1 :].any()
+
+
 def test_a_face_is_never_carried_onto_another_positions_face(monkeypatch):
     def crossing(i: int) -> list:
         left = np.array([10.0 + 2 * i, 20, 40 + 2 * i, 60])  # starts on the left, moves right

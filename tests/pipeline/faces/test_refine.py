@@ -50,6 +50,31 @@ def test_a_box_near_the_face_is_brought_back_onto_it(detector, seed):
         assert np.abs(f.landmarks - marks).max() < 0.12 * side
 
 
+@pytest.mark.parametrize("out", [0.2, 0.35])
+def test_a_face_cut_by_the_frame_edge_gets_the_whole_face_box(detector, out):
+    # `out` of the face box lies past the left edge; the window is padded with zeros there, and O-Net's
+    # box reaches past the edge as the face does (the tracker keeps it so: the face is expected next
+    # where it is, not where its visible part is)
+    h, w = 360, 640
+    frame = make_background(h, w, np.random.default_rng(2), textured=True)
+    side = 0.78 * 150.0  # the face box's width for a face box 150 px tall
+    state = FaceState(
+        cx=side * (0.5 - out),
+        cy=h / 2,
+        height=150.0,
+        brightness=0.5,
+        contrast=0.5,
+        tint=0,
+        marks=(False,) * 12,
+    )
+    box, _ = render_face(frame, state)
+    assert box[0] < -0.15 * side
+    expected = box + np.array([[8.0, -6.0, 8.0, -6.0], [-5.0, 7.0, -5.0, 7.0]])  # (2, 4)
+    for f in refine_faces([frame] * 2, expected, detector, CFG):
+        assert f is not None
+        assert f.box[0] < 0 and box_iou(f.box, box) >= 0.75
+
+
 def test_a_crop_without_a_face_gives_no_box(detector):
     empty, box, _ = scene(0, face=False)
     frame, _, _ = scene(0)
