@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.faces.carry import carry_faces
+from pipeline.faces.carry import SIZE_DRIFT, carry_faces
 from pipeline.faces.detect import box_iou
 from pipeline.faces.records import Det
 from pipeline.faces.refine import refine_faces
@@ -116,11 +116,14 @@ class FrameLook(WholeFrames):
         found = carry_faces(
             [self._full[frame]] * len(names), np.stack([expect[n] for n in names]), before, self.cfg
         )
-        return {
-            n: Det(c.box, c.landmarks, 0.0, "tracked", prior[n][1].carried + 1)
-            for n, c in zip(names, found, strict=True)
-            if c is not None
-        }
+        out = {}
+        for n, c in zip(names, found, strict=True):
+            last = prior[n][1]
+            # a box that shrank or grew away from the face a detector accepted follows something else
+            # (what shows of a face leaving the frame, then the frame's edge): no face
+            if c is not None and 1 / SIZE_DRIFT <= float(c.box[3] - c.box[1]) / last.side <= SIZE_DRIFT:
+                out[n] = Det(c.box, c.landmarks, 0.0, "tracked", last.carried + 1, last.side)
+        return out
 
 
 def _covered(box: np.ndarray, other: np.ndarray) -> float:

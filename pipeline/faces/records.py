@@ -79,6 +79,13 @@ class Det(NamedTuple):
     source: str = "detected"  # "detected" (whole-frame MTCNN), "refined" (near the face's last box) or
     # "tracked" (carried on from the frame before by its appearance, or interpolated)
     carried: int = 0  # frames carried on by appearance since a face a detector accepted (0: accepted here)
+    accepted: float = 0.0  # carried: the side of the box of that face (its height)
+
+    @property
+    def side(self) -> float:
+        """The side (height) of the box of the face a detector last accepted: this one's, or where it was
+        carried on, that face's."""
+        return self.accepted if self.carried else float(self.box[3] - self.box[1])
 
 
 def linked(a: Det | None, b: Det | None, cfg: FaceConfig, speed: np.ndarray | None, steps: int) -> bool:

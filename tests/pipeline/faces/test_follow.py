@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.faces import look
+from pipeline.faces.carry import SIZE_DRIFT
 from pipeline.faces.records import SOURCES
 from tests.pipeline.faces.scripted import FOLLOW_CFG, SCRIPT_CFG, ScriptedCarrier, ScriptedRefiner, track
 
@@ -191,6 +192,29 @@ def test_a_whole_frame_detection_does_not_renew_a_carried_face(monkeypatch):
     assert any(35 < c < 70 for c in calls)  # a whole frame detected while the face was carried
     assert r.face[:70].all() and (r.source[30:70] == "tracked").all()
     assert not r.face[70 + cfg.max_gap + 1 :].any()
+
+
+def test_a_carried_box_that_shrinks_away_from_the_accepted_face_is_dropped(monkeypatch):
+    # O-Net accepts the face until frame 29; from there what is carried shrinks 3 % a frame about its
+    # centre (what shows of a face leaving the frame): carried while its side is within SIZE_DRIFT of
+    # the accepted face's (7 frames: 0.97^7 = 0.81), then no face
+    def shrinking(i: int) -> list:
+        box = moving_box(i)
+        centre, k = (box[:2] + box[2:]) / 2, 0.97 ** max(i - 29, 0)
+        return [
+            (
+                np.concatenate([centre - (box[2:] - box[:2]) * k / 2, centre + (box[2:] - box[:2]) * k / 2]),
+                0.99,
+            )
+        ]
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i < 30 else []))
+    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(shrinking))
+    recs, _, _ = track(lambda i: plain(i) if i < 30 else [], 60, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    assert 0.97**7 * SIZE_DRIFT > 1 > 0.97**8 * SIZE_DRIFT
+    assert r.face[:37].all() and (r.source[30:37] == "tracked").all()
+    assert not r.face[37:].any()
 
 
 def test_a_face_is_never_carried_onto_another_positions_face(monkeypatch):
