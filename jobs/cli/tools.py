@@ -34,8 +34,8 @@ def synth(
         str | None,
         typer.Option(
             help="Hard videos to add as validation videos (affwild2 layout), comma-separated: low_contrast, "
-            "dark, small (1080p), fast (60 fps, motion blur), occluded, profile, crossing (two people); "
-            "or all. --videos 0 makes only these."
+            "dark, small (1080p), fast (60 fps, motion blur), occluded, profile, crossing (two people), "
+            "edge (cut by the frame's edge, then leaving it); or all. --videos 0 makes only these."
         ),
     ] = None,
     hard: Annotated[bool, typer.Option("--hard", help="Add every hard video (--variants all).")] = False,
@@ -123,7 +123,7 @@ def bench(
         str,
         typer.Option(
             help="Hard set beside the default videos, one video per variant, comma-separated: low_contrast, "
-            "dark, small, fast, occluded, profile, crossing; all, or none to skip it."
+            "dark, small, fast, occluded, profile, crossing, edge; all, or none to skip it."
         ),
     ] = "all",
     hard_seconds: Annotated[float, typer.Option(min=0.5, help="Length of each hard video in seconds.")] = 3.0,

@@ -15,7 +15,11 @@ Each variant (`HARD`, names in `VARIANTS`) is one video of its own size and fram
 - `crossing` (1280x720): two people passing each other, one in front of the other (larger and a little
   lower); `_left` is the one who starts on the left and ends on the right. While the one in front hides
   more than `HIDDEN` (70 %) of the other's face box, that face counts as not shown (it is drawn, what
-  shows of it is too little to be a face: a box there would hold the other person's face).
+  shows of it is too little to be a face: a box there would hold the other person's face);
+- `edge` (640x360): a close-up near the frame's left edge: the face leans out until 40 % of its box is
+  past the edge, stays there a while, comes back, then leaves the picture quickly (`EDGE_PATH`).
+  The truth box is the whole face's, past the edge too; while more than `GONE` (half) of the box is past
+  the edge, the face counts as not shown (it is drawn, what shows of it is too little to be a face).
 
 Every variant uses other identities than the photo (`pipeline.synth.faces.identity`), tinted faces, and
 the truth of `pipeline.synth.video.TRUTH_SCHEMA`: the box and landmarks of every subject in every frame
@@ -39,8 +43,13 @@ import pyarrow as pa
 from pipeline.synth.faces import face_box, render_face, sprite_cover, sprite_size
 from pipeline.synth.video import Draw, Track, make_track, smooth_curve, write_video
 
-VARIANTS: tuple[str, ...] = ("low_contrast", "dark", "small", "fast", "occluded", "profile", "crossing")
+VARIANTS: tuple[str, ...] = (
+    "low_contrast", "dark", "small", "fast", "occluded", "profile", "crossing", "edge"
+)  # fmt: skip
 OCCLUDER_COLOUR = np.array([0.16, 0.30, 0.36], np.float32)  # a muted blue-grey: no skin, no face
+GONE = 0.5  # edge: a face with more than this share of its box past the frame's edge counts as not shown
+# edge: the share of the face box past the left edge at these fractions of the video (smoothstep between)
+EDGE_PATH = ((0.0, -0.8), (0.3, 0.4), (0.5, 0.4), (0.65, -0.3), (0.7, -0.3), (0.75, 1.3), (1.0, 1.3))
 HIDDEN = 0.7  # crossing: a face whose box is hidden more than this by the one in front counts as not shown
 BACK_SCALE = 0.85  # crossing: face size of the person behind, relative to the one in front
 
@@ -66,6 +75,7 @@ class HardVariant:
     yaw: float = 0.0  # the head's turn at the end of the video, degrees (0: frontal throughout)
     crossing: bool = False  # two people passing each other (subjects left and right)
     apart: float = 0.08  # crossing: vertical distance of the two face centres, fraction of the frame height
+    edge: bool = False  # the face cut by the frame's left edge, leaving the frame and coming back (EDGE_PATH)
 
 
 HARD: dict[str, HardVariant] = {
@@ -76,6 +86,7 @@ HARD: dict[str, HardVariant] = {
     "occluded": HardVariant(25, 640, 360, (0.3, 0.4), gap=0.1, occluder=True),
     "profile": HardVariant(30, 1280, 720, (0.28, 0.38), move_s=(2.0, 2.5), yaw=70.0),
     "crossing": HardVariant(30, 1280, 720, (0.19, 0.21), crossing=True),
+    "edge": HardVariant(30, 640, 360, (0.36, 0.42), edge=True),
 }  # fmt: skip
 
 
@@ -148,6 +159,23 @@ def _crossing(
     return [back, front], {back: hidden}
 
 
+def _edge_path(frames: int, track: Track) -> np.ndarray:
+    """Moves the track along `EDGE_PATH` (in place: its x, its face's box a share past the left edge) and
+    returns the frames where it is drawn though its face counts as not shown (more than `GONE` past)."""
+    at, share = (np.array(v) for v in zip(*EDGE_PATH, strict=True))
+    t = np.arange(frames) / max(frames - 1, 1)
+    k = np.clip(np.searchsorted(at, t, side="right") - 1, 0, len(at) - 2)  # (n,) segment of each frame
+    u = np.clip((t - at[k]) / (at[k + 1] - at[k]), 0.0, 1.0)
+    out = share[k] + (share[k + 1] - share[k]) * u * u * (3 - 2 * u)  # (n,) share of the box past the edge
+    width = np.array([face_box(track.state(i))[2] - face_box(track.state(i))[0] for i in range(frames)])
+    track.cx = width * (0.5 - out)
+    reach = track.cx + np.array([sprite_size(h, track.identity)[2] for h in track.height])  # sprite's right
+    gone = out > GONE
+    drawn = track.face & gone & (reach >= 1.0)  # what shows of it is drawn
+    track.face = track.face & ~gone
+    return drawn
+
+
 def hard_scene(
     variant: str,
     frames: int,
@@ -181,6 +209,8 @@ def hard_scene(
     hidden: dict[str, np.ndarray] = {}  # crossing: frames where a face is drawn but hidden
     if v.crossing:
         order, hidden = _crossing(frames, v, rng, by_position)
+    if v.edge:
+        hidden = {"main": _edge_path(frames, by_position["main"])}
     subjects = {names[p]: t for p, t in by_position.items()}
     scene = HardScene(v, subjects, int(rng.integers(2**31)), [names[p] for p in order],
                       {names[p]: h for p, h in hidden.items()})  # fmt: skip

@@ -31,7 +31,7 @@ from tests.jobs.extract.test_extract import truth
 
 pytestmark = pytest.mark.slow
 SEED = 7  # not the bench's hard seed (0), nor test_hard_follow's (3) or the synth tests' (5)
-VARIANTS = ("low_contrast", "dark", "fast", "occluded", "profile", "crossing")
+VARIANTS = ("low_contrast", "dark", "fast", "occluded", "profile", "crossing", "edge")
 SECONDS = 1.5
 ROTATION = -90  # degrees counterclockwise in every video's display matrix
 

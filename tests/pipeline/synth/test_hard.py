@@ -26,6 +26,7 @@ from pipeline.synth.faces import (
     turn,
 )
 from pipeline.synth.hard import (
+    GONE,
     HARD,
     OCCLUDER_COLOUR,
     VARIANTS,
@@ -66,7 +67,9 @@ def test_each_face_is_drawn_where_its_truth_box_says(variant):
     subjects, draw = _scene(variant)
     gap = gap_frames(FRAMES, v.gap)
     last = FRAMES // 4 if v.yaw else FRAMES - 1  # a turned face: `turn` is tested below
-    shown_frames = [i for i in (0, FRAMES // 4, last) if not any(a <= i < b for a, b in gap)]
+    shown = [all(t.face[i] for t in subjects.values()) for i in range(FRAMES)]  # edge: gone at the end
+    last = max(i for i in range(last + 1) if shown[i])
+    shown_frames = [i for i in (0, FRAMES // 4, last) if not any(a <= i < b for a, b in gap) and shown[i]]
     assert len(shown_frames) >= 2
     for i in shown_frames:
         black, white = (
@@ -79,9 +82,10 @@ def test_each_face_is_drawn_where_its_truth_box_says(variant):
         background = np.ones_like(same)
         for name, (box, landmarks) in drawn.items():
             np.testing.assert_allclose(box, again[name][0])
-            assert 0 <= box[0] < box[2] <= v.width and 0 <= box[1] < box[3] <= v.height
+            assert (0 <= box[0] or variant == "edge") and box[0] < box[2] <= v.width  # edge: cut by it
+            assert 0 <= box[1] < box[3] <= v.height
             assert ((landmarks >= box[:2] - 1) & (landmarks <= box[2:] + 1)).all()
-            rows, cols = _inner(box)
+            rows, cols = _inner(np.maximum(box, 0))  # the part inside the frame
             assert same[rows, cols].mean() > 0.95, (name, i)
             left, top, right, bottom = sprite_size(box[3] - box[1], subjects[name].identity)
             cx, cy, margin = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 20 + 0.1 * (box[3] - box[1])
@@ -194,9 +198,10 @@ def test_hard_videos_decode_with_their_truth_and_show_their_case(hard_videos):
             face, boxes = _subject(truth, name)
             assert not (face & absent).any()
             hidden[name] = ~face & ~absent
-            assert np.isnan(boxes[~face]).all() and (boxes[face, :2] >= 0).all()
+            assert np.isnan(boxes[~face]).all() and (boxes[face, 1] >= 0).all()
+            assert (boxes[face, 0] >= 0).all() or variant == "edge"  # the edge case: past the left edge
             assert (boxes[face, 2] <= v.width).all() and (boxes[face, 3] <= v.height).all()
-        if variant != "crossing":
+        if variant not in ("crossing", "edge"):
             assert not any(h.any() for h in hidden.values()), variant
         face, boxes = _subject(truth, next(iter(names)))
         luma = frames.astype(np.float32) @ LUMA  # (n, H, W)
@@ -224,6 +229,19 @@ def test_hard_videos_decode_with_their_truth_and_show_their_case(hard_videos):
             assert width[-1] < 0.75 * width[0]  # narrower, relative to its height, once turned
             marks = np.stack(truth["landmarks"].to_numpy())  # (n, 10): eyes first
             assert abs(marks[-1, 2] - marks[-1, 0]) < 0.6 * abs(marks[0, 2] - marks[0, 0])
+        elif variant == "edge":
+            past = -boxes[face, 0] / (boxes[face, 2] - boxes[face, 0])  # share of each box past the left edge
+            assert 0.3 < past.max() <= GONE and past.min() < 0  # cut by the edge, and wholly inside
+            gone = hidden[path.stem]  # more than GONE past the edge, drawn as far as it shows: not a face
+            assert (
+                gone[-1]
+                and not gone[0]
+                and gone.sum() >= 0.2 * n
+                and (np.diff(np.flatnonzero(gone)) == 1).all()
+            )
+            assert (
+                luma[-1][:, :4].std() < luma[np.flatnonzero(face)[past.argmax()]][:, :4].std()
+            )  # nothing left
         elif variant == "crossing":
             (_, left), (_, right) = (_subject(truth, name) for name in names)
             cx_left, cx_right = (left[:, 0] + left[:, 2]) / 2, (right[:, 0] + right[:, 2]) / 2
