@@ -17,7 +17,9 @@ itself wherever a trial box lies the same way across the edge, whatever the face
 This is a template tracker of one frame's step: what stops it is a change of appearance between two
 frames (a face that leaves or is hidden shows something else in its box). The tracker
 (`pipeline.faces.follow`) carries a face at most `FaceConfig.carry_frames` frames away from a face O-Net
-accepted, and never onto another position's face.
+accepted, while its box's side stays within `SIZE_DRIFT` of that face's (a face leaving the frame
+slowly would otherwise be followed onto what still shows of it, then onto the edge), and never onto
+another position's face.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ REACH = 1.9  # side of the window searched, in face sides (the trials reach 0.8 
 # (dx, dy) shifts in face sides and scales of the coarse search, then of the fine one around its best box
 COARSE = (tuple(float(x) for x in np.linspace(-0.24, 0.24, 9)), (0.92, 1.0, 1.08))
 FINE = (tuple(float(x) for x in np.linspace(-0.045, 0.045, 4)), (0.97, 1.0, 1.03))
-SIZE_DRIFT = 1.25  # a face is carried while its box's side is within this factor of the face O-Net accepted
+SIZE_DRIFT = 1.25  # a face is carried while its box's side is within this factor of the face last accepted
 SHOWN = 0.5  # least share of a template's pixels inside the frame, and inside it in a trial box, compared
 
 
