@@ -99,7 +99,9 @@ class ShardFeatures:
     # the cached maps (N = 2: (N, 64, 28, 28), (N, 96, 14, 14)) float16; a crop cache: ((N, 3, S, S) uint8
     # crops,), all zero where no face; empty tuple when not read
     maps: tuple[np.ndarray, ...]
-    box: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 in pixels of the full frame (NaN where unknown)
+    # (N, 4) float32 x1, y1, x2, y2 in full-frame pixels (NaN where unknown; a face cut by the frame's edge
+    # has its whole box, past the edge)
+    box: np.ndarray
     score: np.ndarray  # (N,) float32 detector score
     landmarks: np.ndarray  # (N, 5, 2) float32 five points x, y
     source: np.ndarray  # (N,) str: one of pipeline.faces.track.SOURCES

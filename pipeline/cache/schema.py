@@ -90,7 +90,7 @@ def frames_table(
     schema: pa.Schema,
     index: np.ndarray,  # (n,) int
     face: np.ndarray,  # (n,) bool
-    box: np.ndarray,  # (n, 4) x1, y1, x2, y2 in pixels of the full frame
+    box: np.ndarray,  # (n, 4) x1, y1, x2, y2 in full-frame pixels (a face cut by the edge: its whole box)
     score: np.ndarray,  # (n,)
     landmarks: np.ndarray,  # (n, 5, 2) or (n, 10)
     source: Sequence[str],  # (n,) one of pipeline.faces.track.SOURCES
