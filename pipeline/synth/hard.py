@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +163,11 @@ def _crossing(
 def _edge_path(frames: int, track: Track) -> np.ndarray:
     """Moves the track along `EDGE_PATH` (in place: its x, its face's box a share past the left edge) and
     returns the frames where it is drawn though its face counts as not shown (more than `GONE` past)."""
-    at, share = (np.array(v) for v in zip(*EDGE_PATH, strict=True))
-    t = np.arange(frames) / max(frames - 1, 1)
-    k = np.clip(np.searchsorted(at, t, side="right") - 1, 0, len(at) - 2)  # (n,) segment of each frame
-    u = np.clip((t - at[k]) / (at[k + 1] - at[k]), 0.0, 1.0)
-    out = share[k] + (share[k + 1] - share[k]) * u * u * (3 - 2 * u)  # (n,) share of the box past the edge
-    width = np.array([face_box(track.state(i))[2] - face_box(track.state(i))[0] for i in range(frames)])
+    out = np.full(frames, EDGE_PATH[0][1])  # (n,) share of the box past the edge: a ramp per leg of the path
+    for (start, a), (stop, b) in pairwise(EDGE_PATH):
+        out += (b - a) * _ramp(frames, start, stop)
+    boxes = np.array([face_box(track.state(i)) for i in range(frames)])  # (n, 4)
+    width = boxes[:, 2] - boxes[:, 0]
     track.cx = width * (0.5 - out)
     reach = track.cx + np.array([sprite_size(h, track.identity)[2] for h in track.height])  # sprite's right
     gone = out > GONE
