@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from model.backbone_config import BackboneConfig
+from model.fold import fold_batchnorm
 from model.split import BlockSplit
 from model.weights import file_hash, from_hub, load_weights_file
 
@@ -153,6 +154,16 @@ class MultiScaleBackbone(nn.Module):
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(m for m in self.tail(self.frozen(images)) if m is not None)
+
+    def fold_frozen(self) -> int:
+        """Fold the frozen part's BatchNorms into its convolutions (`model.fold`); for inference only (the
+        extraction's backbone workers): the folded part is not the one training saves. Returns the number
+        folded (0 where folding would change the maps beyond float rounding: the part is left as it was)."""
+        size = self.cfg.input_size
+        probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))  # normalised images
+        device = next(self.frozen.parameters()).device
+        self.frozen, folded = fold_batchnorm(self.frozen, probe.to(device))
+        return folded
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.features(images)

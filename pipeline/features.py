@@ -59,7 +59,11 @@ def extract_maps(
     device = _device_of(backbone.frozen)
     bf16 = use_bf16(cfg, device)
     mean = torch.tensor(backbone.mean, device=device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(backbone.std, device=device).view(1, 3, 1, 1) * 255.0
+    scale = 1.0 / (torch.tensor(backbone.std, device=device).view(1, 3, 1, 1) * 255.0)
+    stored = torch.from_numpy(
+        np.zeros(0, dtype)
+    ).dtype  # the maps' torch dtype: converted by torch, not numpy
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     source = torch.as_tensor(crops)
     for start in range(0, rows.size, cfg.batch_size):
         take = rows[start : start + cfg.batch_size]
@@ -68,15 +72,14 @@ def extract_maps(
         padded = min(-(-b // max(cfg.pad_to, 1)) * max(cfg.pad_to, 1), cfg.batch_size)  # b <= batch_size
         if padded > b:  # (b, 3, S, S) -> (padded, 3, S, S), blank rows at the end
             x = torch.cat([x, x.new_zeros((padded - b, *x.shape[1:]))])
-        x = (x.float() - mean) / std  # normalised as the weights expect
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # normalised as the weights expect, in place; laid out (channels-last) while still one byte a value
+        x = x.contiguous(memory_format=layout).float().sub_(mean).mul_(scale)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             maps = backbone.frozen(
                 x
             )  # (b, 3, S, S) -> the cached maps, e.g. ((b, 64, 28, 28), (b, 96, 14, 14))
         for target, m in zip(out, maps, strict=True):
-            target[take] = m[:b].float().cpu().numpy().astype(dtype)
+            target[take] = m[:b].to(stored).cpu().numpy()
     return out
 
 

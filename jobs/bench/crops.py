@@ -18,6 +18,7 @@ Prints a Markdown table; the README's figures ("Face-crop cache") come from it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -74,7 +75,9 @@ def codec_rows(crops: np.ndarray, backbone: Any) -> list[dict[str, float | str]]
     reference = extract_maps(crops, backbone, fp32)
     joined = np.concatenate([m.reshape(len(crops), -1) for m in reference], axis=1)
     rows: list[dict[str, float | str]] = []
-    bf16 = extract_maps(crops, backbone, FeatureConfig(autocast="bf16"))
+    folded = copy.deepcopy(backbone)
+    folded.fold_frozen()  # as the extraction's backbone workers run it
+    bf16 = extract_maps(crops, folded, FeatureConfig(autocast="bf16"))
     cos = cosine_per_frame(np.concatenate([m.reshape(len(crops), -1) for m in bf16], axis=1), joined)
     rows.append({"codec": "maps, bf16 + float16 (map cache)", "bytes": float("nan"),
                  "encode_ms": float("nan"), "decode_ms": float("nan"),

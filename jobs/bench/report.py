@@ -191,10 +191,9 @@ def markdown(f: dict[str, Any]) -> str:
                      f"{_found(m)}; stage speed-up {_n(faces.get('speedup'))}x"))  # fmt: skip
     rows.append(("align", f"5-point, {f['align'].get('crop_size', 224)} px", f["align"]["fps"], ""))
     bb = f["backbone"]
-    for name in ("fp32_nchw", "fp32_channels_last", "bf16_channels_last"):
-        if name in bb:
-            used = " (pipeline)" if name == bb["pipeline"] else ""
-            rows.append(("backbone", f"{name}{used}", bb[name]["fps"], f"batch {bb.get('batch_size', '-')}"))
+    for name in [k for k, v in bb.items() if isinstance(v, dict) and "fps" in v]:  # the variants, in order
+        used = " (pipeline)" if name == bb["pipeline"] else ""
+        rows.append(("backbone", f"{name}{used}", bb[name]["fps"], f"batch {bb.get('batch_size', '-')}"))
     c = f["cache"]
     rows.append(("cache", "write (streamed shard)", c["write_fps"],
                  f"{_n(c['write_mb_s'])} MB/s, {_n(c['bytes_per_frame'] / 1000)} kB/frame "

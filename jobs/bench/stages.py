@@ -178,17 +178,20 @@ def _face_pass(stage: Any, videos: Sequence[BenchVideo], max_crops: int, warmup:
 
 # ---------------------------------------------------------------------------------------------- backbone
 
-VARIANTS: dict[str, tuple[bool, Literal["off", "bf16"]]] = {  # name -> (channels_last, autocast)
-    "fp32_nchw": (False, "off"),
-    "fp32_channels_last": (True, "off"),
-    "bf16_channels_last": (True, "bf16"),
+# name -> (channels_last, autocast, BatchNorms folded into the convolutions as the extraction's workers do)
+VARIANTS: dict[str, tuple[bool, Literal["off", "bf16"], bool]] = {
+    "fp32_nchw": (False, "off", False),
+    "fp32_channels_last": (True, "off", False),
+    "fp32_channels_last_folded": (True, "off", True),
+    "bf16_channels_last": (True, "bf16", False),
+    "bf16_channels_last_folded": (True, "bf16", True),
 }
 
 
 def pipeline_variant(features: FeatureConfig, device: torch.device) -> str:
-    """The variant `extract` runs with `features` on `device`."""
+    """The variant `extract` runs with `features` on `device` (its backbone workers fold BatchNorms)."""
     layout = "channels_last" if features.channels_last else "nchw"
-    return f"{'bf16' if use_bf16(features, device) else 'fp32'}_{layout}"
+    return f"{'bf16' if use_bf16(features, device) else 'fp32'}_{layout}_folded"
 
 
 def bench_backbone(
@@ -207,11 +210,13 @@ def bench_backbone(
     out: dict[str, Any] = {}
     maps: dict[str, np.ndarray] = {}
     dev = torch.device(device)
-    for name, (channels_last, autocast) in VARIANTS.items():
+    for name, (channels_last, autocast, folded) in VARIANTS.items():
         if autocast == "bf16" and dev.type == "cpu" and not use_bf16(replace(features, autocast="auto"), dev):
             continue  # no native bf16 on this CPU: emulated bf16 is far slower, not a pipeline choice
         torch.manual_seed(0)  # the same random weights in every variant (a weights file is the same anyway)
         backbone = build_backbone(replace(backbone_cfg, channels_last=channels_last))
+        if folded:
+            backbone.fold_frozen()
         backbone.frozen.to(dev)
         dtype = "float32" if name == "fp32_nchw" else features.dtype  # fp32_nchw: the fidelity reference
         cfg = replace(features, channels_last=channels_last, autocast=autocast, dtype=dtype)

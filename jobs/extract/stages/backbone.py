@@ -1,6 +1,7 @@
 """The extraction's backbone stage for Ray Data: face crops -> the maps the cache stores.
 
-A thin wrapper over `pipeline.features.extract_maps` that builds the frozen backbone once per worker. Rows
+A thin wrapper over `pipeline.features.extract_maps` that builds the frozen backbone once per worker, with its
+BatchNorms folded into the convolutions (`model.fold`: the same maps within float rounding). Rows
 are those of `jobs.extract.rows`. Given the cache's spec, a worker checks that the backbone it built is the
 one the spec describes: the driver's spec may come from the machine's memo (`pipeline.cache.backbone_spec`)
 and, on a cluster, the weights file is read on every node, so a file changed since or another copy on a
@@ -44,6 +45,7 @@ class BackboneStage:
         self.backbone = build_backbone(backbone)
         if expect is not None:
             check_spec(self.backbone.spec(), expect, backbone.weights)
+        self.backbone.fold_frozen()  # BatchNorms folded into the convolutions: the same maps, sooner
         self.backbone.frozen.to(torch.device(device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

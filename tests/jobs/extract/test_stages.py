@@ -99,6 +99,8 @@ def test_backbone_stage_adds_maps_and_drops_crops(crops):
     assert out["index"].tolist() == [0, 1, 2]
     assert not out["s8"][1].any() and out["s8"][0].any()
     assert out["t_backbone"].shape == (3,) and (out["t_backbone"] > 0).all()
+    # its frozen part runs with the BatchNorms folded into the convolutions (model.fold)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in stage.backbone.frozen.modules())
 
 
 def test_the_backbone_stage_refuses_a_backbone_its_cache_spec_does_not_describe(crops):
