@@ -17,7 +17,8 @@ stage starves; on 2 CPUs one face worker (1 CPU), one backbone worker (0.5 CPU) 
 Face workers take one video at a time; the backbone batches rows across videos.
 
 Every stage measures its own seconds per row; the driver sums them into the per-stage table. A video
-that fails (unreadable, truncated, no face) becomes rows of the failures table and the run goes on;
+that fails (unreadable, truncated, no face, or its worker died on it twice: `RuntimeConfig.task_retries`)
+becomes rows of the failures table and the run goes on;
 `ExtractReport.exit_code` is 2 when anything failed. Run as `python -m jobs.extract ...` for
 `ray job submit` (same flags as `lwaffect extract`).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +52,11 @@ from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, load_catalogue
 
 STAGES = ("decode", "detect", "align", "backbone", "write")
+# the failure of a subject whose work never came back: its worker process died on it, also when tried again
+NO_RESULT = (
+    "no result: the worker died while working on it, also when it was tried again (killed for memory, or "
+    "a crash in native code; the Ray logs say which)"
+)
 Say = Callable[[str], None]
 
 
@@ -211,9 +218,7 @@ class Progress:
         """Subjects that got no result at all are failures."""
         for subject, video in self.video_of.items():
             if subject not in self.failed and subject not in self.report.cached:
-                self._fail(
-                    Failure(video, subject, "pipeline", "no result: a worker stopped (see the Ray logs)")
-                )
+                self._fail(Failure(video, subject, "pipeline", NO_RESULT))
         self.close()
 
     def close(self) -> None:
@@ -225,12 +230,23 @@ class Progress:
 
 
 def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
+    # Ray 2.60 takes a stage's `max_task_retries` only among `map_batches`' extra keyword arguments (as
+    # its own default is set), which it marks deprecated: that one warning is expected here
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning
+        )
+        return _stages(cfg, plan, items, writer)
+
+
+def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.max_errored_blocks = len(items)  # a crashed worker loses its video, not the run
     ctx.target_max_block_size = cfg.runtime.block_bytes  # stream chunk by chunk within a video
     face_actors = min(plan.face_actors, len(items))
+    retries = cfg.runtime.task_retries  # then the work fails (its subjects: "no result") and the run goes on
     ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         FaceWorker,
@@ -238,6 +254,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
         compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
         num_cpus=plan.face_cpus,
         num_gpus=plan.face_gpus or None,
+        max_task_retries=retries,
         fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
     )
     if cfg.kind == "crops":  # crops are encoded, not run through the backbone
@@ -246,6 +263,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
             batch_size=cfg.runtime.backbone_batch,
             compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
             num_cpus=plan.backbone_cpus,
+            max_task_retries=retries,
             fn_constructor_kwargs={"codec": cfg.crops},
         )
     else:
@@ -255,6 +273,7 @@ def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], write
         batch_size=cfg.runtime.write_batch,
         compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
         num_cpus=plan.write_cpus,
+        max_task_retries=retries,
         fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
     )
 
@@ -268,6 +287,7 @@ def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict) ->
         compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
         num_cpus=plan.backbone_cpus,
         num_gpus=plan.backbone_gpus or None,
+        max_task_retries=cfg.runtime.task_retries,
         fn_constructor_kwargs={
             "backbone": cfg.backbone,
             "cfg": cfg.features,

@@ -52,6 +52,10 @@ class RuntimeConfig:
     # (150 kB a frame) in one block, so nothing downstream starts before the video is done and the face
     # worker's memory grows with the video; 8 MiB is about one decode chunk of crops
     block_bytes: int = 8 * 2**20
+    # times a stage's work (a video, a batch) is tried again after its worker process died (a node lost, a
+    # worker killed for memory): Ray Data's default retries for ever, and a video that kills its worker
+    # every time would then hold the run for ever; after these retries it fails and the run goes on
+    task_retries: int = 1
     object_store_memory: int | None = None  # bytes of a local Ray's object store; None: Ray's default
     temp_dir: str | None = None  # a local Ray's session folder root; None: Ray's default (/tmp/ray)
 

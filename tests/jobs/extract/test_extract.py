@@ -1,7 +1,8 @@
 """`lwaffect extract` end to end: real decode, MTCNN, timm (random init) and Ray on the synthetic data set.
 
 One local extraction of a few subjects is the reference. Against it: the true face boxes of the
-generator; a rerun (skips everything); bad videos beside a good one; a worker whose backbone is not the
+generator; a rerun (skips everything); bad videos beside a good one; a video whose face worker is killed
+each time it works on it (it fails, the run goes on); a worker whose backbone is not the
 one the driver's remembered spec describes; a run killed with SIGKILL inside a
 shard's write and resumed; and a run on a two-node Ray cluster on loopback addresses (127.0.0.2 / 127.0.0.3).
 """
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -211,6 +213,54 @@ def test_bad_videos_are_failures_and_the_run_goes_on(dataset, local_ray, tmp_pat
     assert failures["noface"]["stage"] == "faces" and "no face" in failures["noface"]["reason"]
     for name in failures:
         assert f"failed: {name}" in result.output
+
+
+def kill_the_worker_decoding(path: Path, stop: threading.Event, killed: set[int]) -> None:
+    """SIGKILL the face worker whose decoder child has `path` open, as the kernel's out-of-memory killer
+    or a crash in native code would end it, each time one does, until `stop`; the killed pids in `killed`."""
+    import psutil  # bundled with Ray
+
+    target = str(path.resolve())
+    while not stop.is_set():
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                if "pipeline.video.sources" not in " ".join(proc.info["cmdline"] or []):
+                    continue
+                if any(f.path == target for f in proc.open_files()):
+                    worker = proc.parent()
+                    if worker is not None and worker.pid not in killed:
+                        killed.add(worker.pid)
+                        worker.kill()
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(300)
+def test_a_video_that_kills_its_worker_fails_after_one_retry_and_the_run_goes_on(
+    dataset, local_ray, tmp_path
+):
+    root, _, videos = dataset
+    ones = sorted((v for v in videos.values() if len(v["subjects"]) == 1), key=lambda v: v["frames"])[:2]
+    doomed, kept = ones[0]["subjects"][0], ones[1]["subjects"][0]
+    stop, killed = threading.Event(), set()
+    killer = threading.Thread(target=kill_the_worker_decoding, args=(root / ones[0]["path"], stop, killed))
+    killer.start()
+    try:
+        cfg = ExtractConfig(
+            input=root, cache=str(tmp_path / "cache"), faces=SETTINGS, subjects=(doomed, kept)
+        )
+        report = extract(cfg, print)  # returns: Ray Data's default would retry the video for ever
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == 1 + RuntimeConfig().task_retries  # tried, tried again, given up
+    assert report.exit_code == 2 and report.cached == [kept]
+    (failure,) = report.failures
+    assert failure.subject == doomed and failure.stage == "pipeline" and "worker died" in failure.reason
+    cache = open_cache(cfg.cache)
+    assert cache.subjects() == [kept] and cache.metadata(kept)["complete"] is True
+    assert [r["subject"] for r in cache.failures().to_pylist()] == [doomed]
 
 
 @pytest.mark.timeout(300)
