@@ -155,15 +155,15 @@ class MultiScaleBackbone(nn.Module):
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(m for m in self.tail(self.frozen(images)) if m is not None)
 
-    def fold_frozen(self) -> int:
-        """Fold the frozen part's BatchNorms into its convolutions (`model.fold`); for inference only (the
-        extraction's backbone workers): the folded part is not the one training saves. Returns the number
-        folded (0 where folding would change the maps beyond float rounding: the part is left as it was)."""
+    def folded_frozen(self) -> tuple[FrozenPart, int]:
+        """A copy of the frozen part with its BatchNorms folded into its convolutions (`model.fold`), for
+        inference only (the extraction's backbone workers, maps made from crops): it is not the part training
+        saves. Also the number folded (0, and the part itself, where folding would change the maps beyond
+        float rounding)."""
         size = self.cfg.input_size
         probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))  # normalised images
         device = next(self.frozen.parameters()).device
-        self.frozen, folded = fold_batchnorm(self.frozen, probe.to(device))
-        return folded
+        return fold_batchnorm(self.frozen, probe.to(device))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.features(images)

@@ -75,8 +75,8 @@ def codec_rows(crops: np.ndarray, backbone: Any) -> list[dict[str, float | str]]
     reference = extract_maps(crops, backbone, fp32)
     joined = np.concatenate([m.reshape(len(crops), -1) for m in reference], axis=1)
     rows: list[dict[str, float | str]] = []
-    folded = copy.deepcopy(backbone)
-    folded.fold_frozen()  # as the extraction's backbone workers run it
+    folded = copy.deepcopy(backbone)  # the frozen part folded as the extraction's backbone workers run it
+    folded.frozen, _ = folded.folded_frozen()
     bf16 = extract_maps(crops, folded, FeatureConfig(autocast="bf16"))
     cos = cosine_per_frame(np.concatenate([m.reshape(len(crops), -1) for m in bf16], axis=1), joined)
     rows.append({"codec": "maps, bf16 + float16 (map cache)", "bytes": float("nan"),

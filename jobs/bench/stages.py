@@ -216,7 +216,7 @@ def bench_backbone(
         torch.manual_seed(0)  # the same random weights in every variant (a weights file is the same anyway)
         backbone = build_backbone(replace(backbone_cfg, channels_last=channels_last))
         if folded:
-            backbone.fold_frozen()
+            backbone.frozen, _ = backbone.folded_frozen()
         backbone.frozen.to(dev)
         dtype = "float32" if name == "fp32_nchw" else features.dtype  # fp32_nchw: the fidelity reference
         cfg = replace(features, channels_last=channels_last, autocast=autocast, dtype=dtype)

@@ -3,8 +3,9 @@
 A crop cache (`pipeline.cache.crops`) holds the aligned crops, not the frozen part's maps; its window
 loader yields ((B, T, 3, S, S) uint8,) where a map cache's yields the maps. `CropMaps` turns such a batch
 into what a model consumes: augmentation in training (`pipeline.temporal.augment`, one draw per
-window), normalisation with the backbone's mean/std, `backbone.frozen` under no_grad on the training device
-(the GPU when there is one), in chunks of frames -> the cached tuple, each (B, T, ...) float32. Frames
+window), normalisation with the backbone's mean/std, a copy of `backbone.frozen` with its BatchNorms folded
+into its convolutions (`model.fold`; the backbone itself is left as it was) under no_grad on the training
+device (the GPU when there is one), in chunks of frames -> the cached tuple, each (B, T, ...) float32. Frames
 whose crop is blank (no face: the cache stores no image there) get zero maps, as a map cache holds them.
 `SampledMaps` gives `pipeline.temporal.stats.map_statistics` a sample of each subject's maps computed
 this way, and `cache_backbone` the backbone a cache was made with.
@@ -63,7 +64,8 @@ class CropMaps:
         features: FeatureConfig = FeatureConfig(),  # autocast as in the extraction (bf16 where native)
     ):
         self.device = torch.device(device)
-        self.frozen = backbone.frozen.to(self.device)
+        # a copy with the BatchNorms folded into the convolutions (`model.fold`): the same maps, sooner
+        self.frozen = backbone.folded_frozen()[0].to(self.device)
         self.augment, self.chunk = augment, chunk
         self.mean = torch.tensor(backbone.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(backbone.std, device=self.device).view(1, 3, 1, 1) * 255.0

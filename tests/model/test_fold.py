@@ -39,7 +39,10 @@ def test_the_frozen_backbone_folds_every_batchnorm_and_makes_the_same_maps():
     images = _probe(224, seed=2)
     with torch.no_grad():
         want = backbone.frozen(images)
-    assert backbone.fold_frozen() == batchnorms > 10
+    frozen = backbone.frozen
+    backbone.frozen, folded = backbone.folded_frozen()
+    assert folded == batchnorms > 10 and backbone.frozen is not frozen
+    assert any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())  # the original part is kept as it was
     assert not any(isinstance(m, nn.BatchNorm2d) for m in backbone.frozen.modules())
     with torch.no_grad():
         got = backbone.frozen(images)
@@ -53,8 +56,8 @@ def test_the_frozen_backbone_folds_every_batchnorm_and_makes_the_same_maps():
 
 def test_the_weights_keep_the_channels_last_layout():
     backbone = build_backbone(BackboneConfig(pretrained=False, channels_last=True))
-    backbone.fold_frozen()
-    convs = [m for m in backbone.frozen.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1]
+    frozen, _ = backbone.folded_frozen()
+    convs = [m for m in frozen.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
 
 

@@ -45,7 +45,7 @@ class BackboneStage:
         self.backbone = build_backbone(backbone)
         if expect is not None:
             check_spec(self.backbone.spec(), expect, backbone.weights)
-        self.backbone.fold_frozen()  # BatchNorms folded into the convolutions: the same maps, sooner
+        self.backbone.frozen, _ = self.backbone.folded_frozen()  # the same maps within float rounding, sooner
         self.backbone.frozen.to(torch.device(device))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

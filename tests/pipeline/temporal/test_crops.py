@@ -71,6 +71,14 @@ def test_crop_maps_are_the_extraction_maps_and_blank_crops_give_zeros(backbone, 
         assert cosine_per_frame(g[face], w[face].astype(np.float32)).min() > 0.999
 
 
+def test_crop_maps_run_a_folded_copy_and_leave_the_backbone_as_it_was(backbone):
+    # prediction hands CropMaps the model's own backbone: folding must not change it
+    crop_maps = CropMaps(backbone)
+    assert crop_maps.frozen is not backbone.frozen
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in crop_maps.frozen.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.frozen.modules())
+
+
 def test_augmented_maps_differ_and_prediction_is_never_augmented(backbone, crop_cache):
     crops = torch.from_numpy(crop_cache.read("b").maps[0])[None]  # (1, 12, 3, S, S)
     maps = CropMaps(backbone, augment=AugmentConfig())
