@@ -2,9 +2,9 @@
 
 `similarity_transform` is the least-squares similarity (rotation, uniform scale, translation; no reflection)
 of Umeyama (1991) in its closed 2-D form. `align_faces` warps every frame that has a face into a
-`size` x `size` RGB crop with `affine_grid` + `grid_sample`, with no Python loop over faces: per batch it
-gathers only the frame window the crop covers (uint8 rows, one `index_select`) and converts just that to
-float. Faces much larger than the crop are first shrunk by an integer factor with torch's antialiased
+`size` x `size` RGB crop with an affine sampling grid + `grid_sample`, with no Python loop over faces: per
+batch it gathers only the frame window the crop covers (uint8 rows, one `index_select`) and converts just
+that to float. Faces much larger than the crop are first shrunk by an integer factor with torch's antialiased
 uint8 resize, so that the bilinear sampling never shrinks by 2 or more (no aliasing).
 
 Template: ArcFace's 112 x 112 five-point template (insightface `arcface_dst`) doubled to 224, shrunk by
@@ -75,6 +75,19 @@ def _windows(
     return rows.index_select(0, starts.reshape(-1)).reshape(len(which), h, w, 3)
 
 
+def _grid(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """`F.affine_grid(theta, [b, 3, size, size], align_corners=False)` (b, size, size, 2), made as two
+    broadcast sums of the pixel centres' coordinates: affine_grid's batched matrix product over an inner
+    dimension of 3 took 0.56 ms per 224-pixel crop on one core, this 0.21 (the same grid within float
+    rounding)."""
+    c = (torch.arange(size, dtype=theta.dtype, device=theta.device) * 2 + 1) / size - 1  # (size,) centres
+    x, y = c[None, None, :], c[None, :, None]  # along a row, down a column
+    t = theta[:, :, :, None, None]  # (b, 2, 3, 1, 1)
+    gx = t[:, 0, 0] * x + (t[:, 0, 1] * y + t[:, 0, 2])  # (b, size, size)
+    gy = t[:, 1, 0] * x + (t[:, 1, 1] * y + t[:, 1, 2])
+    return torch.stack([gx, gy], dim=-1)
+
+
 def _warp(
     frames: torch.Tensor, which: torch.Tensor, to_crop: torch.Tensor, k: int, size: int
 ) -> torch.Tensor:
@@ -114,7 +127,7 @@ def _warp(
     out_px = torch.tensor([[size / 2, 0, size / 2 - 0.5], [0, size / 2, size / 2 - 0.5], [0, 0, 1]])
     win_norm = torch.tensor([[2 / win_w, 0, 1 / win_w - 1], [0, 2 / win_h, 1 / win_h - 1]])
     theta = win_norm.to(m) @ to_window @ out_px.to(m)  # (b, 2, 3)
-    grid = F.affine_grid(theta.float().to(dev), [b, 3, size, size], align_corners=False)
+    grid = _grid(theta.float().to(dev), size)  # (b, size, size, 2)
     crops = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return crops.round_().clamp_(0, 255).to(torch.uint8)  # (b, 3, size, size)
 

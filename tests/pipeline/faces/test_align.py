@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.data import astronaut
 
-from pipeline.faces.align import AlignConfig, align_faces, similarity_transform
+from pipeline.faces.align import AlignConfig, _grid, align_faces, similarity_transform
 from pipeline.faces.detect import detect_faces, load_detector
 from pipeline.synth.faces import SOURCE_BOX, SOURCE_LANDMARKS
 
@@ -118,3 +118,10 @@ def test_real_face_crop_has_the_eyes_on_the_template_and_the_whole_face():
     assert len(found) >= 1
     eyes = torch.tensor(found.landmarks[0, :2], dtype=torch.float64)
     assert (eyes - mapped[:2]).norm(dim=1).max() < 3.0
+
+
+def test_the_sampling_grid_is_affine_grids():
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0)) * 0.4
+    for size in (7, 224):
+        want = torch.nn.functional.affine_grid(theta, [5, 3, size, size], align_corners=False)
+        torch.testing.assert_close(_grid(theta, size), want, rtol=0, atol=1e-5)
