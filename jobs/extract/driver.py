@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,11 +36,10 @@ from typing import Any
 import numpy as np
 
 from jobs.extract.config import ExtractConfig
+from jobs.extract.dataset import build_dataset
 from jobs.extract.rows import END, FAIL, FRAME, summaries
-from jobs.extract.runtime import RayStart, StagePlan, plan_stages, ray_session
+from jobs.extract.runtime import RayStart, plan_stages, ray_session
 from jobs.extract.select import select_subjects
-from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
-from jobs.extract.stages.write import pause_from_env
 from jobs.progress import Bar, ProgressDisplay, progress_display
 from pipeline.cache.backbone_spec import backbone_spec
 from pipeline.cache.backbone_spec import forget as forget_spec
@@ -229,75 +227,6 @@ class Progress:
         self.overall.close()
 
 
-def _build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
-    # Ray 2.60 takes a stage's `max_task_retries` only among `map_batches`' extra keyword arguments (as
-    # its own default is set), which it marks deprecated: that one warning is expected here
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning
-        )
-        return _stages(cfg, plan, items, writer)
-
-
-def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.max_errored_blocks = len(items)  # a crashed worker loses its video, not the run
-    ctx.target_max_block_size = cfg.runtime.block_bytes  # stream chunk by chunk within a video
-    face_actors = min(plan.face_actors, len(items))
-    retries = cfg.runtime.task_retries  # then the work fails (its subjects: "no result") and the run goes on
-    ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(
-        FaceWorker,
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
-        num_cpus=plan.face_cpus,
-        num_gpus=plan.face_gpus or None,
-        max_task_retries=retries,
-        fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
-    )
-    if cfg.kind == "crops":  # crops are encoded, not run through the backbone
-        ds = ds.map_batches(
-            CropWorker,
-            batch_size=cfg.runtime.backbone_batch,
-            compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
-            num_cpus=plan.backbone_cpus,
-            max_task_retries=retries,
-            fn_constructor_kwargs={"codec": cfg.crops},
-        )
-    else:
-        ds = _backbone_stage(ds, cfg, plan, writer.spec)
-    return ds.map_batches(
-        WriteWorker,
-        batch_size=cfg.runtime.write_batch,
-        compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
-        num_cpus=plan.write_cpus,
-        max_task_retries=retries,
-        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
-    )
-
-
-def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict) -> Any:
-    import ray.data
-
-    return ds.map_batches(
-        BackboneWorker,
-        batch_size=cfg.runtime.backbone_batch,
-        compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
-        num_cpus=plan.backbone_cpus,
-        num_gpus=plan.backbone_gpus or None,
-        max_task_retries=cfg.runtime.task_retries,
-        fn_constructor_kwargs={
-            "backbone": cfg.backbone,
-            "cfg": cfg.features,
-            "device": plan.device,
-            "threads": plan.backbone_threads,
-            "expect": spec,  # each worker checks that the backbone it built is the one the spec describes
-        },
-    )
-
-
 def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | None = None) -> ExtractReport:
     """Extract every subject of the split that has no complete shard yet; returns what happened.
 
@@ -382,7 +311,7 @@ def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWrite
             plan = plan_stages(runtime, resources.get("CPU", 1.0), resources.get("GPU", 0.0), cfg.device)
             report.plan = plan.describe()
             say(f"{len(items)} videos to extract; {report.plan}")
-            ds = _build_dataset(cfg, plan, items, writer)
+            ds = build_dataset(cfg, plan, items, writer)
             try:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     report.startup_s = report.startup_s or time.perf_counter() - began

@@ -1,0 +1,90 @@
+"""The extraction's Ray Data stage list: work items -> face -> backbone (or crops) -> write.
+
+`build_dataset` wires the stages (`jobs.extract.stages`, handed over by name) into one streaming dataset:
+one video per face task, pools sized by `jobs.extract.runtime.plan_stages`, Ray Data blocks bounded in
+bytes so that a video streams chunk by chunk, and a bounded number of retries for work whose worker died
+(`RuntimeConfig.task_retries`; Ray Data's default retries for ever). A task that still fails loses its
+video or batch, not the run (`max_errored_blocks`): the driver reports its subjects as failures.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from jobs.extract.config import ExtractConfig
+from jobs.extract.runtime import StagePlan
+from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
+from jobs.extract.stages.write import pause_from_env
+from pipeline.cache.write import CacheWriter
+
+
+def build_dataset(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
+    """The Ray Data dataset of `items` (one per video) through the stages, sized by `plan`, writing into
+    `writer`'s cache: it yields the write stage's summary rows (`jobs.extract.rows`)."""
+    # Ray 2.60 takes a stage's `max_task_retries` only among `map_batches`' extra keyword arguments (as
+    # its own default is set), which it marks deprecated: that one warning is expected here
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning
+        )
+        return _stages(cfg, plan, items, writer)
+
+
+def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: CacheWriter) -> Any:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.max_errored_blocks = len(items)  # a crashed worker loses its video, not the run
+    ctx.target_max_block_size = cfg.runtime.block_bytes  # stream chunk by chunk within a video
+    face_actors = min(plan.face_actors, len(items))
+    retries = cfg.runtime.task_retries  # then the work fails (its subjects: "no result") and the run goes on
+    ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        FaceWorker,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
+        num_cpus=plan.face_cpus,
+        num_gpus=plan.face_gpus or None,
+        max_task_retries=retries,
+        fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
+    )
+    if cfg.kind == "crops":  # crops are encoded, not run through the backbone
+        ds = ds.map_batches(
+            CropWorker,
+            batch_size=cfg.runtime.backbone_batch,
+            compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
+            num_cpus=plan.backbone_cpus,
+            max_task_retries=retries,
+            fn_constructor_kwargs={"codec": cfg.crops},
+        )
+    else:
+        ds = _backbone_stage(ds, cfg, plan, writer.spec)
+    return ds.map_batches(
+        WriteWorker,
+        batch_size=cfg.runtime.write_batch,
+        compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
+        num_cpus=plan.write_cpus,
+        max_task_retries=retries,
+        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
+    )
+
+
+def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict) -> Any:
+    import ray.data
+
+    return ds.map_batches(
+        BackboneWorker,
+        batch_size=cfg.runtime.backbone_batch,
+        compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
+        num_cpus=plan.backbone_cpus,
+        num_gpus=plan.backbone_gpus or None,
+        max_task_retries=cfg.runtime.task_retries,
+        fn_constructor_kwargs={
+            "backbone": cfg.backbone,
+            "cfg": cfg.features,
+            "device": plan.device,
+            "threads": plan.backbone_threads,
+            "expect": spec,  # each worker checks that the backbone it built is the one the spec describes
+        },
+    )
