@@ -20,6 +20,8 @@ Each variant (`HARD`, names in `VARIANTS`) is one video of its own size and fram
   past the edge, stays there a while, comes back, then leaves the picture quickly (`EDGE_PATH`).
   The truth box is the whole face's, past the edge too; while more than `GONE` (half) of the box is past
   the edge, the face counts as not shown (it is drawn, what shows of it is too little to be a face).
+- `tiny` (1920x1080): a wide shot, faces 3-5 % of the frame height (about 32-54 px), too small for
+  detection at `FaceConfig.search_size`.
 
 Every variant uses other identities than the photo (`pipeline.synth.faces.identity`), tinted faces, and
 the truth of `pipeline.synth.video.TRUTH_SCHEMA`: the box and landmarks of every subject in every frame
@@ -45,7 +47,7 @@ from pipeline.synth.faces import face_box, render_face, sprite_cover, sprite_siz
 from pipeline.synth.video import Draw, Track, make_track, smooth_curve, write_video
 
 VARIANTS: tuple[str, ...] = (
-    "low_contrast", "dark", "small", "fast", "occluded", "profile", "crossing", "edge"
+    "low_contrast", "dark", "small", "fast", "occluded", "profile", "crossing", "edge", "tiny"
 )  # fmt: skip
 OCCLUDER_COLOUR = np.array([0.16, 0.30, 0.36], np.float32)  # a muted blue-grey: no skin, no face
 GONE = 0.5  # edge: a face with more than this share of its box past the frame's edge counts as not shown
@@ -88,6 +90,7 @@ HARD: dict[str, HardVariant] = {
     "profile": HardVariant(30, 1280, 720, (0.28, 0.38), move_s=(2.0, 2.5), yaw=70.0),
     "crossing": HardVariant(30, 1280, 720, (0.19, 0.21), crossing=True),
     "edge": HardVariant(30, 640, 360, (0.36, 0.42), edge=True),
+    "tiny": HardVariant(30, 1920, 1080, (0.03, 0.05)),
 }  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """The hard variants of `lwaffect synth` (`pipeline.synth.hard`): each face is drawn where its truth says,
 the videos decode with the truth's frame count, size and rate, and each shows its hard case (low contrast,
-darkness, small faces, fast motion, occlusion, a turn to profile, two people crossing)."""
+darkness, small and tiny faces, fast motion, occlusion, a turn to profile, two people crossing)."""
 
 from __future__ import annotations
 
@@ -209,6 +209,8 @@ def test_hard_videos_decode_with_their_truth_and_show_their_case(hard_videos):
         heights = boxes[face, 3] - boxes[face, 1]
         if variant == "small":
             assert (heights >= 0.07 * 1080).all() and (heights <= 0.16 * 1080).all()
+        elif variant == "tiny":
+            assert (heights >= 0.03 * 1080).all() and (heights <= 0.06 * 1080).all()
         elif variant == "dark":
             assert max(float(x.mean()) for x in inner) < 60 and float(luma.mean()) < 60
         elif variant == "low_contrast":
