@@ -49,6 +49,11 @@ class FaceConfig:
     # "refine": while a position has no face, a whole-frame detection at most every this many frames
     # (a face found is followed back to where it appeared, see look_back)
     search_every: int = 15
+    # "refine": where no face at all has been seen for `deep_every` frames (or yet), the frame is also
+    # detected with this longest side (at most the frame's own): faces too small for `search_size` (in
+    # 1080p, faces of about 36 to 72 pixels); <= search_size: never
+    deep_size: int = 1280
+    deep_every: int = 30
     look_back: int = 20  # "refine": a face found is followed back over at most this many earlier frames
     # "refine": a face refinement loses in its track (O-Net scores a head turned past ~60 degrees far below
     # its threshold) is carried on frame by frame by its appearance (pipeline.faces.carry), at most this
@@ -69,6 +74,8 @@ class FaceConfig:
             raise ValueError("detect_every must be >= every, refine_face >= 24 and refine_margin >= 1")
         if self.search_every < self.every or self.search_every > self.detect_every:
             raise ValueError("search_every must be between every and detect_every")
+        if self.deep_every < self.search_every:
+            raise ValueError("deep_every must be >= search_every")
         if self.carry_frames < 0 or not -1.0 <= self.carry_similarity <= 1.0:
             raise ValueError("carry_frames must be >= 0 and carry_similarity in [-1, 1]")
         if self.look_back < 0 or self.max_gain < 1.0 or not 0 <= self.stretch[0] < self.stretch[1] <= 100:

@@ -64,6 +64,7 @@ class FaceTracker(Follower):
         self.frame_size = frame_size  # (H, W) of the full frames; taken from the first chunk if None
         self.detected_frames = 0  # frames the detector ran on (for throughput reports)
         self.refined_boxes = 0  # boxes refinement looked at (follow "refine")
+        self.deep_frames = 0  # frames detected whole at `deep_size` (follow "refine")
         self._seen = 0  # frames pushed
         self._emitted = 0  # frames returned
         self._frontier = 0  # frames < frontier are settled: detected, or between two linked samples
@@ -80,6 +81,7 @@ class FaceTracker(Follower):
         self._refuted: dict[str, set[int]] = {p: set() for p in self.positions}  # no face where refined
         self._last_full = -(10**9)  # follow "refine": last frame detected whole
         self._last_search = -(10**9)  # follow "refine": last frame detected at `search_size`
+        self._last_deep = -(10**9)  # follow "refine": last frame detected at `deep_size`
 
     # ---- detection -------------------------------------------------------------------------------
 

@@ -4,7 +4,10 @@ they are expected, and says which face each position takes.
 
 The frame is detected at `work_size` (with its contrast normalised where it is dim or flat, `lift_gain`)
 and, where a position is still without a face, at `search_size` (small faces; at most once every
-`detect_every` frames). "main" takes its face among all of them (and may move to a much stronger one); a
+`detect_every` frames), then, where no face at all has been seen for `deep_every` frames (or yet), at
+`deep_size` (smaller faces, as in wide shots of 1080p video; at most once every `deep_every` frames). A
+face missing beside one found is taken to be hidden, not tiny, and a short stretch without any face to be
+a face that left for a moment: neither costs a look at `deep_size`. "main" takes its face among all of them (and may move to a much stronger one); a
 left or right face already found at the frame keeps its position, and the other takes the face nearest
 where it is expected, so that two subjects passing each other keep their identity.
 """
@@ -51,6 +54,9 @@ class WholeFrames:
     _full: dict[int, np.ndarray]  # full-resolution frames not yet returned: (H, W, 3) uint8 views
     _last_full: int  # last frame detected whole
     _last_search: int  # last frame detected whole at `search_size`
+    _last_deep: int  # last frame detected whole at `deep_size`
+    deep_frames: int  # frames detected whole at `deep_size`
+    _last: dict[str, tuple[int, np.ndarray] | None]  # position -> (frame, box) of its last face, if any
 
     def _detect(self, indices: list[int], small: Small) -> dict[int, FrameDetections]:
         raise NotImplementedError
@@ -81,9 +87,10 @@ class WholeFrames:
         the faces already `known` there (by position) and the faces it misses near their `expect`ed boxes
         added (found by refinement, for the positions not `refined` at s yet). Where a position is still
         without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
-        frames). "main" takes its face among all of them (it may move to a much stronger one); a left or
-        right face already known keeps its position, and the other takes the face nearest where it is
-        expected."""
+        frames), and, where no face at all has been seen for `deep_every` frames, at `deep_size` (smaller
+        faces; at most once every `deep_every` frames). "main" takes its face among all of them (it may move to a much stronger
+        one); a left or right face already known keeps its position, and the other takes the face nearest
+        where it is expected."""
         cfg = self.cfg
         self._last_full = s
         # positions take faces near where they are expected (two subjects crossing keep their identity)
@@ -91,14 +98,10 @@ class WholeFrames:
         plain = small([s])[0]  # (h, w, 3) uint8
         faces = list(known.values())
         assign: dict[str, Det | None] = dict.fromkeys(self.positions)
-        for view in ("work", "search"):
-            frame: torch.Tensor | None = None
-            if view == "work":
-                lifted = lift_contrast(plain, cfg)
-                frame = plain if lifted is None else lifted
-            elif cfg.search_size > cfg.work_size and s - self._last_search >= cfg.detect_every:
-                frame = downscale(self._full[s][None], cfg.search_size)[0]
-                self._last_search = s
+        for view in ("work", "search", "deep"):
+            if view == "deep" and faces:  # a face found elsewhere: the missing one is hidden, not tiny
+                break
+            frame = self._view(view, s, plain)
             if frame is None:
                 continue
             fd = self._detect([s], _fixed(frame))[s]
@@ -120,6 +123,33 @@ class WholeFrames:
             if all(d is not None for d in assign.values()):
                 break
         return assign
+
+    def _view(self, view: str, s: int, plain: torch.Tensor) -> torch.Tensor | None:
+        """Frame s as MTCNN sees it in `view` (see `_whole`): "work" the detection frame `plain` (h, w, 3)
+        uint8, contrast-normalised where it is low; "search" and "deep" the full frame at `search_size` and
+        `deep_size` (at most its own size), at most once every `detect_every` frames and once every
+        `deep_every` frames without a face; None where the view is not due or would be no larger than the
+        one before."""
+        cfg = self.cfg
+        if view == "work":
+            lifted = lift_contrast(plain, cfg)
+            return plain if lifted is None else lifted
+        full = self._full[s]  # (H, W, 3) uint8
+        if view == "search":
+            if cfg.search_size <= cfg.work_size or s - self._last_search < cfg.detect_every:
+                return None
+            self._last_search = s
+            return downscale(full[None], cfg.search_size)[0]
+        deep = min(cfg.deep_size, max(full.shape[:2]))
+        last_face = max((f for f, _ in filter(None, self._last.values())), default=-(10**9))
+        if (
+            deep <= max(cfg.search_size, cfg.work_size)
+            or s - max(self._last_deep, last_face) < cfg.deep_every
+        ):
+            return None
+        self._last_deep = s
+        self.deep_frames += 1
+        return downscale(full[None], deep)[0]
 
     def _assign(
         self,

@@ -17,7 +17,8 @@ from pipeline.video.decode import DecodeConfig, iter_chunks
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 SEED = 3  # neither the bench's (0) nor the synth tests' (5)
-VARIANTS = ("dark", "low_contrast", "small", "fast", "crossing")  # where whole-frame detection fails most
+# where whole-frame detection fails most, and faces too small for the search size
+VARIANTS = ("dark", "low_contrast", "small", "fast", "crossing", "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,9 @@ def videos(tmp_path_factory) -> dict[str, tuple[Path, dict[str, tuple[str, np.nd
     return out
 
 
+DEEP_FRAMES: dict[tuple[Path, FaceConfig], int] = {}  # frames each `follow` detected at `deep_size`
+
+
 def follow(path: Path, cfg: FaceConfig, pos: tuple[str, ...]) -> dict[str, FaceRecords]:
     tracker = FaceTracker(cfg, pos, load_detector(cfg=cfg))
     parts: dict[str, list[FaceRecords]] = {p: [] for p in pos}
@@ -49,6 +53,7 @@ def follow(path: Path, cfg: FaceConfig, pos: tuple[str, ...]) -> dict[str, FaceR
             parts[p].append(r)
     for p, r in tracker.flush().items():
         parts[p].append(r)
+    DEEP_FRAMES[path, cfg] = tracker.deep_frames
     return {p: FaceRecords.concat(v) for p, v in parts.items()}
 
 
@@ -80,3 +85,16 @@ def test_refinement_finds_the_hard_faces_with_their_identity_and_no_box_without_
     assert wrong <= max(sum(today[n][2] for n in today if "crossing" in n), 2)
     assert np.median(np.concatenate([s[3] for s in new.values()])) >= 0.8
     assert found > sum(s[1] for s in today.values())  # more than whole-frame detection finds
+
+
+def test_faces_too_small_for_the_search_size_are_found_by_the_deep_view(videos):
+    tiny = {"tiny": videos["tiny"]}
+    ((true, found, wrong, ious),) = scores(tiny, FaceConfig()).values()
+    ((_, found_without, _, _),) = scores(tiny, FaceConfig(deep_size=0)).values()
+    assert found / true >= 0.9 and wrong == 0 and np.median(ious) >= 0.8, (found, true, wrong)
+    assert found_without / true <= 0.1  # at `search_size` alone the faces stay unseen
+    assert DEEP_FRAMES[videos["tiny"][0], FaceConfig()] >= 1
+    # a face that leaves for a moment (the faceless stretches of dark and low_contrast) or one hidden
+    # beside another (crossing) costs no look at `deep_size`
+    scores({v: videos[v] for v in ("dark", "low_contrast", "crossing")}, FaceConfig())
+    assert all(DEEP_FRAMES[videos[v][0], FaceConfig()] == 0 for v in ("dark", "low_contrast", "crossing"))
