@@ -7,9 +7,10 @@ and, where a position is still without a face, at `search_size` (small faces; at
 `detect_every` frames), then, where no face at all has been seen for `deep_every` frames (or yet), at
 `deep_size` (smaller faces, as in wide shots of 1080p video; at most once every `deep_every` frames). A
 face missing beside one found is taken to be hidden, not tiny, and a short stretch without any face to be
-a face that left for a moment: neither costs a look at `deep_size`. "main" takes its face among all of them (and may move to a much stronger one); a
-left or right face already found at the frame keeps its position, and the other takes the face nearest
-where it is expected, so that two subjects passing each other keep their identity.
+a face that left for a moment: neither costs a look at `deep_size`. "main" takes its face among all of
+them (and may move to a much stronger one); a left or right face already found at the frame keeps its
+position, and the other takes the face nearest where it is expected, so that two subjects passing each
+other keep their identity.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ class WholeFrames:
         added (found by refinement, for the positions not `refined` at s yet). Where a position is still
         without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
         frames), and, where no face at all has been seen for `deep_every` frames, at `deep_size` (smaller
-        faces; at most once every `deep_every` frames). "main" takes its face among all of them (it may move to a much stronger
-        one); a left or right face already known keeps its position, and the other takes the face nearest
-        where it is expected."""
+        faces; at most once every `deep_every` frames). "main" takes its face among all of them (it may
+        move to a much stronger one); a left or right face already known keeps its position, and the other
+        takes the face nearest where it is expected."""
         cfg = self.cfg
         self._last_full = s
         # positions take faces near where they are expected (two subjects crossing keep their identity)
