@@ -72,10 +72,11 @@ def regress(box: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return box + reg * size
 
 
-def contrast_map(luma: torch.Tensor, cfg: FaceConfig) -> tuple[float, float]:
+def contrast_map(luma: np.ndarray, cfg: FaceConfig) -> tuple[float, float]:
     """Gain and offset (y = gain * x + offset) that move the luminance percentiles `cfg.stretch` of the
-    values `luma` towards STRETCH_TO: never less contrast, at most `cfg.max_gain`."""
-    lo, hi = torch.quantile(luma.float(), torch.tensor(cfg.stretch) / 100).tolist()
+    values `luma` (k,) towards STRETCH_TO: never less contrast, at most `cfg.max_gain`. (numpy: at a
+    thousand values, half of torch's time per call; the same linear interpolation.)"""
+    lo, hi = (float(v) for v in np.percentile(luma, cfg.stretch))
     gain = min(max((STRETCH_TO[1] - STRETCH_TO[0]) / max(hi - lo, 1e-3), 1.0), cfg.max_gain)
     return gain, (STRETCH_TO[0] + STRETCH_TO[1]) / 2 - gain * (lo + hi) / 2
 
@@ -84,10 +85,11 @@ def face_contrast(window: torch.Tensor, inner: np.ndarray, cfg: FaceConfig) -> t
     """Gain and offset (`contrast_map`) that normalise the contrast of a window (3, h, w) float in
     [0, 255] in its region `inner` (4,) (x0, y0, x1, y1 window pixels: the expected face)."""
     x0, y0, x1, y1 = (int(v) for v in inner.round())
-    region = window[:, max(y0, 0) : max(y1, y0 + 1) : 4, max(x0, 0) : max(x1, x0 + 1) : 4]  # every 16th px
-    if region.numel() == 0:
+    x = window.numpy()  # (3, h, w): every 16th pixel of the region
+    region = x[:, max(y0, 0) : max(y1, y0 + 1) : 4, max(x0, 0) : max(x1, x0 + 1) : 4]
+    if region.size == 0:
         return 1.0, 0.0
-    return contrast_map(torch.tensordot(torch.tensor(LUMA), region, dims=1).flatten(), cfg)
+    return contrast_map(np.tensordot(LUMA, region, axes=1).ravel(), cfg)
 
 
 def lift_contrast(frame: torch.Tensor, cfg: FaceConfig) -> torch.Tensor | None:
@@ -95,7 +97,7 @@ def lift_contrast(frame: torch.Tensor, cfg: FaceConfig) -> torch.Tensor | None:
     every 4th pixel), or None where that gain is below `cfg.lift_gain` (a frame of ordinary contrast:
     stretching it would only clip its brightest and darkest faces)."""
     x = frame.float()  # (h, w, 3)
-    gain, offset = contrast_map((x.reshape(-1, 3)[::4] @ torch.tensor(LUMA)), cfg)
+    gain, offset = contrast_map(x.reshape(-1, 3)[::4].numpy() @ LUMA, cfg)
     if gain < cfg.lift_gain:
         return None
     return (x * gain + offset).round_().clamp_(0, 255).to(torch.uint8)
@@ -120,7 +122,9 @@ def window(frame: np.ndarray, box: np.ndarray, cfg: FaceConfig) -> tuple[torch.T
     out = max(round(n * scale), 1)
     fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + n, width), min(y0 + n, height)
     if (fx0, fy0, fx1, fy1) == (x0, y0, x0 + n, y0 + n):
-        crop = frame[y0 : y0 + n, x0 : x0 + n]  # inside the frame: a view
+        crop = frame[y0 : y0 + n, x0 : x0 + n]  # inside the frame: a view ...
+        if out != n:  # ... copied where it is resampled: on a contiguous crop that costs 0.6x the time
+            crop = np.ascontiguousarray(crop)
     else:
         crop = np.zeros((n, n, 3), np.uint8)
         if fx1 > fx0 and fy1 > fy0:
@@ -155,9 +159,11 @@ def _patches(
     patches = roi_align(
         windows, torch.from_numpy(rois), (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True
     )
-    mapped = torch.from_numpy(contrast[which])  # (n, 2) float32
+    # the contrast map and MTCNN's normalisation ((y - 127.5) / 128 of y clamped to [0, 255]) in one:
+    # z = clamp(gain / 128 x + (offset - 127.5) / 128, -127.5 / 128, 127.5 / 128)
+    mapped = torch.from_numpy((contrast[which] - [0.0, 127.5]) / 128).float()  # (n, 2)
     gain, offset = mapped[:, 0, None, None, None], mapped[:, 1, None, None, None]  # (n, 1, 1, 1)
-    patches = patches.mul_(gain).add_(offset).clamp_(0, 255).sub_(127.5).mul_(0.0078125)  # in place
+    patches = patches.mul_(gain).add_(offset).clamp_(-127.5 / 128, 127.5 / 128)  # in place
     # channels-last: the same outputs, and the nets' max-pooling runs about 10x faster on the CPU
     return patches.contiguous(memory_format=torch.channels_last)
 
