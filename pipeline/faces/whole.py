@@ -102,7 +102,7 @@ class WholeFrames:
         for view in ("work", "search", "deep"):
             if view == "deep" and faces:  # a face found elsewhere: the missing one is hidden, not tiny
                 break
-            frame = self._view(view, s, plain)
+            frame = self._view(view, s, plain, [p for p, d in assign.items() if d is None])
             if frame is None:
                 continue
             fd = self._detect([s], _fixed(frame))[s]
@@ -125,12 +125,13 @@ class WholeFrames:
                 break
         return assign
 
-    def _view(self, view: str, s: int, plain: torch.Tensor) -> torch.Tensor | None:
+    def _view(self, view: str, s: int, plain: torch.Tensor, missing: Sequence[str]) -> torch.Tensor | None:
         """Frame s as MTCNN sees it in `view` (see `_whole`): "work" the detection frame `plain` (h, w, 3)
         uint8, contrast-normalised where it is low; "search" and "deep" the full frame at `search_size` and
         `deep_size` (at most its own size), at most once every `detect_every` frames and once every
-        `deep_every` frames without a face; None where the view is not due or would be no larger than the
-        one before."""
+        `deep_every` frames without a face, or every `search_every` frames where one of the `missing`
+        positions lost a face too small for the search view; None where the view is not due or would be
+        no larger than the one before."""
         cfg = self.cfg
         if view == "work":
             lifted = lift_contrast(plain, cfg)
@@ -142,10 +143,20 @@ class WholeFrames:
             self._last_search = s
             return downscale(full[None], cfg.search_size)[0]
         deep = min(cfg.deep_size, max(full.shape[:2]))
+        if deep <= max(cfg.search_size, cfg.work_size):
+            return None
         last_face = max((f for f, _ in filter(None, self._last.values())), default=-(10**9))
-        if (
-            deep <= max(cfg.search_size, cfg.work_size)
-            or s - max(self._last_deep, last_face) < cfg.deep_every
+        # smallest face side (full-frame pixels) that the search view finds: a track of a smaller face,
+        # lost by refinement, is found again only at `deep_size`
+        searchable = cfg.min_face_size * max(full.shape[:2]) / cfg.search_size
+        lost_small = any(
+            (last := self._last[p]) is not None
+            and s - last[0] <= cfg.detect_every
+            and float(last[1][3] - last[1][1]) < searchable
+            for p in missing
+        )
+        if s - max(self._last_deep, last_face) < cfg.deep_every and not (
+            lost_small and s - self._last_deep >= cfg.search_every
         ):
             return None
         self._last_deep = s

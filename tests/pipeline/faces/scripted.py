@@ -60,6 +60,30 @@ class ScriptedDetector:
         return np.array(boxes, dtype=object), np.array(scores, dtype=object), np.array(points, dtype=object)
 
 
+class SizedDetector(ScriptedDetector):
+    """A `ScriptedDetector` that sees, in a frame scaled to width w, only the faces of at least
+    `min_face` pixels there (as MTCNN's `min_face_size`), with their boxes in its pixels."""
+
+    def __init__(self, script: Script, min_face: float):
+        super().__init__(script)
+        self.min_face = min_face
+        self.views: list[tuple[int, int]] = []  # (frame index, width it was detected at) per call
+
+    def detect(self, frames, landmarks=True):
+        k = frames.shape[2] / W  # the frame's scale
+        self.views += [(frame_index(f.byte().numpy()), int(frames.shape[2])) for f in frames]
+        seen = self.script
+
+        def scaled(i: int) -> list:
+            return [(np.asarray(b) * k, c) for b, c in seen(i) if (b[3] - b[1]) * k >= self.min_face]
+
+        self.script = scaled
+        try:
+            return super().detect(frames, landmarks)
+        finally:
+            self.script = seen
+
+
 class ScriptedRefiner:
     """Stands in for `refine_faces`: near an expected box in frame i it finds the face of `script(i)`
     that overlaps the box most, if that overlap is at least `reach` IoU."""
@@ -118,9 +142,10 @@ def chunks_of(n: int, size: int) -> list[FrameChunk]:
     return out
 
 
-def track(script: Script, n: int, chunk: int = 16, positions=("main",), cfg=SCRIPT_CFG):
-    """Run the tracker over n scripted frames; records per position, detector calls, per-push records."""
-    detector = ScriptedDetector(script)
+def track(script: Script, n: int, chunk: int = 16, positions=("main",), cfg=SCRIPT_CFG, detector=None):
+    """Run the tracker over n scripted frames; records per position, detector calls, per-push records.
+    `detector`: a stand-in for MTCNN (default: a `ScriptedDetector` of `script`)."""
+    detector = detector or ScriptedDetector(script)
     tracker = FaceTracker(cfg, positions, detector=detector)
     pushes = []
     for c in chunks_of(n, chunk):

@@ -11,7 +11,15 @@ import pytest
 from pipeline.faces import look
 from pipeline.faces.carry import SIZE_DRIFT
 from pipeline.faces.records import SOURCES
-from tests.pipeline.faces.scripted import FOLLOW_CFG, SCRIPT_CFG, ScriptedCarrier, ScriptedRefiner, track
+from tests.pipeline.faces.scripted import (
+    FOLLOW_CFG,
+    SCRIPT_CFG,
+    ScriptedCarrier,
+    ScriptedRefiner,
+    SizedDetector,
+    W,
+    track,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 100
@@ -110,6 +118,31 @@ def test_two_faces_crossing_keep_their_identity(monkeypatch):
     seen = left.face
     assert seen[:24].all() and seen[32:].all()
     np.testing.assert_allclose(left.box[seen, 0], 10.0 + 2 * np.flatnonzero(seen), atol=1e-3)
+
+
+# whole frames at a quarter, half and full size; MTCNN's minimum 12 px: faces of 48, 24 and 12 px are seen
+VIEWS_CFG = replace(FOLLOW_CFG, work_size=W // 4, min_face_size=12, search_size=W // 2, deep_size=W)
+
+
+@pytest.mark.parametrize(("side", "deep_look"), [(16, True), (30, False)])
+def test_a_lost_face_too_small_for_the_search_view_is_looked_for_at_the_deep_size(
+    monkeypatch, side, deep_look
+):
+    def jumps(i: int) -> list:  # a face that moves slowly, then jumps across the frame at 34
+        x, y = (20.0 + 0.5 * i, 30.0) if i < 34 else (110.0 + 0.5 * (i - 34), 40.0)
+        return [(np.array([x, y, x + side, y + side]), 0.99)]
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(jumps))
+    detector = SizedDetector(jumps, VIEWS_CFG.min_face_size)
+    recs, _, _ = track(jumps, 90, cfg=VIEWS_CFG, detector=detector)
+    r = recs["main"]
+    deep = [i for i, w in detector.views if w == W and i > 0]  # looks at the deep size after the first
+    if deep_look:  # only the deep view sees a 16 px face: looked for there at the next whole detection
+        assert deep and deep[0] < 34 + VIEWS_CFG.search_every
+        assert r.face.all()  # and followed back from there to where it jumped
+    else:  # the search view finds a 30 px face: no look at the deep size
+        assert not deep and r.face.all()
+    assert (r.source[34:] != "none").all()
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
