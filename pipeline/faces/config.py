@@ -54,7 +54,9 @@ class FaceConfig:
     # 1080p, faces of about 36 to 72 pixels); <= search_size: never
     deep_size: int = 1280
     deep_every: int = 30
-    look_back: int = 20  # "refine": a face found is followed back over at most this many earlier frames
+    # "refine": a face found is followed back over at most this many earlier frames (as many as between
+    # two deep looks: a face that one finds may have been there since the one before)
+    look_back: int = 30
     # "refine": a face refinement loses in its track (O-Net scores a head turned past ~60 degrees far below
     # its threshold) is carried on frame by frame by its appearance (pipeline.faces.carry), at most this
     # many frames from a face O-Net accepted; 0: never
