@@ -21,7 +21,8 @@ Each variant (`HARD`, names in `VARIANTS`) is one video of its own size and fram
   The truth box is the whole face's, past the edge too; while more than `GONE` (half) of the box is past
   the edge, the face counts as not shown (it is drawn, what shows of it is too little to be a face).
 - `tiny` (1920x1080): a wide shot, faces 3-5 % of the frame height (about 32-54 px), too small for
-  detection at `FaceConfig.search_size`.
+  detection at `FaceConfig.search_size`; the person keeps to a part of the picture (`roam`: a face
+  crossing the whole frame in a second and a half would move one to two face widths per frame).
 
 Every variant uses other identities than the photo (`pipeline.synth.faces.identity`), tinted faces, and
 the truth of `pipeline.synth.video.TRUTH_SCHEMA`: the box and landmarks of every subject in every frame
@@ -79,6 +80,9 @@ class HardVariant:
     crossing: bool = False  # two people passing each other (subjects left and right)
     apart: float = 0.08  # crossing: vertical distance of the two face centres, fraction of the frame height
     edge: bool = False  # the face cut by the frame's left edge, leaving the frame and coming back (EDGE_PATH)
+    # share of its path's span the face keeps to, about a point of it (1: the whole frame); a face moves
+    # at most about this share of the frame per `move_s` seconds
+    roam: float = 1.0
 
 
 HARD: dict[str, HardVariant] = {
@@ -90,7 +94,7 @@ HARD: dict[str, HardVariant] = {
     "profile": HardVariant(30, 1280, 720, (0.28, 0.38), move_s=(2.0, 2.5), yaw=70.0),
     "crossing": HardVariant(30, 1280, 720, (0.19, 0.21), crossing=True),
     "edge": HardVariant(30, 640, 360, (0.36, 0.42), edge=True),
-    "tiny": HardVariant(30, 1920, 1080, (0.03, 0.05)),
+    "tiny": HardVariant(30, 1920, 1080, (0.03, 0.05), roam=0.15),
 }  # fmt: skip
 
 
@@ -179,6 +183,15 @@ def _edge_path(frames: int, track: Track) -> np.ndarray:
     return drawn
 
 
+def _roam(track: Track, share: float, rng: np.random.Generator) -> None:
+    """The track's path shrunk to `share` of its span about a point in the middle half of it (in x and in
+    y), in place: a person in a wide shot stays in a part of the picture."""
+    for axis in ("cx", "cy"):
+        path = getattr(track, axis)  # (n,) face centres
+        anchor = path.min() + rng.uniform(0.25, 0.75) * (path.max() - path.min())
+        setattr(track, axis, anchor + share * (path - anchor))
+
+
 def hard_scene(
     variant: str,
     frames: int,
@@ -201,6 +214,8 @@ def hard_scene(
         region = (0, v.width)
         track = make_track(frames, v.fps, size, region, tints[pos], rng, absent=gap, identity=identities[pos],
                            face_height=v.face_height, move_s=v.move_s)  # fmt: skip
+        if v.roam < 1.0:
+            _roam(track, v.roam, rng)
         lo, hi = v.brightness
         track.brightness = lo + (hi - lo) * track.brightness
         lo, hi = v.contrast

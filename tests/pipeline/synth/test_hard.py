@@ -211,6 +211,11 @@ def test_hard_videos_decode_with_their_truth_and_show_their_case(hard_videos):
             assert (heights >= 0.07 * 1080).all() and (heights <= 0.16 * 1080).all()
         elif variant == "tiny":
             assert (heights >= 0.03 * 1080).all() and (heights <= 0.06 * 1080).all()
+            # a person in a wide shot: the face keeps to a part of the picture, at most a fraction of its
+            # width per frame
+            centre = (boxes[face, :2] + boxes[face, 2:]) / 2  # (k, 2)
+            assert np.hypot(*np.diff(centre, axis=0).T).max() < 0.5 * heights.min()
+            assert np.ptp(centre[:, 0]) < 0.3 * 1920
         elif variant == "dark":
             assert max(float(x.mean()) for x in inner) < 60 and float(luma.mean()) < 60
         elif variant == "low_contrast":
