@@ -35,7 +35,8 @@ def synth(
         typer.Option(
             help="Hard videos to add as validation videos (affwild2 layout), comma-separated: low_contrast, "
             "dark, small (1080p), fast (60 fps, motion blur), occluded, profile, crossing (two people), "
-            "edge (cut by the frame's edge, then leaving it); or all. --videos 0 makes only these."
+            "edge (cut by the frame's edge, then leaving it), tiny (1080p wide shot, faces of 32-54 px); or "
+            "all. --videos 0 makes only these."
         ),
     ] = None,
     hard: Annotated[bool, typer.Option("--hard", help="Add every hard video (--variants all).")] = False,
@@ -123,7 +124,7 @@ def bench(
         str,
         typer.Option(
             help="Hard set beside the default videos, one video per variant, comma-separated: low_contrast, "
-            "dark, small, fast, occluded, profile, crossing, edge; all, or none to skip it."
+            "dark, small, fast, occluded, profile, crossing, edge, tiny; all, or none to skip it."
         ),
     ] = "all",
     hard_seconds: Annotated[float, typer.Option(min=0.5, help="Length of each hard video in seconds.")] = 3.0,

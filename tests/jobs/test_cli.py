@@ -16,6 +16,7 @@ from pipeline.cache.crops import CACHE_KINDS
 from pipeline.fill import FillMethod
 from pipeline.metrics import Average
 from pipeline.synth.common import AFFECTNET_FORMATS, LAYOUTS
+from pipeline.synth.hard import VARIANTS
 from pipeline.temporal.augment import AUGMENTS
 
 COMMANDS = [
@@ -94,6 +95,14 @@ def test_help_lists_the_choices(command, choices):
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     for choice in choices:
         assert choice in result.output, choice
+
+
+@pytest.mark.parametrize("command", ["synth", "bench"])
+def test_help_names_every_hard_variant(command):
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.output.replace("│", " ").split())  # the help's words, without its box
+    for variant in VARIANTS:
+        assert variant in text, variant
 
 
 def test_an_invalid_choice_exits_1_naming_the_choices():
