@@ -49,9 +49,10 @@ class FaceConfig:
     # "refine": while a position has no face, a whole-frame detection at most every this many frames
     # (a face found is followed back to where it appeared, see look_back)
     search_every: int = 15
-    # "refine": where no face at all has been seen for `deep_every` frames (or yet), the frame is also
-    # detected with this longest side (at most the frame's own): faces too small for `search_size` (in
-    # 1080p, faces of about 36 to 72 pixels); <= search_size: never
+    # "refine": where no face at all has been seen for `deep_every` frames (or yet), or a position lost a
+    # face too small for `search_size` (at most every `search_every` frames), the frame is also detected
+    # with this longest side (at most the frame's own): in 1080p, faces of about 36 to 72 pixels;
+    # <= search_size: never
     deep_size: int = 1280
     deep_every: int = 30
     # "refine": a face found is followed back over at most this many earlier frames (as many as between

@@ -5,12 +5,13 @@ they are expected, and says which face each position takes.
 The frame is detected at `work_size` (with its contrast normalised where it is dim or flat, `lift_gain`)
 and, where a position is still without a face, at `search_size` (small faces; at most once every
 `detect_every` frames), then, where no face at all has been seen for `deep_every` frames (or yet), at
-`deep_size` (smaller faces, as in wide shots of 1080p video; at most once every `deep_every` frames). A
-face missing beside one found is taken to be hidden, not tiny, and a short stretch without any face to be
-a face that left for a moment: neither costs a look at `deep_size`. "main" takes its face among all of
-them (and may move to a much stronger one); a left or right face already found at the frame keeps its
-position, and the other takes the face nearest where it is expected, so that two subjects passing each
-other keep their identity.
+`deep_size` (smaller faces, as in wide shots of 1080p video; at most once every `deep_every` frames), or
+where a position's track of a face too small for the search view was lost (at most every `search_every`
+frames, for `detect_every` frames after its last face). A face missing beside one found is taken to be
+hidden, not tiny, and a short stretch without any larger face to be a face that left for a moment:
+neither costs a look at `deep_size`. "main" takes its face among all of them (and may move to a much
+stronger one); a left or right face already found at the frame keeps its position, and the other takes
+the face nearest where it is expected, so that two subjects passing each other keep their identity.
 """
 
 from __future__ import annotations
