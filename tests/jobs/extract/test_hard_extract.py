@@ -7,7 +7,8 @@ its own true box; identity switches between the crossing's two subjects).
 The variants are those where the face stage fails most: a dark scene and a washed-out one (each with a
 faceless stretch), fast motion with motion blur at 60 fps, a partly occluded face that leaves and comes
 back having turned, a head turning to 70 degrees (past what MTCNN's O-Net accepts: the face is carried on
-by its appearance), and two people crossing. (`small`'s 1080p frames would double the decoding time.)
+by its appearance), two people crossing, and a wide shot whose tiny face only the look at `deep_size`
+finds. (`small`'s 1080p frames would add as much decoding again; `tiny` is 1080p too.)
 Every video is stored as a phone stores a portrait video, lying on its side with a display rotation of -90
 degrees: the faces are found only where decoding turns the frames upright, as a player shows them.
 """
@@ -31,7 +32,7 @@ from tests.jobs.extract.test_extract import truth
 
 pytestmark = pytest.mark.slow
 SEED = 7  # not the bench's hard seed (0), nor test_hard_follow's (3) or the synth tests' (5)
-VARIANTS = ("low_contrast", "dark", "fast", "occluded", "profile", "crossing", "edge")
+VARIANTS = ("low_contrast", "dark", "fast", "occluded", "profile", "crossing", "edge", "tiny")
 SECONDS = 1.5
 ROTATION = -90  # degrees counterclockwise in every video's display matrix
 
