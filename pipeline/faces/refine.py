@@ -85,8 +85,8 @@ def face_contrast(window: torch.Tensor, inner: np.ndarray, cfg: FaceConfig) -> t
     """Gain and offset (`contrast_map`) that normalise the contrast of a window (3, h, w) float in
     [0, 255] in its region `inner` (4,) (x0, y0, x1, y1 window pixels: the expected face)."""
     x0, y0, x1, y1 = (int(v) for v in inner.round())
-    x = window.numpy()  # (3, h, w): every 16th pixel of the region
-    region = x[:, max(y0, 0) : max(y1, y0 + 1) : 4, max(x0, 0) : max(x1, x0 + 1) : 4]
+    x = window.numpy()  # (3, h, w)
+    region = x[:, max(y0, 0) : max(y1, y0 + 1) : 4, max(x0, 0) : max(x1, x0 + 1) : 4]  # every 16th pixel
     if region.size == 0:
         return 1.0, 0.0
     return contrast_map(np.tensordot(LUMA, region, axes=1).ravel(), cfg)
