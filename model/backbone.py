@@ -25,6 +25,7 @@ from torch import nn
 
 from model.backbone_config import BackboneConfig
 from model.fold import fold_batchnorm
+from model.lazy_dynamo import import_without_dynamo
 from model.split import BlockSplit
 from model.weights import file_hash, from_hub, load_weights_file
 
@@ -211,7 +212,8 @@ def build_backbone(cfg: BackboneConfig) -> MultiScaleBackbone:
 
 
 def _create(name: str, pretrained: bool) -> Any:  # timm MobileNetV3Features
-    import timm  # imported on first use: it takes seconds, and listing configs needs no backbone
+    import_without_dynamo(["timm"])  # on first use: it takes seconds, and listing configs needs no backbone
+    import timm
 
     return timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=OUT_INDICES)
 
