@@ -7,11 +7,13 @@ and, where a position is still without a face, at `search_size` (small faces; at
 `detect_every` frames), then, where no face at all has been seen for `deep_every` frames (or yet), at
 `deep_size` (smaller faces, as in wide shots of 1080p video; at most once every `deep_every` frames), or
 where a position's track of a face too small for the search view was lost (at most every `search_every`
-frames, for `detect_every` frames after its last face). A face missing beside one found is taken to be
-hidden, not tiny, and a short stretch without any larger face to be a face that left for a moment:
-neither costs a look at `deep_size`. "main" takes its face among all of them (and may move to a much
-stronger one); a left or right face already found at the frame keeps its position, and the other takes
-the face nearest where it is expected, so that two subjects passing each other keep their identity.
+frames, for `detect_every` frames after its last face). A face missing that was last seen next to one
+found (its box grown by a face side on every side overlaps the found one's) is taken to be hidden behind
+it, not tiny, and a short stretch without any larger face to be a face that left for a moment: neither
+costs a look at `deep_size`; a lost small face last seen away from every face found still gets it.
+"main" takes its face among all of them (and may move to a much stronger one); a left or right face
+already found at the frame keeps its position, and the other takes the face nearest where it is
+expected, so that two subjects passing each other keep their identity.
 """
 
 from __future__ import annotations
@@ -101,9 +103,12 @@ class WholeFrames:
         faces = list(known.values())
         assign: dict[str, Det | None] = dict.fromkeys(self.positions)
         for view in ("work", "search", "deep"):
-            if view == "deep" and faces:  # a face found elsewhere: the missing one is hidden, not tiny
-                break
-            frame = self._view(view, s, plain, [p for p, d in assign.items() if d is None])
+            missing = [p for p, d in assign.items() if d is None]
+            if view == "deep" and faces:  # a missing face last seen next to a found one is hidden, not tiny
+                missing = [p for p in missing if self._apart(p, faces)]
+                if not missing:
+                    break
+            frame = self._view(view, s, plain, missing)
             if frame is None:
                 continue
             fd = self._detect([s], _fixed(frame))[s]
@@ -125,6 +130,17 @@ class WholeFrames:
             if all(d is not None for d in assign.values()):
                 break
         return assign
+
+    def _apart(self, position: str, faces: Sequence[Det]) -> bool:
+        """Whether the last face of `position` was away from every face of `faces`: its box grown by a
+        face side on every side overlaps none of theirs (a face behind another is next to it first)."""
+        last = self._last[position]
+        if last is None:
+            return False
+        box = np.asarray(last[1], np.float64)  # (4,) x1, y1, x2, y2
+        side = float(box[3] - box[1])
+        grown = box + np.array([-side, -side, side, side])
+        return all(float(box_iou(grown, d.box)) == 0.0 for d in faces)
 
     def _view(self, view: str, s: int, plain: torch.Tensor, missing: Sequence[str]) -> torch.Tensor | None:
         """Frame s as MTCNN sees it in `view` (see `_whole`): "work" the detection frame `plain` (h, w, 3)

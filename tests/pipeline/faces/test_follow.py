@@ -145,6 +145,32 @@ def test_a_lost_face_too_small_for_the_search_view_is_looked_for_at_the_deep_siz
     assert (r.source[34:] != "none").all()
 
 
+@pytest.mark.parametrize(("gap", "deep_look"), [(40.0, True), (4.0, False)])
+def test_a_lost_small_face_beside_a_larger_one_is_looked_for_at_the_deep_size_only_where_it_was_apart(
+    monkeypatch, gap, deep_look
+):
+    # two subjects: the right one's 16 px face is seen only at the deep size; the left one's 40 px face,
+    # there from frame 10, at the work size. At 34 the small face is gone from where it was
+    def scene(i: int) -> list:
+        x = 80.0 + gap + 0.5 * i  # the small face, `gap` px right of the large one's right side
+        small = np.array([x, 40.0, x + 16, 56.0]) if i < 34 else np.array([x - 20, 64.0, x - 4, 80.0])
+        large = np.array([40.0 + 0.5 * i, 30.0, 80.0 + 0.5 * i, 70.0])
+        hidden = gap < 16 and i >= 34  # right beside the large face: gone behind it
+        return ([(large, 0.99)] if i >= 10 else []) + ([] if hidden else [(small, 0.98)])
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(scene))
+    detector = SizedDetector(scene, VIEWS_CFG.min_face_size)
+    recs, _, _ = track(scene, 90, positions=("left", "right"), cfg=VIEWS_CFG, detector=detector)
+    left, right = recs["left"], recs["right"]
+    assert left.face[10:].all() and right.face[:34].all()  # the small face first found at the deep size
+    deep = [i for i, w in detector.views if w == W and i >= 34]  # looks at the deep size after it went
+    if deep_look:  # last seen away from the large face: it may be too small to be found, not hidden
+        assert deep and deep[0] < 34 + VIEWS_CFG.search_every
+        assert right.face.all()  # and followed back from there to where it moved
+    else:  # last seen next to the large face: taken to be behind it, no look at the deep size
+        assert not deep and not right.face[34:].any()
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_chunk_size_does_not_change_the_followed_records(refiner, chunk):
     reference, _, _ = track(scene, N, chunk=16, cfg=FOLLOW_CFG)
