@@ -14,6 +14,8 @@ worker of an extraction while the others start on the same cores, and nothing th
 decorated methods behave as decorated, compiled or not). The stand-in is removed as soon as the
 libraries are imported, so any later `import torch._dynamo` (`torch.compile`, export) gets the real one.
 Where `torch._dynamo` is already imported there is nothing to save: the libraries are imported as usual.
+While the libraries import, the stand-in is what any thread importing `torch._dynamo` gets; nothing in
+lwaffect imports it then (the driver's other thread only starts Ray).
 """
 
 from __future__ import annotations
