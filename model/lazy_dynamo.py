@@ -20,11 +20,12 @@ lwaffect imports it then (the driver's other thread only starts Ray).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 DYNAMO = "torch._dynamo"
@@ -33,17 +34,23 @@ UTILS = "torch._dynamo.utils"
 
 def import_without_dynamo(names: Iterable[str]) -> None:
     """Import each module of `names` (e.g. "torchvision", "timm") without importing `torch._dynamo`."""
+    with _stand_in_installed():
+        for name in names:
+            importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _stand_in_installed() -> Iterator[None]:
+    """The stand-in in `sys.modules` for the block, unless the real `torch._dynamo` is imported already."""
     import torch
 
     if DYNAMO in sys.modules:
-        for name in names:
-            importlib.import_module(name)
+        yield
         return
     stand_in, utils = _stand_in()
     sys.modules[DYNAMO], sys.modules[UTILS] = stand_in, utils
     try:
-        for name in names:
-            importlib.import_module(name)
+        yield
     finally:
         for key, module in ((UTILS, utils), (DYNAMO, stand_in)):
             if sys.modules.get(key) is module:
@@ -82,7 +89,6 @@ def _disable(fn: Callable | None = None, recursive: bool = True, *, reason: str 
 def _stand_in() -> tuple[types.ModuleType, types.ModuleType]:
     stand_in, utils = types.ModuleType(DYNAMO), types.ModuleType(UTILS)
     stand_in._lwaffect_stand_in = True  # type: ignore[attr-defined]
-    utils._lwaffect_stand_in = True  # type: ignore[attr-defined]
     stand_in.utils = utils  # type: ignore[attr-defined]
     stand_in.disable = _disable  # type: ignore[attr-defined]
     utils.is_compile_supported = _is_compile_supported  # type: ignore[attr-defined]

@@ -3,8 +3,9 @@ path and builds it in its worker, so that the driver imports none of their depen
 detector pulls in torchvision: 1.3 s of a 2-core machine while Ray starts). Ray's logs and Ray Data's
 stats name them `FaceWorker`, `BackboneWorker`, `CropWorker` and `WriteWorker`.
 
-A stage that needs torchvision or timm names them in `libraries`: the worker imports them first without
-`torch._dynamo` (`model.lazy_dynamo`), about 1.5 s of CPU less per worker while the others start.
+A stage whose module imports torchvision names the library in `libraries`: the worker imports it first
+without `torch._dynamo` (`model.lazy_dynamo`), about 1.5 s of CPU less per worker while the others start.
+The backbone stage needs none: `model.backbone` imports timm (and torchvision) that way when it builds one.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class FaceWorker(Deferred):
 
 class BackboneWorker(Deferred):
     stage = "jobs.extract.stages.backbone.BackboneStage"
-    libraries = ("timm",)  # and with it torchvision
 
 
 class CropWorker(Deferred):
