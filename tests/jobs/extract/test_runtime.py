@@ -80,6 +80,8 @@ with RayStart(cfg) as start:
     with ray_session(cfg, start) as resources:
         print("cpus", resources["CPU"], flush=True)
         print("task", ray.get(ray.remote(lambda: torch.ones(2).sum().item()).remote()), flush=True)
+        # a worker of the local Ray imported Ray Data as it started (nothing in the task imports it)
+        print("preloaded", ray.get(ray.remote(lambda: "ray.data" in sys.modules).remote()), flush=True)
     print("after session", ray.is_initialized(), flush=True)
 print("after close", ray.is_initialized(), flush=True)
 with RayStart(cfg, when=lambda: False) as start:  # nothing to do, it said: no early Ray
@@ -110,8 +112,9 @@ def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close_or_is_left_to_the
         left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
         shutil.rmtree(temp, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split("\n")[:4] == ["cpus 1.0", "task 2.0", "after session True", "after close False"]
-    assert run.stdout.split("\n")[4:7] == ["skipped True False", "cpus 1.0", "after session False"]
+    assert run.stdout.split("\n")[:5] == ["cpus 1.0", "task 2.0", "preloaded True", "after session True",
+                                          "after close False"]  # fmt: skip
+    assert run.stdout.split("\n")[5:8] == ["skipped True False", "cpus 1.0", "after session False"]
     assert "SIGTERM handler is not set" not in run.stderr
     assert left == [], left  # closing stopped the local Ray it started
 
