@@ -242,11 +242,14 @@ def bench_memory(
 
 
 def finite(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` without NaN or infinite numbers, which JSON cannot hold (nested dicts and strings kept)."""
+    """`values` without NaN or infinite numbers, which JSON cannot hold (nested dicts, strings and lists of
+    finite numbers kept)."""
     out: dict[str, Any] = {}
     for k, v in values.items():
         if isinstance(v, dict):
             out[k] = finite(v)
         elif isinstance(v, str) or (isinstance(v, int | float) and np.isfinite(v)):
+            out[k] = v
+        elif isinstance(v, list) and all(isinstance(x, int | float) and np.isfinite(x) for x in v):
             out[k] = v
     return out

@@ -216,7 +216,9 @@ def markdown(f: dict[str, Any]) -> str:
     c = e["command"]
     rows.append(("extract", "the command, launch to exit", c["fps"],
                  f"`python -m jobs extract`: {c['frames']:.0f} frames in {_n(c['seconds'])} s, every start-up "
-                 f"cost included; {_n(e['speedup_vs_naive_command'])}x the naive loop"))  # fmt: skip
+                 f"cost included; {_n(e['speedup_vs_naive_command'])}x the naive loop"
+                 + (f" (median of {len(c['runs_s'])} runs: {', '.join(_n(s) for s in c['runs_s'])} s)"
+                    if len(c.get("runs_s", ())) > 1 else "")))  # fmt: skip
     if "command_first" in e:
         c = e["command_first"]
         rows.append(("extract", "the command, a machine's first run", c["fps"],

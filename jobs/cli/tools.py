@@ -114,7 +114,10 @@ def bench(
         Path, typer.Option("--output", "-o", help="Folder for bench.json and bench.md.")
     ] = Path("bench-out"),
     repeats: Annotated[
-        int, typer.Option(min=1, help="Runs of each short stage (the median is reported).")
+        int,
+        typer.Option(
+            min=1, help="Runs of each short stage and of the extract command (the median is reported)."
+        ),
     ] = 3,
     memory_seconds: Annotated[
         float, typer.Option(min=0.0, help="Short video of the memory test (the long one is 10x); 0 skips it.")

@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from jobs.bench.e2e import TreeSampler
+from jobs.bench.e2e import TreeSampler, finite
 from jobs.bench.faces import FACE_METHODS, method_settings, parse_methods
 from jobs.bench.report import face_goals, face_tables
 from jobs.bench.suite import efficiency
@@ -77,6 +77,17 @@ def test_tree_sampler_sums_descendants():
     assert sampler.peak_pss >= 100e6
 
 
+def test_finite_keeps_what_json_can_hold():
+    figures = {
+        "a": 1.0,
+        "b": math.nan,
+        "runs": [20.1, 19.4],
+        "bad": [1.0, math.inf],
+        "n": {"c": -math.inf, "d": "x"},
+    }
+    assert finite(figures) == {"a": 1.0, "runs": [20.1, 19.4], "n": {"d": "x"}}
+
+
 def test_efficiency_cpu_is_e2e_over_stages_back_to_back():
     figures = {
         "decode": {"pipeline_backend": "decord", "decord": {"fps": 100.0}},
@@ -101,7 +112,7 @@ def test_efficiency_cpu_is_e2e_over_stages_back_to_back():
 @pytest.mark.timeout(300)
 def test_bench_tiny_writes_positive_figures(tmp_path):
     out = tmp_path / "bench"
-    args = ["bench", "--videos", "1", "--resolution", "360p", "--seconds", "2", "--repeats", "1",
+    args = ["bench", "--videos", "1", "--resolution", "360p", "--seconds", "2", "--repeats", "2",
             "--memory-seconds", "1", "--naive-frames", "3", "--hard-variants", "crossing", "--hard-seconds", "1",
             "--output", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
@@ -147,6 +158,9 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     # the command as a user runs it, timed from its launch to its exit
     command = figures["extract"]["command"]
     assert command["frames"] == 60 and command["seconds"] > 0 and command["fps"] > 0
+    # timed `repeats` times: the slower of two is reported, and both are listed
+    assert len(command["runs_s"]) == 2 and command["seconds"] == max(command["runs_s"])
+    assert "(median of 2 runs: " in table
     first = figures["extract"]["command_first"]  # the same before the backbone's spec was remembered
     assert (
         first["frames"] == 60
