@@ -297,8 +297,8 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
         )
         for i in range(runs)
     ]
-    command = dict(sorted(timed, key=lambda r: r["seconds"])[runs // 2])  # of an even count, the slower
-    command["runs_s"] = [r["seconds"] for r in timed]
+    median = sorted(timed, key=lambda r: r["seconds"])[runs // 2]  # of an even count, the slower
+    command: dict[str, Any] = {**median, "runs_s": [r["seconds"] for r in timed]}
     first["specs_remembered"] = float(len(list((work / "memo" / "backbone-specs").glob("*.json"))))
     figures["extract"]["command_first"] = first
     figures["extract"]["speedup_vs_naive_command_first"] = first["fps"] / naive["fps"]
