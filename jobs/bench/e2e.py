@@ -248,8 +248,10 @@ def finite(values: dict[str, Any]) -> dict[str, Any]:
     for k, v in values.items():
         if isinstance(v, dict):
             out[k] = finite(v)
-        elif isinstance(v, str) or (isinstance(v, int | float) and np.isfinite(v)):
-            out[k] = v
-        elif isinstance(v, list) and all(isinstance(x, int | float) and np.isfinite(x) for x in v):
+        elif isinstance(v, str) or _number(v) or (isinstance(v, list) and all(_number(x) for x in v)):
             out[k] = v
     return out
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and bool(np.isfinite(x))

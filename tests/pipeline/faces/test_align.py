@@ -136,10 +136,10 @@ def test_crops_hardly_depend_on_how_many_faces_share_a_call():
     for i, (angle, scale) in enumerate(((0.0, 1.0), (0.3, 0.8), (-0.2, 1.2), (0.1, 0.6))):
         linear, shift = similarity(angle, scale, (10.0 * i, 5.0 * i))
         marks.append(((source - centre) @ linear.T + centre + shift).numpy())  # turned, scaled, moved
-    frames = np.stack([img] * 4)
+    frames, points = np.stack([img] * 4), np.stack(marks).astype(np.float32)  # (4, 5, 2)
     face = np.array([True, True, False, True])
-    one = align_faces(frames, np.stack(marks).astype(np.float32), face, AlignConfig(batch_size=1)).int()
-    many = align_faces(frames, np.stack(marks).astype(np.float32), face, AlignConfig(batch_size=32)).int()
+    one = align_faces(frames, points, face, AlignConfig(batch_size=1)).int()
+    many = align_faces(frames, points, face, AlignConfig(batch_size=32)).int()
     assert (one - many).abs().max() <= 1
     assert (one != many).float().mean() < 0.01
     assert not one[2].any() and one[[0, 1, 3]].float().mean() > 50  # faces cropped, the faceless one zero
