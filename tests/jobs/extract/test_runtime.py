@@ -82,6 +82,10 @@ with RayStart(cfg) as start:
         print("task", ray.get(ray.remote(lambda: torch.ones(2).sum().item()).remote()), flush=True)
         # a worker of the local Ray imported Ray Data as it started (nothing in the task imports it)
         print("preloaded", ray.get(ray.remote(lambda: "ray.data" in sys.modules).remote()), flush=True)
+        # its processes retry a socket connection every 0.1 s, not every 1 s (Ray's default)
+        retry = lambda: (ray._raylet.Config.raylet_client_connect_timeout_milliseconds(),
+                         ray._raylet.Config.raylet_client_num_connect_attempts())  # fmt: skip
+        print("retry", *ray.get(ray.remote(retry).remote()), flush=True)
     print("after session", ray.is_initialized(), flush=True)
 print("after close", ray.is_initialized(), flush=True)
 with RayStart(cfg, when=lambda: False) as start:  # nothing to do, it said: no early Ray
@@ -112,9 +116,9 @@ def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close_or_is_left_to_the
         left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
         shutil.rmtree(temp, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split("\n")[:5] == ["cpus 1.0", "task 2.0", "preloaded True", "after session True",
-                                          "after close False"]  # fmt: skip
-    assert run.stdout.split("\n")[5:8] == ["skipped True False", "cpus 1.0", "after session False"]
+    assert run.stdout.split("\n")[:6] == ["cpus 1.0", "task 2.0", "preloaded True", "retry 100 100",
+                                          "after session True", "after close False"]  # fmt: skip
+    assert run.stdout.split("\n")[6:9] == ["skipped True False", "cpus 1.0", "after session False"]
     assert "SIGTERM handler is not set" not in run.stderr
     assert left == [], left  # closing stopped the local Ray it started
 
