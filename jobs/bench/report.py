@@ -236,7 +236,9 @@ def markdown(f: dict[str, Any]) -> str:
     n = f["naive"]
     rows.append(("naive", "per-frame loop", n["fps"],
                  f"{n['frames']:.0f} frames (first of each video); extract speed-up {_n(e['speedup_vs_naive_all'])}x "
-                 f"with Ray start, {_n(e['speedup_vs_naive'])}x without"))  # fmt: skip
+                 f"with Ray start, {_n(e['speedup_vs_naive'])}x without"
+                 + (f" (median of {len(n['runs_fps'])} passes: {', '.join(_n(r) for r in n['runs_fps'])} frames/s)"
+                    if len(n.get("runs_fps", ())) > 1 else "")))  # fmt: skip
     if "memory" in f:
         mem = f["memory"]
         for key in ("short", "long"):

@@ -8,8 +8,8 @@ One run on synthetic videos made for it (`jobs.bench.videos`: H.264 files of a r
    model's training steps and prediction (tam_s1, tam_s3);
    the face stage's methods (`jobs.bench.faces`) on the default videos and on the hard set (a video per
    hard variant of `pipeline.synth.hard`), scored per subject against the truth (`jobs.bench.scores`);
-2. the naive per-frame loop on the first frames of each video (`jobs.bench.naive`), whose MTCNN part is
-   the baseline of the face stage;
+2. the naive per-frame loop on the first frames of each video (`jobs.bench.naive`; the median of `repeats`
+   passes), whose MTCNN part is the baseline of the face stage;
 3. the real `extract` job on the same videos (`jobs.bench.e2e`), then the command a user runs, from its
    launch to its exit (a machine's first run, then the median of `repeats` runs), and the pipeline
    efficiency:
@@ -70,7 +70,9 @@ class BenchConfig:
     seconds: float = 10.0  # length of each video
     fps: int = 30  # frame rate of the videos
     device: Literal["cpu", "cuda"] = "cpu"  # where the models run (stages and extract)
-    repeats: int = 3  # runs of each short stage and of the extract command; the median is reported
+    repeats: int = (
+        3  # runs of each short stage, the naive loop and the extract command; the median is reported
+    )
     threads: int | None = None  # torch threads of the stage-alone runs (None: every core)
     naive_frames: int = 20  # frames per video run through the naive loop (its frames/s stand for all)
     backbone_crops: int = 128  # face crops for the backbone, cache and temporal-model figures
@@ -254,7 +256,8 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     )
 
     say(f"bench: naive loop on {cfg.naive_frames} frames per video")
-    naive = naive_loop(videos, cfg.naive_frames, cfg.backbone, cfg.features, cfg.faces.align, cfg.device)
+    naive = naive_loop(videos, cfg.naive_frames, cfg.backbone, cfg.features, cfg.faces.align, cfg.device,
+                       cfg.repeats)  # fmt: skip
     figures["faces"]["mtcnn_full"] = naive.pop("mtcnn_full")
     figures["faces"]["speedup"] = figures["faces"]["pipeline"]["fps"] / figures["faces"]["mtcnn_full"]["fps"]
     figures["naive"] = naive

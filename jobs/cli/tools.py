@@ -116,7 +116,8 @@ def bench(
     repeats: Annotated[
         int,
         typer.Option(
-            min=1, help="Runs of each short stage and of the extract command (the median is reported)."
+            min=1,
+            help="Runs of each short stage, of the naive loop and of the extract command (the median is reported).",
         ),
     ] = 3,
     memory_seconds: Annotated[

@@ -161,6 +161,10 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
     # timed `repeats` times: the slower of two is reported, and both are listed
     assert len(command["runs_s"]) == 2 and command["seconds"] == max(command["runs_s"])
     assert "(median of 2 runs: " in table
+    # the naive loop too: two passes, the slower one reported, both listed
+    naive = figures["naive"]
+    assert len(naive["runs_fps"]) == 2 and naive["fps"] == min(naive["runs_fps"])
+    assert "(median of 2 passes: " in table
     first = figures["extract"]["command_first"]  # the same before the backbone's spec was remembered
     assert (
         first["frames"] == 60
