@@ -70,9 +70,7 @@ class BenchConfig:
     seconds: float = 10.0  # length of each video
     fps: int = 30  # frame rate of the videos
     device: Literal["cpu", "cuda"] = "cpu"  # where the models run (stages and extract)
-    repeats: int = (
-        3  # runs of each short stage, the naive loop and the extract command; the median is reported
-    )
+    repeats: int = 3  # runs of each short stage, the naive loop and the command; the median is reported
     threads: int | None = None  # torch threads of the stage-alone runs (None: every core)
     naive_frames: int = 20  # frames per video run through the naive loop (its frames/s stand for all)
     backbone_crops: int = 128  # face crops for the backbone, cache and temporal-model figures
