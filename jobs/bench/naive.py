@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from jobs.bench.scores import pooled, subject_score
+from jobs.bench.stages import middle_run
 from jobs.bench.videos import BenchVideo
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.features import FeatureConfig, extract_maps
@@ -55,7 +56,7 @@ def naive_loop(
     _warm_up(videos[0], mtcnn, backbone, one, align)
     passes = [_pass(videos, frames, mtcnn, backbone, one, align, device) for _ in range(max(repeats, 1))]
     runs = [done / sum(seconds.values()) for seconds, done, _ in passes]
-    seconds, done, scores = sorted(passes, key=lambda p: sum(p[0].values()))[len(passes) // 2]
+    seconds, done, scores = middle_run(passes, key=lambda p: sum(p[0].values()))
     return {
         "frames": float(done),
         "fps": done / sum(seconds.values()),

@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +36,14 @@ def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 0) -> flo
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+Run = TypeVar("Run")
+
+
+def middle_run(runs: Sequence[Run], key: Callable[[Run], float]) -> Run:
+    """The run at the median of `key` (seconds); of an even count the slower middle one."""
+    return sorted(runs, key=key)[len(runs) // 2]
 
 
 # ------------------------------------------------------------------------------------------------ decode

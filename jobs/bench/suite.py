@@ -48,7 +48,7 @@ from jobs.bench.faces import bench_faces, check_methods
 from jobs.bench.model import bench_cache, bench_temporal
 from jobs.bench.naive import naive_loop
 from jobs.bench.report import goals, markdown
-from jobs.bench.stages import bench_backbone, bench_decode, face_pass
+from jobs.bench.stages import bench_backbone, bench_decode, face_pass, middle_run
 from jobs.bench.videos import BenchVideoSpec, make_hard_videos, make_video, make_videos, resolution
 from jobs.extract.config import ExtractConfig, FaceSettings
 from jobs.extract.runtime import RuntimeConfig
@@ -298,7 +298,7 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
         )
         for i in range(runs)
     ]
-    median = sorted(timed, key=lambda r: r["seconds"])[runs // 2]  # of an even count, the slower
+    median = middle_run(timed, key=lambda r: r["seconds"])
     command: dict[str, Any] = {**median, "runs_s": [r["seconds"] for r in timed]}
     first["specs_remembered"] = float(len(list((work / "memo" / "backbone-specs").glob("*.json"))))
     figures["extract"]["command_first"] = first
