@@ -11,6 +11,9 @@ frames, for `detect_every` frames after its last face). A face missing that was 
 found (its box grown by a face side on every side overlaps the found one's) is taken to be hidden behind
 it, not tiny, and a short stretch without any larger face to be a face that left for a moment: neither
 costs a look at `deep_size`; a lost small face last seen away from every face found still gets it.
+A face the detector finds where a position's face is only carried by its appearance (O-Net refused it)
+replaces the carried box: the detector's box is a measurement, the carried one keeps the size of the
+last face O-Net accepted, which may have grown off the face or no longer fit a face that changed.
 "main" takes its face among all of them (and may move to a much stronger one); a left or right face
 already found at the frame keeps its position, and the other takes the face nearest where it is
 expected, so that two subjects passing each other keep their identity.
@@ -92,7 +95,8 @@ class WholeFrames:
         added (found by refinement, for the positions not `refined` at s yet). Where a position is still
         without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
         frames), and, where no face at all has been seen for `deep_every` frames, at `deep_size` (smaller
-        faces; at most once every `deep_every` frames). "main" takes its face among all of them (it may
+        faces; at most once every `deep_every` frames). A detection (of at least `min_score`) on a face
+        carried by its appearance replaces it. "main" takes its face among all of them (it may
         move to a much stronger one); a left or right face already known keeps its position, and the other
         takes the face nearest where it is expected."""
         cfg = self.cfg
@@ -112,11 +116,15 @@ class WholeFrames:
             if frame is None:
                 continue
             fd = self._detect([s], _fixed(frame))[s]
-            faces += [
-                Det(b, m, float(c))
-                for b, m, c in zip(fd.boxes, fd.landmarks, fd.scores, strict=True)
-                if all(float(box_iou(b, d.box)) < CLASH_IOU for d in faces)
-            ]
+            for b, m, c in zip(fd.boxes, fd.landmarks, fd.scores, strict=True):
+                found = Det(b, m, float(c))
+                clash = [i for i, d in enumerate(faces) if float(box_iou(b, d.box)) >= CLASH_IOU]
+                if not clash:
+                    faces.append(found)
+                elif len(clash) == 1 and faces[clash[0]].carried and found.score >= cfg.min_score:
+                    # a face carried by its appearance that the detector finds: the detector's box
+                    carried, faces[clash[0]] = faces[clash[0]], found
+                    known = {p: found if d is carried else d for p, d in known.items()}
             if view == "work":
                 missed = {
                     p: e

@@ -316,3 +316,25 @@ def test_a_refined_box_far_from_the_expected_size_is_not_the_face(monkeypatch, s
     assert r.face.all()
     np.testing.assert_allclose(r.box, np.stack([moving_box(i) for i in range(60)]), atol=1e-3)
     assert (r.source[30:] == "tracked").all()
+
+
+def test_a_whole_frame_detection_of_a_carried_face_takes_the_detectors_box(monkeypatch):
+    # O-Net accepts the face only until frame 29; appearance carries on a box a fifth too large (a box
+    # that had grown off the face); the whole-frame detections on the way find the face itself, and
+    # there the record is the detector's box, not the carried one
+    def grown(i: int) -> list:
+        box = moving_box(i)
+        centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) * 1.2 / 2
+        return [(np.concatenate([centre - half, centre + half]), 0.99)]
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: plain(i) if i < 30 else []))
+    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(grown))
+    recs, calls, _ = track(plain, 90, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    whole = sorted({c for c in calls if c >= 30})
+    assert whole and r.face.all()
+    for i in whole:
+        assert r.source[i] == "detected", (i, r.source[i])
+        np.testing.assert_allclose(r.box[i], moving_box(i), atol=1e-3)
+    carried = [i for i in range(30, 90) if i not in whole and r.source[i] == "tracked"]
+    assert carried  # between them the face is still carried (O-Net refuses it)
