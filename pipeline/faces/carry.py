@@ -40,9 +40,7 @@ REACH = 1.9  # side of the window searched, in face sides (the trials reach 0.8 
 # (dx, dy) shifts in face sides and scales of the coarse search, then of the fine one around its best box
 COARSE = (tuple(float(x) for x in np.linspace(-0.24, 0.24, 9)), (0.92, 1.0, 1.08))
 FINE = (tuple(float(x) for x in np.linspace(-0.045, 0.045, 4)), (0.97, 1.0, 1.03))
-# a face is carried while its box's side is within this factor of the face last accepted; a refined box,
-# while its size is within it of the expected box's (pipeline.faces.look)
-SIZE_DRIFT = 1.25
+SIZE_DRIFT = 1.25  # a face is carried while its box's side is within this factor of the face last accepted
 SHOWN = 0.5  # least share of a template's pixels inside the frame, and inside it in a trial box, compared
 
 

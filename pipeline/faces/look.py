@@ -5,16 +5,12 @@ Each position's face is refined near its expected box (`pipeline.faces.refine`: 
 a crop of the full-resolution frame, zeros outside it); a refined box is the whole face's as O-Net regresses
 it, also where part of the face is past the frame's edge, so that the face is expected next where it
 is and not where its visible part is (a box cut to the frame shrank and slid off the face frame by frame,
-and a track lost it). A refined box whose size is not within `SIZE_DRIFT` of the expected box's is no
-face of the position: a face's size changes little from one look to the next, while O-Net also accepts
-part of a face (the eyes above a hand) or a turned head with what is around it, and a track that took
-such a box shrank onto the part, or grew off the face, look by look. Where O-Net finds none (or none of
-that size) and the position's face is known in the adjacent frame, that face may be carried on by its
-appearance (`pipeline.faces.carry`). Then the rules that keep one face from being two positions': a face
-on a box another position holds in the frame is not this one's, a weak face a quarter or more behind
-another one is dropped (what shows of it may be too little), and of two positions that would take one
-face, the one whose expected box it overlaps less loses it, both where that is not clear (faces
-crossing). A position left without a face "refutes" the frame.
+and a track lost it); where O-Net finds none and the position's face is known in the
+adjacent frame, that face may be carried on by its appearance (`pipeline.faces.carry`). Then the rules
+that keep one face from being two positions': a face on a box another position holds in the frame is not
+this one's, a weak face a quarter or more behind another one is dropped (what shows of it may be too
+little), and of two positions that would take one face, the one whose expected box it overlaps less loses
+it, both where that is not clear (faces crossing). A position left without a face "refutes" the frame.
 """
 
 from __future__ import annotations
@@ -69,7 +65,7 @@ class FrameLook(WholeFrames):
         self.refined_boxes += len(names)
         out: dict[str, Det | None] = {}
         for name, f in zip(names, found, strict=True):
-            if f is None or not _kept_size(f.box, expect[name]):
+            if f is None:
                 out[name] = None
                 continue
             out[name] = Det(f.box.copy(), f.landmarks, f.score, "refined")
@@ -135,14 +131,3 @@ def _covered(box: np.ndarray, other: np.ndarray) -> float:
     w = max(0.0, float(min(box[2], other[2]) - max(box[0], other[0])))
     h = max(0.0, float(min(box[3], other[3]) - max(box[1], other[1])))
     return w * h / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-
-
-def _kept_size(box: np.ndarray, expected: np.ndarray) -> bool:
-    """Whether a refined `box` (4,) is within `SIZE_DRIFT` of the `expected` box (4,) in size (the
-    square root of its area)."""
-    ratio = np.sqrt(_area(box) / max(_area(expected), 1e-6))
-    return 1 / SIZE_DRIFT <= ratio <= SIZE_DRIFT
-
-
-def _area(box: np.ndarray) -> float:
-    return max(float((box[2] - box[0]) * (box[3] - box[1])), 0.0)

@@ -296,28 +296,6 @@ def test_a_face_is_never_carried_onto_another_positions_face(monkeypatch):
     np.testing.assert_allclose(left.box[seen, 0], 10.0 + 2 * seen, atol=1e-3)  # only ever its own face
 
 
-@pytest.mark.parametrize("size", [0.6, 1.5])
-def test_a_refined_box_far_from_the_expected_size_is_not_the_face(monkeypatch, size):
-    # from frame 30 O-Net accepts only a box `size` times the face's about its eyes (part of the face, or
-    # the head with what is around it); appearance still finds the whole face: it is carried on, and no
-    # record ever takes the other box, which a track would follow look by look
-    def part(i: int) -> list:
-        box = moving_box(i)
-        if i < 30:
-            return [(box, 0.99)]
-        eyes = np.array([(box[0] + box[2]) / 2, box[1] + 0.4 * (box[3] - box[1])])
-        half = (box[2:] - box[:2]) * size / 2
-        return [(np.concatenate([eyes - half, eyes + half]), 0.99)]
-
-    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(part, reach=0.1))
-    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(plain))
-    recs, _, _ = track(lambda i: plain(i) if i == 0 else [], 60, cfg=FOLLOW_CFG)
-    r = recs["main"]
-    assert r.face.all()
-    np.testing.assert_allclose(r.box, np.stack([moving_box(i) for i in range(60)]), atol=1e-3)
-    assert (r.source[30:] == "tracked").all()
-
-
 def test_a_whole_frame_detection_of_a_carried_face_takes_the_detectors_box(monkeypatch):
     # O-Net accepts the face only until frame 29; appearance carries on a box a fifth too large (a box
     # that had grown off the face); the whole-frame detections on the way find the face itself, and
