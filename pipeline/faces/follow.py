@@ -15,7 +15,8 @@ identity).
 Between two samples where a position's face is one face moving smoothly (`linked`, and no jump),
 nothing is looked at: the records are interpolated ("tracked"). Where it is not (the face appears,
 disappears or jumps), the face is refined frame by frame forwards from its last box and backwards from
-the sample's face (backwards also into the `look_back` frames before, for a face that appears); only
+the sample's face (backwards also into the `look_back` frames before, for a face that appears; at the
+speed from its last box, or from where it is where it jumped there); only
 frames that neither reaches while the face was there at both samples are detected whole. Every refined
 box passed the track's O-Net threshold in its own frame; a frame where refinement looked for a
 position's face and found none is "refuted" for it, and a gap holding one is not filled. A face found
@@ -34,7 +35,7 @@ import numpy as np
 
 from pipeline.faces.detect import box_iou
 from pipeline.faces.look import FrameLook
-from pipeline.faces.records import Det, jump, linked
+from pipeline.faces.records import Det, apart, jump, linked
 from pipeline.faces.whole import CLASH_IOU, Small
 
 Head = tuple[np.ndarray, np.ndarray | None, int]  # a walk's last box (4,), box change per frame, its frame
@@ -296,9 +297,11 @@ class Follower(FrameLook):
         backward: dict[str, Head] = {}
         for pos in todo:
             det = step.after[pos]
-            if det is not None:  # moving back at the speed from the face's last box to this one
+            if det is not None:  # moving back at the speed from the face's last box to this one ...
                 prior = self._trail[pos][-1] if self._trail[pos] else None
                 speed = None if prior is None else (det.box - prior[1]) / (s - prior[0])
+                if prior is not None and apart(prior[1], det.box):
+                    speed = None  # ... unless it jumped there (a cut, a face across the frame): from here
                 backward[pos] = (det.box, speed, s)
         self._walk(
             step, range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward

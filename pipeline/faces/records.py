@@ -101,10 +101,15 @@ def linked(a: Det | None, b: Det | None, cfg: FaceConfig, speed: np.ndarray | No
 
 def jump(a: Det, b: Det) -> bool:
     """Two faces too far apart to be one face moving: disjoint, centres more than a box width apart."""
-    if float(box_iou(a.box, b.box)) > 0:
+    return apart(a.box, b.box)
+
+
+def apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """`jump` of two boxes (4,)."""
+    if float(box_iou(a, b)) > 0:
         return False
-    width = (a.box[2] - a.box[0] + b.box[2] - b.box[0]) / 2
-    centre = (a.box[:2] + a.box[2:] - b.box[:2] - b.box[2:]) / 2
+    width = (a[2] - a[0] + b[2] - b[0]) / 2
+    centre = (a[:2] + a[2:] - b[:2] - b[2:]) / 2
     return float(np.hypot(*centre)) > width
 
 

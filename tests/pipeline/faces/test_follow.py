@@ -145,6 +145,23 @@ def test_a_lost_face_too_small_for_the_search_view_is_looked_for_at_the_deep_siz
     assert (r.source[34:] != "none").all()
 
 
+@pytest.mark.parametrize("at", [40, 46, 58])
+def test_a_face_that_jumped_is_followed_back_from_where_it_was_found(monkeypatch, at):
+    # a 16 px face (seen whole only at the deep size) jumps across the frame at `at` and is found there
+    # again a few frames later: followed back to the jump from where it was found, not from halfway
+    # between its old and new place (the speed of the jump)
+    def jumps(i: int) -> list:
+        x, y = (20.0 + 0.5 * i, 30.0) if i < at else (110.0 + 0.5 * (i - at), 40.0)
+        return [(np.array([x, y, x + 16, y + 16]), 0.99)]
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(jumps))
+    detector = SizedDetector(jumps, VIEWS_CFG.min_face_size)
+    recs, _, _ = track(jumps, 90, cfg=VIEWS_CFG, detector=detector)
+    r = recs["main"]
+    assert r.face.all()
+    np.testing.assert_allclose(r.box[at:, 0], 110.0 + 0.5 * np.arange(90 - at), atol=1e-3)
+
+
 @pytest.mark.parametrize(("gap", "deep_look"), [(40.0, True), (4.0, False)])
 def test_a_lost_small_face_beside_a_larger_one_is_looked_for_at_the_deep_size_only_where_it_was_apart(
     monkeypatch, gap, deep_look
