@@ -85,11 +85,11 @@ class Follower(FrameLook):
     def _expected(self, pos: str, frame: int) -> np.ndarray | None:
         """Where the position's face is expected in `frame`: its last box moved on at its speed; after
         `max_gap + every` frames without it, its last box (a face that comes back where it left); None
-        after `detect_every` frames."""
+        after `lost_span` frames."""
         if not self._trail[pos]:
             return None
         last, box = self._trail[pos][-1]
-        if frame - last > self.cfg.detect_every:
+        if frame - last > self.cfg.lost_span:
             return None
         speed = self._speed(pos)
         if speed is None or frame - last > self.cfg.max_gap + self.cfg.every:

@@ -4,10 +4,10 @@ they are expected, and says which face each position takes.
 
 The frame is detected at `work_size` (with its contrast normalised where it is dim or flat, `lift_gain`)
 and, where a position is still without a face, at `search_size` (small faces; at most once every
-`detect_every` frames), then, where no face at all has been seen for `deep_every` frames (or yet), at
+`lost_span` frames), then, where no face at all has been seen for `deep_every` frames (or yet), at
 `deep_size` (smaller faces, as in wide shots of 1080p video; at most once every `deep_every` frames), or
 where a position's track of a face too small for the search view was lost (at most every `search_every`
-frames, for `detect_every` frames after its last face). A face missing that was last seen next to one
+frames, for `lost_span` frames after its last face). A face missing that was last seen next to one
 found (its box grown by a face side on every side overlaps the found one's) is taken to be hidden behind
 it, not tiny, and a short stretch without any larger face to be a face that left for a moment: neither
 costs a look at `deep_size`; a lost small face last seen away from every face found still gets it.
@@ -93,7 +93,7 @@ class WholeFrames:
         """MTCNN on the whole frame `s` (with its contrast normalised where it is low, `lift_gain`), with
         the faces already `known` there (by position) and the faces it misses near their `expect`ed boxes
         added (found by refinement, for the positions not `refined` at s yet). Where a position is still
-        without a face, the frame again at `search_size` (small faces; at most once every `detect_every`
+        without a face, the frame again at `search_size` (small faces; at most once every `lost_span`
         frames), and, where no face at all has been seen for `deep_every` frames, at `deep_size` (smaller
         faces; at most once every `deep_every` frames). A detection (of at least `min_score`) on a face
         carried by its appearance replaces it. "main" takes its face among all of them (it may
@@ -153,7 +153,7 @@ class WholeFrames:
     def _view(self, view: str, s: int, plain: torch.Tensor, missing: Sequence[str]) -> torch.Tensor | None:
         """Frame s as MTCNN sees it in `view` (see `_whole`): "work" the detection frame `plain` (h, w, 3)
         uint8, contrast-normalised where it is low; "search" and "deep" the full frame at `search_size` and
-        `deep_size` (at most its own size), at most once every `detect_every` frames and once every
+        `deep_size` (at most its own size), at most once every `lost_span` frames and once every
         `deep_every` frames without a face, or every `search_every` frames where one of the `missing`
         positions lost a face too small for the search view; None where the view is not due or would be
         no larger than the one before."""
@@ -163,7 +163,7 @@ class WholeFrames:
             return plain if lifted is None else lifted
         full = self._full[s]  # (H, W, 3) uint8
         if view == "search":
-            if cfg.search_size <= cfg.work_size or s - self._last_search < cfg.detect_every:
+            if cfg.search_size <= cfg.work_size or s - self._last_search < cfg.lost_span:
                 return None
             self._last_search = s
             return downscale(full[None], cfg.search_size)[0]
@@ -176,7 +176,7 @@ class WholeFrames:
         searchable = cfg.min_face_size * max(full.shape[:2]) / cfg.search_size
         lost_small = any(
             (last := self._last[p]) is not None
-            and s - last[0] <= cfg.detect_every
+            and s - last[0] <= cfg.lost_span
             and float(last[1][3] - last[1][1]) < searchable
             for p in missing
         )
