@@ -70,13 +70,15 @@ def test_a_lost_then_refound_face_is_followed_without_detecting_the_frames_betwe
     assert len(calls) < len(today) / 2
 
 
-def test_whole_frames_are_detected_every_detect_every_frames_while_each_face_is_followed(refiner):
+def test_whole_frames_are_detected_every_detect_every_frames_while_each_face_is_followed(monkeypatch):
     # followed throughout: whole frames at the first sample and every `detect_every` frames after it
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(plain))
     detector = SizedDetector(plain, FOLLOW_CFG.min_face_size)
     track(plain, N, cfg=FOLLOW_CFG, detector=detector)
     assert sorted({i for i, _ in detector.views}) == list(range(0, N, FOLLOW_CFG.detect_every))
     # lost from 41 to 52: also at the first sample `search_every` or more after the last whole frame, from
     # which the next `detect_every` frames count (refinement finds the face back at 55)
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(scene))
     detector = SizedDetector(scene, FOLLOW_CFG.min_face_size)
     track(scene, N, cfg=replace(FOLLOW_CFG, detect_every=60), detector=detector)
     assert sorted({i for i, _ in detector.views}) == [0, 45]
