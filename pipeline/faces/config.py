@@ -33,8 +33,8 @@ class FaceConfig:
     # sample and on every frame between two samples where a face changed (the method before refinement).
     follow: Literal["refine", "detect"] = "refine"
     # "refine": most frames between two full detections while every position has its face (new faces, "main"
-    # moving to a stronger one, a carried face's box): 45 rather than 30 takes a fifth of the whole-frame
-    # detections off the hard set, with no fewer faces found over the hard variants of 11 seeds
+    # moving to a stronger one, a carried face's box); refinement follows each face between them. 45 rather
+    # than 30: a fifth fewer whole-frame detections on the bench's hard sets (figures in the README)
     detect_every: int = 45
     # "refine": frames over which a lost face is looked for: its last box is expected for this many frames, and
     # while a position has no face the frame is detected at `search_size` at most once per span (and at

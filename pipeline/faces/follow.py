@@ -297,11 +297,12 @@ class Follower(FrameLook):
         backward: dict[str, Head] = {}
         for pos in todo:
             det = step.after[pos]
-            if det is not None:  # moving back at the speed from the face's last box to this one ...
+            if det is not None:  # moving back at the speed from the face's last box to this one, unless
+                # it jumped there (a cut, a face across the frame): then from where it is
                 prior = self._trail[pos][-1] if self._trail[pos] else None
-                speed = None if prior is None else (det.box - prior[1]) / (s - prior[0])
-                if prior is not None and apart(prior[1], det.box):
-                    speed = None  # ... unless it jumped there (a cut, a face across the frame): from here
+                speed = None
+                if prior is not None and not apart(prior[1], det.box):
+                    speed = (det.box - prior[1]) / (s - prior[0])
                 backward[pos] = (det.box, speed, s)
         self._walk(
             step, range(s - 1, max(min(p + 1, s - self.cfg.look_back), self._emitted) - 1, -1), backward
