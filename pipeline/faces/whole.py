@@ -14,6 +14,9 @@ costs a look at `deep_size`; a lost small face last seen away from every face fo
 A face the detector finds where a position's face is only carried by its appearance (O-Net refused it)
 replaces the carried box: the detector's box is a measurement, the carried one keeps the size of the
 last face O-Net accepted, which may have grown off the face or no longer fit a face that changed.
+A face the detector finds at well under its position's last size (`SHRUNK`; back after a moment away or
+behind something) may be only what shows of a partly hidden face: it is refined again at that size over
+it, and a larger face found there takes its place (`_regrown`).
 "main" takes its face among all of them (and may move to a much stronger one); a left or right face
 already found at the frame keeps its position, and the other takes the face nearest where it is
 expected, so that two subjects passing each other keep their identity.
@@ -34,6 +37,8 @@ from pipeline.faces.refine import lift_contrast
 
 Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
 CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
+SHRUNK = 0.6  # a face detected at under this share of its position's last side may be a part of that face
+GROWN = 1.25  # ... which a face refined over it at that side replaces where this many times its side
 
 
 def _pack(dets: list[Det]) -> FrameDetections:
@@ -64,6 +69,7 @@ class WholeFrames:
     _last_deep: int  # last frame detected whole at `deep_size`
     deep_frames: int  # frames detected whole at `deep_size`
     _last: dict[str, tuple[int, np.ndarray] | None]  # position -> (frame, box) of its last face, if any
+    _refuted: dict[str, set[int]]  # per position: frames where refinement found no face of it
 
     def _detect(self, indices: list[int], small: Small) -> dict[int, FrameDetections]:
         raise NotImplementedError
@@ -98,7 +104,8 @@ class WholeFrames:
         faces; at most once every `deep_every` frames). A detection (of at least `min_score`) on a face
         carried by its appearance replaces it. "main" takes its face among all of them (it may
         move to a much stronger one); a left or right face already known keeps its position, and the other
-        takes the face nearest where it is expected."""
+        takes the face nearest where it is expected. A face taken at well under its position's last
+        size is looked for again at that size (`_regrown`)."""
         cfg = self.cfg
         self._last_full = s
         # positions take faces near where they are expected (two subjects crossing keep their identity)
@@ -137,7 +144,41 @@ class WholeFrames:
             assign = self._assign(s, faces, known, last)
             if all(d is not None for d in assign.values()):
                 break
-        return assign
+        return self._regrown(s, assign)
+
+    def _regrown(self, s: int, assign: dict[str, Det | None]) -> dict[str, Det | None]:
+        """`assign` with each face the detector found at under `SHRUNK` of its position's last side (seen
+        within `lost_span` frames) looked for again by refinement at that side about its centre: where
+        part of a face is hidden, O-Net may take what shows (an eye and a cheek) for a small face, and a
+        track that follows that box keeps it small. A face found there `GROWN` times its side or more, over
+        its centre, replaces it; a face that did move away is not found larger and stays."""
+        cfg = self.cfg
+        looks: dict[str, np.ndarray] = {}
+        for pos, det in assign.items():
+            last = self._last[pos]
+            if det is None or det.source != "detected" or last is None or s - last[0] > cfg.lost_span:
+                continue
+            side = float(last[1][3] - last[1][1])
+            if det.side < SHRUNK * side:
+                centre = (det.box[:2] + det.box[2:]) / 2  # (2,)
+                looks[pos] = np.concatenate([centre - side / 2, centre + side / 2]).astype(np.float32)
+        if not looks:
+            return assign
+        taken = [d.box for p, d in assign.items() if d is not None and p not in looks]
+        out = dict(assign)
+        for pos, found in self._refine_at(s, looks, taken).items():
+            self._refuted[pos].discard(s)  # the detector's face stays where refinement finds none
+            det = assign[pos]
+            assert det is not None
+            centre = (det.box[:2] + det.box[2:]) / 2
+            if (
+                found is not None
+                and found.side >= GROWN * det.side
+                and found.box[0] <= centre[0] <= found.box[2]
+                and found.box[1] <= centre[1] <= found.box[3]
+            ):
+                out[pos] = found
+        return out
 
     def _apart(self, position: str, faces: Sequence[Det]) -> bool:
         """Whether the last face of `position` was away from every face of `faces`: its box grown by a

@@ -347,3 +347,29 @@ def test_a_whole_frame_detection_of_a_carried_face_takes_the_detectors_box(monke
         np.testing.assert_allclose(r.box[i], moving_box(i), atol=1e-3)
     carried = [i for i in range(30, 90) if i not in whole and r.source[i] == "tracked"]
     assert carried  # between them the face is still carried (O-Net refuses it)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_face_found_small_after_a_gap_is_looked_for_again_at_its_last_size(monkeypatch, whole):
+    # a 40 px face leaves at 30 and is back at 42 across the frame. Where part of it is hidden, the
+    # detector finds only what shows (a 14 px box on one cheek): refinement at the face's last size
+    # about that box finds the whole face, and the track follows it. A face that did shrink (moved away:
+    # only the 14 px face there) keeps its box
+    part = np.array([122.0, 40.0, 136.0, 54.0])
+    face = np.array([100.0, 25.0, 140.0, 65.0])
+
+    def shown(i: int) -> list:
+        if i < 30:
+            return [(np.array([10.0, 20.0, 50.0, 60.0]), 0.99)]
+        if i < 42:
+            return []
+        return ([(face, 0.99)] if whole else []) + [(part, 0.97)]
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(shown))
+    detector = SizedDetector(lambda i: shown(i)[-1:], 0)  # the whole frame shows the detector the part
+    recs, _, _ = track(shown, 90, cfg=FOLLOW_CFG, detector=detector)
+    r = recs["main"]
+    back = np.flatnonzero(r.face[42:]) + 42
+    assert len(back) >= 40  # found again within a search's cadence, and followed
+    expected = face if whole else part
+    np.testing.assert_allclose(r.box[back], np.broadcast_to(expected, (len(back), 4)), atol=1e-3)
