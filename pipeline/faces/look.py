@@ -5,8 +5,9 @@ Each position's face is refined near its expected box (`pipeline.faces.refine`: 
 a crop of the full-resolution frame, zeros outside it); a refined box is the whole face's as O-Net regresses
 it, also where part of the face is past the frame's edge, so that the face is expected next where it
 is and not where its visible part is (a box cut to the frame shrank and slid off the face frame by frame,
-and a track lost it); where O-Net finds none and the position's face is known in the
-adjacent frame, that face may be carried on by its appearance (`pipeline.faces.carry`). Then the rules
+and a track lost it); a face O-Net barely accepts (under a new face's threshold) whose box is larger
+than expected grows only halfway (`_steady`); where O-Net finds none and the position's face is known in
+the adjacent frame, that face may be carried on by its appearance (`pipeline.faces.carry`). Then the rules
 that keep one face from being two positions': a face on a box another position holds in the frame is not
 this one's, a weak face a quarter or more behind another one is dropped (what shows of it may be too
 little), and of two positions that would take one face, the one whose expected box it overlaps less loses
@@ -68,7 +69,8 @@ class FrameLook(WholeFrames):
             if f is None:
                 out[name] = None
                 continue
-            out[name] = Det(f.box.copy(), f.landmarks, f.score, "refined")
+            box = f.box if f.score >= self.cfg.thresholds[2] else _steady(f.box, expect[name])
+            out[name] = Det(box.copy(), f.landmarks, f.score, "refined")
         lost = {n: p for n, p in (prior or {}).items() if n in out and out[n] is None}
         out.update(self._carry(frame, expect, lost))
         for i, a in enumerate(names):
@@ -124,6 +126,18 @@ class FrameLook(WholeFrames):
             if c is not None and 1 / SIZE_DRIFT <= float(c.box[3] - c.box[1]) / last.side <= SIZE_DRIFT:
                 out[n] = Det(c.box, c.landmarks, 0.0, "tracked", last.carried + 1, last.side)
         return out
+
+
+def _steady(box: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """A weak face's box (4,) that is larger than its expected box (4,) grown only halfway (the geometric
+    mean of the two sizes, about its own centre): a face's size changes little from one frame to the
+    next, and O-Net's box regression on a face it barely accepts (turned away, partly hidden) grows the box
+    off the face, onto hair and neck, frame after frame where each box is the next one's expectation."""
+    size, wanted = box[2:] - box[:2], expected[2:] - expected[:2]  # (2,) width, height
+    if size[1] <= wanted[1]:
+        return box
+    centre, half = (box[:2] + box[2:]) / 2, np.sqrt(size * wanted) / 2
+    return np.concatenate([centre - half, centre + half]).astype(np.float32)
 
 
 def _covered(box: np.ndarray, other: np.ndarray) -> float:

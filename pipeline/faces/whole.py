@@ -39,6 +39,7 @@ Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) ui
 CLASH_IOU = 0.5  # two positions' boxes overlapping this much are one face
 SHRUNK = 0.6  # a face detected at under this share of its position's last side may be a part of that face
 GROWN = 1.25  # ... which a face refined over it at that side replaces where this many times its side
+NARROWER = 0.8  # ... looked for again at this share of that side where not found at it
 
 
 def _pack(dets: list[Det]) -> FrameDetections:
@@ -50,6 +51,12 @@ def _pack(dets: list[Det]) -> FrameDetections:
         np.array([d.score for d in dets], np.float32),
         np.stack([d.landmarks for d in dets]).astype(np.float32),
     )
+
+
+def _scaled(box: np.ndarray, k: float) -> np.ndarray:
+    """A box (4,) scaled by k about its centre."""
+    centre, half = (box[:2] + box[2:]) / 2, k * (box[2:] - box[:2]) / 2
+    return np.concatenate([centre - half, centre + half]).astype(np.float32)
 
 
 def _fixed(frame: torch.Tensor) -> Small:
@@ -151,7 +158,8 @@ class WholeFrames:
         within `lost_span` frames) looked for again by refinement at that side about its centre: where
         part of a face is hidden, O-Net may take what shows (an eye and a cheek) for a small face, and a
         track that follows that box keeps it small. A face found there `GROWN` times its side or more, over
-        its centre, replaces it; a face that did move away is not found larger and stays."""
+        its centre, replaces it (looked for at `NARROWER` of that side too where none is found at it); a face
+        that did move away is not found larger and stays."""
         cfg = self.cfg
         looks: dict[str, np.ndarray] = {}
         for pos, det in assign.items():
@@ -165,8 +173,13 @@ class WholeFrames:
         if not looks:
             return assign
         taken = [d.box for p, d in assign.items() if d is not None and p not in looks]
+        got = self._refine_at(s, looks, taken)
+        # where O-Net settles on nothing in a square of the last box's height (wider than a face), a
+        # second look at `NARROWER` of that side
+        again = {p: _scaled(looks[p], NARROWER) for p, found in got.items() if found is None}
+        got.update(self._refine_at(s, again, taken) if again else {})
         out = dict(assign)
-        for pos, found in self._refine_at(s, looks, taken).items():
+        for pos, found in got.items():
             self._refuted[pos].discard(s)  # the detector's face stays where refinement finds none
             det = assign[pos]
             assert det is not None

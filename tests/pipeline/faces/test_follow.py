@@ -373,3 +373,13 @@ def test_a_face_found_small_after_a_gap_is_looked_for_again_at_its_last_size(mon
     assert len(back) >= 40  # found again within a search's cadence, and followed
     expected = face if whole else part
     np.testing.assert_allclose(r.box[back], np.broadcast_to(expected, (len(back), 4)), atol=1e-3)
+
+
+def test_a_weak_face_box_larger_than_expected_grows_only_halfway():
+    expected = np.array([100.0, 100.0, 140.0, 150.0], np.float32)  # 40 x 50
+    larger = np.array([90.0, 95.0, 154.0, 167.0], np.float32)  # 64 x 72 about (122, 131)
+    steady = look._steady(larger, expected)
+    np.testing.assert_allclose(steady[2:] - steady[:2], np.sqrt([64 * 40, 72 * 50]), rtol=1e-5)
+    np.testing.assert_allclose((steady[:2] + steady[2:]) / 2, [122.0, 131.0], rtol=1e-5)
+    smaller = np.array([105.0, 110.0, 135.0, 140.0], np.float32)
+    np.testing.assert_array_equal(look._steady(smaller, expected), smaller)  # shrinking is believed

@@ -112,3 +112,17 @@ def test_a_partly_hidden_face_that_the_detector_finds_small_is_followed_at_its_s
     ((true, found, wrong, ious),) = scores({"occluded": (path, subjects)}, FaceConfig()).values()
     assert found / true >= 0.95 and wrong == 0, (found, true, wrong)
     assert np.median(ious) >= 0.8
+
+
+def test_a_face_turning_to_profile_keeps_a_box_of_its_size(tmp_path):
+    # seed 11's face turns to 70 degrees: O-Net, barely accepting it, regressed its box a little larger
+    # frame after frame (each box the next one's expectation), 226 -> 302 px tall, onto hair and neck,
+    # and the face was carried on in that box. A weak face's box grows only halfway. (Its IoU stays
+    # lower than a frontal face's: the true box of a turned face narrows, O-Net's does not)
+    path = tmp_path / "profile.mp4"
+    truth = write_hard(path, "profile", 3.0, 11).to_pandas()
+    subjects = {
+        "main": ("main", truth["face"].to_numpy(bool), truth[["x1", "y1", "x2", "y2"]].to_numpy(float))
+    }
+    ((true, found, wrong, _),) = scores({"profile": (path, subjects)}, FaceConfig()).values()
+    assert found / true >= 0.95 and wrong == 0, (found, true, wrong)  # 78 of 90 grown all the way
