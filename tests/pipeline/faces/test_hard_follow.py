@@ -100,29 +100,24 @@ def test_faces_too_small_for_the_search_size_are_found_by_the_deep_view(videos):
     assert all(DEEP_FRAMES[videos[v][0], FaceConfig()] == 0 for v in ("dark", "low_contrast", "crossing"))
 
 
-def test_a_partly_hidden_face_that_the_detector_finds_small_is_followed_at_its_size(tmp_path):
-    # seed 19's occluded face comes back from its faceless stretch with the occluder on its cheek: the
-    # detector finds a third of it (an eye and a cheek). Refined again at its last size, the whole face is
-    # found; followed from the small box, the track stayed on about a third of the face for 25 frames
-    path = tmp_path / "occluded.mp4"
-    truth = write_hard(path, "occluded", 3.0, 19).to_pandas()
+# (variant, seed) of 3 s videos whose face a change of the tracker once lost for a third of its frames:
+# - seed 19's occluded face comes back from its faceless stretch with the occluder on its cheek, and the
+#   detector finds a third of it (an eye and a cheek): followed from that box, the track stayed on a third
+#   of the face for 25 frames (39 of 67 found; without the look again at 0.8 of its side, 35);
+# - seed 11's face turns to 70 degrees: O-Net, barely accepting it, regressed its box a little larger
+#   frame after frame (each box the next one's expectation), 226 -> 302 px tall, onto hair and neck,
+#   and the face was carried on in that box (78 of 90 found where a weak box grows all the way)
+REGRESSIONS = [("occluded", 19), ("profile", 11)]
+
+
+@pytest.mark.parametrize(("variant", "seed"), REGRESSIONS)
+def test_a_partly_hidden_or_turned_face_is_followed_at_its_size(tmp_path, variant, seed):
+    path = tmp_path / f"{variant}.mp4"
+    truth = write_hard(path, variant, 3.0, seed).to_pandas()
     subjects = {
         "main": ("main", truth["face"].to_numpy(bool), truth[["x1", "y1", "x2", "y2"]].to_numpy(float))
     }
-    ((true, found, wrong, ious),) = scores({"occluded": (path, subjects)}, FaceConfig()).values()
+    ((true, found, wrong, ious),) = scores({variant: (path, subjects)}, FaceConfig()).values()
     assert found / true >= 0.95 and wrong == 0, (found, true, wrong)
-    assert np.median(ious) >= 0.8
-
-
-def test_a_face_turning_to_profile_keeps_a_box_of_its_size(tmp_path):
-    # seed 11's face turns to 70 degrees: O-Net, barely accepting it, regressed its box a little larger
-    # frame after frame (each box the next one's expectation), 226 -> 302 px tall, onto hair and neck,
-    # and the face was carried on in that box. A weak face's box grows only halfway. (Its IoU stays
-    # lower than a frontal face's: the true box of a turned face narrows, O-Net's does not)
-    path = tmp_path / "profile.mp4"
-    truth = write_hard(path, "profile", 3.0, 11).to_pandas()
-    subjects = {
-        "main": ("main", truth["face"].to_numpy(bool), truth[["x1", "y1", "x2", "y2"]].to_numpy(float))
-    }
-    ((true, found, wrong, _),) = scores({"profile": (path, subjects)}, FaceConfig()).values()
-    assert found / true >= 0.95 and wrong == 0, (found, true, wrong)  # 78 of 90 grown all the way
+    # a turned face's true box narrows, O-Net's does not: its IoU stays lower than a frontal face's
+    assert np.median(ious) >= (0.8 if variant != "profile" else 0.7)
