@@ -30,9 +30,11 @@ class FaceSettings:
     face: FaceConfig = FaceConfig()  # detection and tracking
     align: AlignConfig = AlignConfig()  # 5-point alignment to the crop size
     # chunked decoding (not in the spec: it changes no pixel). The worker holds the chunk being decoded
-    # and the chunks the tracker lags behind (2 or 3), so a chunk is at most `chunk_frames` frames and
-    # at most `chunk_bytes`: 16 frames (44 MB) at 720p, 8 frames (50 MB) at 1080p
-    decode: DecodeConfig = DecodeConfig(chunk_frames=16)  # decoder, backend and most frames per chunk
+    # and every chunk holding a frame the tracker has not returned yet (up to about 35 frames where a
+    # face is lost, `FaceConfig.look_back`), so a chunk is at most `chunk_frames` frames and at most
+    # `chunk_bytes`: 8 frames (22 MB at 720p, 50 MB at 1080p); with 16 at 720p the held chunks reached 64
+    # frames for a 34-frame lag
+    decode: DecodeConfig = DecodeConfig(chunk_frames=8)  # decoder, backend and most frames per chunk
     chunk_bytes: int = 48 * 2**20  # most bytes of RGB frames per chunk (`decode_for`)
     max_missing: float = 0.05  # a video decoding fewer than (1 - this) of its claimed frames is truncated
     crops_root: str | None = None  # cropped_aligned folder (mode "cropped-aligned")
