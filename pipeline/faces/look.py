@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.faces.carry import SIZE_DRIFT, carry_faces
 from pipeline.faces.detect import box_iou
-from pipeline.faces.records import Det
+from pipeline.faces.records import Det, about, centre_of
 from pipeline.faces.refine import refine_faces
 from pipeline.faces.whole import CLASH_IOU, WholeFrames
 
@@ -134,10 +134,7 @@ def _steady(box: np.ndarray, expected: np.ndarray) -> np.ndarray:
     next, and O-Net's box regression on a face it barely accepts (turned away, partly hidden) grows the box
     off the face, onto hair and neck, frame after frame where each box is the next one's expectation."""
     size, wanted = box[2:] - box[:2], expected[2:] - expected[:2]  # (2,) width, height
-    if size[1] <= wanted[1]:
-        return box
-    centre, half = (box[:2] + box[2:]) / 2, np.sqrt(size * wanted) / 2
-    return np.concatenate([centre - half, centre + half]).astype(np.float32)
+    return box if size[1] <= wanted[1] else about(centre_of(box), np.sqrt(size * wanted))
 
 
 def _covered(box: np.ndarray, other: np.ndarray) -> float:

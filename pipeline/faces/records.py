@@ -113,6 +113,17 @@ def apart(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.hypot(*centre)) > width
 
 
+def about(centre: np.ndarray, size: np.ndarray | float) -> np.ndarray:
+    """The box (4,) float32 of `size` (width, height (2,), or one side) about `centre` (2,)."""
+    half = np.broadcast_to(np.asarray(size, np.float64), (2,)) / 2
+    return np.concatenate([centre - half, centre + half]).astype(np.float32)
+
+
+def centre_of(box: np.ndarray) -> np.ndarray:
+    """The centre (2,) of a box (4,)."""
+    return (box[:2] + box[2:]) / 2
+
+
 def velocity(a: Det | None, b: Det | None, steps: int) -> np.ndarray | None:
     """Box change per frame from `a` to `b`, `steps` frames later; None unless both are known."""
     return None if a is None or b is None else (b.box - a.box) / steps

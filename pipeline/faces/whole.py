@@ -32,7 +32,7 @@ from facenet_pytorch import MTCNN
 
 from pipeline.faces.config import FaceConfig
 from pipeline.faces.detect import FrameDetections, box_iou, downscale
-from pipeline.faces.records import Det
+from pipeline.faces.records import Det, about, centre_of
 from pipeline.faces.refine import lift_contrast
 
 Small = Callable[[list[int]], torch.Tensor]  # decode indices -> (m, h, w, 3) uint8 detection frames
@@ -51,12 +51,6 @@ def _pack(dets: list[Det]) -> FrameDetections:
         np.array([d.score for d in dets], np.float32),
         np.stack([d.landmarks for d in dets]).astype(np.float32),
     )
-
-
-def _scaled(box: np.ndarray, k: float) -> np.ndarray:
-    """A box (4,) scaled by k about its centre."""
-    centre, half = (box[:2] + box[2:]) / 2, k * (box[2:] - box[:2]) / 2
-    return np.concatenate([centre - half, centre + half]).astype(np.float32)
 
 
 def _fixed(frame: torch.Tensor) -> Small:
@@ -161,29 +155,29 @@ class WholeFrames:
         its centre, replaces it (looked for at `NARROWER` of that side too where none is found at it); a face
         that did move away is not found larger and stays."""
         cfg = self.cfg
-        looks: dict[str, np.ndarray] = {}
+        looks: dict[str, np.ndarray] = {}  # position -> box looked at
+        sides: dict[str, float] = {}  # position -> its last side
         for pos, det in assign.items():
             last = self._last[pos]
             if det is None or det.source != "detected" or last is None or s - last[0] > cfg.lost_span:
                 continue
             side = float(last[1][3] - last[1][1])
             if det.side < SHRUNK * side:
-                centre = (det.box[:2] + det.box[2:]) / 2  # (2,)
-                looks[pos] = np.concatenate([centre - side / 2, centre + side / 2]).astype(np.float32)
+                looks[pos], sides[pos] = about(centre_of(det.box), side), side
         if not looks:
             return assign
         taken = [d.box for p, d in assign.items() if d is not None and p not in looks]
         got = self._refine_at(s, looks, taken)
         # where O-Net settles on nothing in a square of the last box's height (wider than a face), a
         # second look at `NARROWER` of that side
-        again = {p: _scaled(looks[p], NARROWER) for p, found in got.items() if found is None}
+        again = {p: about(centre_of(looks[p]), NARROWER * sides[p]) for p, f in got.items() if f is None}
         got.update(self._refine_at(s, again, taken) if again else {})
         out = dict(assign)
         for pos, found in got.items():
             self._refuted[pos].discard(s)  # the detector's face stays where refinement finds none
             det = assign[pos]
             assert det is not None
-            centre = (det.box[:2] + det.box[2:]) / 2
+            centre = centre_of(det.box)
             if (
                 found is not None
                 and found.side >= GROWN * det.side
