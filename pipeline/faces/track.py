@@ -34,7 +34,17 @@ from facenet_pytorch import MTCNN
 from pipeline.faces.config import FaceConfig
 from pipeline.faces.detect import FrameDetections, box_iou, detect_faces, downscale, load_detector
 from pipeline.faces.follow import Follower
-from pipeline.faces.records import POSITIONS, SOURCES, Chunk, Det, FaceRecords, jump, linked, velocity
+from pipeline.faces.records import (
+    POSITIONS,
+    SOURCES,
+    Chunk,
+    Det,
+    FaceRecords,
+    centre_of,
+    jump,
+    linked,
+    velocity,
+)
 
 __all__ = ["POSITIONS", "SOURCES", "Chunk", "FaceRecords", "FaceTracker"]
 
@@ -172,10 +182,8 @@ class FaceTracker(Follower):
             elif self.cfg.follow == "refine" and (prev["left"] is not None or prev["right"] is not None):
                 # one side seen recently: it keeps the face nearer its box (the other may have crossed)
                 q = "left" if prev["left"] is not None else "right"
-                centre = (prev[q][:2] + prev[q][2:]) / 2  # type: ignore[index]
-                near = min(
-                    (a, b), key=lambda k: float(np.hypot(*(centre - (fd.boxes[k, :2] + fd.boxes[k, 2:]) / 2)))
-                )
+                centre = centre_of(prev[q])  # type: ignore[arg-type]
+                near = min((a, b), key=lambda k: float(np.hypot(*(centre - centre_of(fd.boxes[k])))))
                 far = b if near == a else a
                 a, b = (near, far) if q == "left" else (far, near)
             return {"left": a, "right": b}

@@ -256,8 +256,8 @@ class WholeFrames:
             if entry is None:
                 best = max(pool, key=lambda f: f.score * float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
             else:
-                centre = (entry[1][:2] + entry[1][2:]) / 2
-                best = min(pool, key=lambda f: float(np.hypot(*((f.box[:2] + f.box[2:]) / 2 - centre))))
+                centre = centre_of(entry[1])
+                best = min(pool, key=lambda f: float(np.hypot(*(centre_of(f.box) - centre))))
             assign[pos] = best
             pool.remove(best)
         return assign
