@@ -3,7 +3,8 @@
 `RuntimeConfig` holds everything about placement (address, CPUs, actor counts, batch sizes, GPU use),
 kept apart from what the stages do. `ray_session` starts a local Ray on loopback only
 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `address="local"`, no dashboard, quiet logs, its workers importing
-Ray Data as they start: `PRELOAD`, socket connections retried every 0.1 s: `CONNECT_RETRY`) or joins a cluster
+Ray Data as they start: `PRELOAD`, socket connections retried every 0.1 s: `CONNECT_RETRY`, its new node
+looked up every 0.05 s: `NODE_POLL_S`) or joins a cluster
 (`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which `ray start` enables by default in Ray 2.60).
 `RayStart` begins that in a background thread, so that it overlaps the driver's own start-up.
 `plan_stages` sizes the stage pools so that their CPU reservations never add up to every CPU: on 2 cores
@@ -35,6 +36,13 @@ PRELOAD = ("ray.data",)
 # listening (on 2 busy cores, 14 of 37 starts here) it sleeps Ray's retry interval, 1 s, before the next try.
 # Retry every 0.1 s instead, 100 times: the same 10 s of patience, for the workers' connections too
 CONNECT_RETRY = {"raylet_client_connect_timeout_milliseconds": 100, "raylet_client_num_connect_attempts": 100}
+# A starting local Ray looks its new node up in the GCS once and, where the raylet has not registered yet,
+# sleeps a whole second before the next look (`GlobalStateAccessor::GetNode`). The raylet registers only once
+# its runtime-env agent, a Python process, has started: 0.7 s or more after it is launched on 2 cores, so that
+# second was mostly waited for nothing. `_prompt_node_lookup` looks every NODE_POLL_S first, for as long
+# as Ray would (NODE_WAIT_S), and then hands over to Ray's lookup, which finds the node at once
+NODE_POLL_S = 0.05
+NODE_WAIT_S = 30.0  # Ray's own patience with a starting raylet (`raylet_start_wait_time_s`)
 # Ray 2.60 warns on every local start that token auth is on (its default); the rest stays at WARNING
 QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR}
 
@@ -172,21 +180,59 @@ def _init(cfg: RuntimeConfig) -> bool:
     address = cluster_address(cfg)
     if address is None:
         _loopback_only()
-        ray.init(
-            address="local",
-            num_cpus=cfg.num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            object_store_memory=cfg.object_store_memory,
-            logging_level=logging.WARNING,
-            _temp_dir=cfg.temp_dir,
-            _system_config={"preload_python_modules": list(PRELOAD), **CONNECT_RETRY},
-        )
+        with _prompt_node_lookup():
+            ray.init(
+                address="local",
+                num_cpus=cfg.num_cpus or os.cpu_count(),
+                include_dashboard=False,
+                object_store_memory=cfg.object_store_memory,
+                logging_level=logging.WARNING,
+                _temp_dir=cfg.temp_dir,
+                _system_config={"preload_python_modules": list(PRELOAD), **CONNECT_RETRY},
+            )
     else:
         _cluster_mode()
         _token_auth()
         # on a loopback cluster (127.0.0.x) the driver claims the address it joins as its node's
         ray.init(address=address, logging_level=logging.WARNING, _node_ip_address=_loopback_host(address))
     return True
+
+
+@contextlib.contextmanager
+def _prompt_node_lookup() -> Iterator[None]:
+    """For the block, Ray's lookup of the node it starts (`ray._private.services.get_node`) first asks the
+    GCS every NODE_POLL_S until the node has registered (see NODE_POLL_S); Ray's own lookup is restored
+    after. A Ray without these internals keeps its own lookup."""
+    from ray._private import services, state
+
+    lookup = getattr(services, "get_node", None)
+    if lookup is None or not hasattr(state.GlobalState, "node_table"):
+        yield
+        return
+
+    def prompt(gcs_address: str, node_id: str) -> Any:
+        view = state.GlobalState()
+        view._initialize_global_state(services._get_gcs_client_options(gcs_address))
+        try:
+            _until_registered(view, node_id)
+        finally:
+            view.disconnect()
+        return lookup(gcs_address, node_id)
+
+    services.get_node = prompt
+    try:
+        yield
+    finally:
+        services.get_node = lookup
+
+
+def _until_registered(view: Any, node_id: str) -> None:
+    """Return once the GCS behind `view` (a `GlobalState`) lists `node_id` alive, or after NODE_WAIT_S."""
+    deadline = time.monotonic() + NODE_WAIT_S
+    while time.monotonic() < deadline:
+        if any(node["NodeID"] == node_id and node["Alive"] for node in view.node_table()):
+            return
+        time.sleep(NODE_POLL_S)
 
 
 class RayStart:

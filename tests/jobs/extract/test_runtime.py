@@ -86,6 +86,8 @@ with RayStart(cfg) as start:
         retry = lambda: (ray._raylet.Config.raylet_client_connect_timeout_milliseconds(),
                          ray._raylet.Config.raylet_client_num_connect_attempts())  # fmt: skip
         print("retry", *ray.get(ray.remote(retry).remote()), flush=True)
+        # and the driver looks nodes up with Ray's own lookup again once Ray has started
+        print("lookup", ray._private.services.get_node.__module__, flush=True)
     print("after session", ray.is_initialized(), flush=True)
 print("after close", ray.is_initialized(), flush=True)
 with RayStart(cfg, when=lambda: False) as start:  # nothing to do, it said: no early Ray
@@ -116,9 +118,10 @@ def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close_or_is_left_to_the
         left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
         shutil.rmtree(temp, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split("\n")[:6] == ["cpus 1.0", "task 2.0", "preloaded True", "retry 100 100",
-                                          "after session True", "after close False"]  # fmt: skip
-    assert run.stdout.split("\n")[6:9] == ["skipped True False", "cpus 1.0", "after session False"]
+    assert run.stdout.split("\n")[:7] == ["cpus 1.0", "task 2.0", "preloaded True", "retry 100 100",
+                                          "lookup ray._private.services", "after session True",
+                                          "after close False"]  # fmt: skip
+    assert run.stdout.split("\n")[7:10] == ["skipped True False", "cpus 1.0", "after session False"]
     assert "SIGTERM handler is not set" not in run.stderr
     assert left == [], left  # closing stopped the local Ray it started
 
@@ -139,3 +142,39 @@ def test_work_left_is_a_subject_without_a_shard_file(tmp_path, synth_affwild2):
     assert not work_left(synth_affwild2, str(cache), split="test", names=(one,))  # 1-25 is a train subject
     assert not work_left(tmp_path / "no-such-input", str(cache))  # the extraction says what is wrong
     assert not work_left(synth_affwild2, str(cache), names=("no-such-subject",))
+
+
+def test_a_starting_node_is_looked_up_every_poll_until_it_registers_then_by_ray(monkeypatch):
+    from ray._private import services, state
+
+    from jobs.extract import runtime
+
+    tables = [[], [{"NodeID": "ab", "Alive": False}], [{"NodeID": "cd", "Alive": True}],
+              [{"NodeID": "cd", "Alive": True}, {"NodeID": "ab", "Alive": True}]]  # fmt: skip
+    asked: list[str] = []
+
+    class View:  # the GCS's node table as a starting node registers: looked at four times
+        def _initialize_global_state(self, options) -> None:
+            asked.append("connect")
+
+        def node_table(self) -> list[dict]:
+            asked.append("table")
+            return tables[min(asked.count("table") - 1, len(tables) - 1)]
+
+        def disconnect(self) -> None:
+            asked.append("disconnect")
+
+    def ray_lookup(gcs_address: str, node_id: str) -> dict:  # Ray's: sleeps 1 s between its own looks
+        asked.append(f"ray {gcs_address} {node_id}")
+        return {"node_id": node_id}
+
+    slept: list[float] = []
+    monkeypatch.setattr(services, "get_node", ray_lookup)
+    monkeypatch.setattr(services, "_get_gcs_client_options", lambda address: address)
+    monkeypatch.setattr(state, "GlobalState", View)
+    monkeypatch.setattr(runtime.time, "sleep", slept.append)
+    with runtime._prompt_node_lookup():
+        assert services.get_node("127.0.0.1:6379", "ab") == {"node_id": "ab"}
+    assert asked == ["connect", "table", "table", "table", "table", "disconnect", "ray 127.0.0.1:6379 ab"]
+    assert slept == [runtime.NODE_POLL_S] * 3
+    assert services.get_node is ray_lookup  # Ray's own lookup again after the start
