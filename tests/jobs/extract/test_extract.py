@@ -221,14 +221,20 @@ def kill_the_worker_decoding(path: Path, stop: threading.Event, killed: set[int]
     import psutil  # bundled with Ray
 
     target = str(path.resolve())
+    decoders: set[int] = (
+        set()
+    )  # each decoder once: a killed worker's decoder, dying too, is orphaned to pid 1
     while not stop.is_set():
         for proc in psutil.process_iter(["cmdline"]):
             try:
-                if "pipeline.video.sources" not in " ".join(proc.info["cmdline"] or []):
+                if proc.pid in decoders or "pipeline.video.sources" not in " ".join(
+                    proc.info["cmdline"] or []
+                ):
                     continue
                 if any(f.path == target for f in proc.open_files()):
+                    decoders.add(proc.pid)
                     worker = proc.parent()
-                    if worker is not None and worker.pid not in killed:
+                    if worker is not None and " ".join(worker.cmdline()).startswith("ray::"):  # a Ray worker
                         killed.add(worker.pid)
                         worker.kill()
             except psutil.Error:
