@@ -39,10 +39,10 @@ CONNECT_RETRY = {"raylet_client_connect_timeout_milliseconds": 100, "raylet_clie
 # A starting local Ray looks its new node up in the GCS once and, where the raylet has not registered yet,
 # sleeps a whole second before the next look (`GlobalStateAccessor::GetNode`). The raylet registers only once
 # its runtime-env agent, a Python process, has started: 0.7 s or more after it is launched on 2 cores, so that
-# second was mostly waited for nothing. `_prompt_node_lookup` looks every NODE_POLL_S first, for as long
-# as Ray would (NODE_WAIT_S), and then hands over to Ray's lookup, which finds the node at once
+# second was mostly waited for nothing. `_prompt_node_lookup` looks every NODE_POLL_S first and then hands
+# over to Ray's lookup, which finds the node at once; a node not registered after NODE_WAIT_S fails the start
 NODE_POLL_S = 0.05
-NODE_WAIT_S = 30.0  # Ray's own patience with a starting raylet (`raylet_start_wait_time_s`)
+NODE_WAIT_S = 30.0  # Ray's own patience with a starting raylet (`raylet_start_wait_time_s`), not twice it
 # Ray 2.60 warns on every local start that token auth is on (its default); the rest stays at WARNING
 QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR}
 
@@ -201,8 +201,8 @@ def _init(cfg: RuntimeConfig) -> bool:
 @contextlib.contextmanager
 def _prompt_node_lookup() -> Iterator[None]:
     """For the block, Ray's lookup of the node it starts (`ray._private.services.get_node`) first asks the
-    GCS every NODE_POLL_S until the node has registered (see NODE_POLL_S); Ray's own lookup is restored
-    after. A Ray without these internals keeps its own lookup."""
+    GCS every NODE_POLL_S until the node has registered (see NODE_POLL_S), and raises where it has not after
+    NODE_WAIT_S; Ray's own lookup is restored after. A Ray without these internals keeps its own lookup."""
     from ray._private import services, state
 
     lookup = getattr(services, "get_node", None)
@@ -214,9 +214,15 @@ def _prompt_node_lookup() -> Iterator[None]:
         view = state.GlobalState()
         view._initialize_global_state(services._get_gcs_client_options(gcs_address))
         try:
-            _until_registered(view, node_id)
+            registered = _until_registered(view, node_id)
         finally:
             view.disconnect()
+        if not registered:  # Ray's lookup would wait as long again before it gave up
+            raise RuntimeError(
+                f"the Ray node {node_id} started here did not register with its GCS at {gcs_address} within "
+                f"{NODE_WAIT_S:.0f} s; its raylet's log (raylet.out, under the Ray session's logs folder) "
+                "says why"
+            )
         return lookup(gcs_address, node_id)
 
     services.get_node = prompt
@@ -226,12 +232,15 @@ def _prompt_node_lookup() -> Iterator[None]:
         services.get_node = lookup
 
 
-def _until_registered(view: Any, node_id: str) -> None:
-    """Return once the GCS behind `view` (a `GlobalState`) lists `node_id` alive, or after NODE_WAIT_S."""
+def _until_registered(view: Any, node_id: str) -> bool:
+    """Whether the GCS behind `view` (a `GlobalState`) lists `node_id` alive within NODE_WAIT_S (it returns
+    as soon as it does)."""
     deadline = time.monotonic() + NODE_WAIT_S
-    while time.monotonic() < deadline:
+    while True:
         if any(node["NodeID"] == node_id and node["Alive"] for node in view.node_table()):
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(NODE_POLL_S)
 
 
