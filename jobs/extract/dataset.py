@@ -1,7 +1,7 @@
 """The extraction's Ray Data stage list: work items -> face -> backbone (or crops) -> write.
 
 `build_dataset` wires the stages (`jobs.extract.stages`, handed over by name) into one streaming dataset:
-one video per face task, pools sized by `jobs.extract.runtime.plan_stages`, Ray Data blocks bounded in
+one video per face task, pools sized by `jobs.extract.plan.plan_stages`, Ray Data blocks bounded in
 bytes so that a video streams chunk by chunk, and a bounded number of retries for work whose worker died
 (`RuntimeConfig.task_retries`; Ray Data's default retries for ever). A task that still fails loses its
 video or batch, not the run (`max_errored_blocks`): the driver reports its subjects as failures.
@@ -13,7 +13,7 @@ import warnings
 from typing import Any
 
 from jobs.extract.config import ExtractConfig
-from jobs.extract.runtime import StagePlan
+from jobs.extract.plan import StagePlan
 from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
 from jobs.extract.stages.write import pause_from_env
 from pipeline.cache.write import CacheWriter

@@ -12,7 +12,7 @@ work items (one per video: path + subjects still to cache, longest videos first)
   -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it)
 ```
 
-Sizing (`jobs.extract.runtime.plan_stages`): the CPU reservations of the pools never add up to every CPU, so no
+Sizing (`jobs.extract.plan.plan_stages`): the CPU reservations of the pools never add up to every CPU, so no
 stage starves; on 2 CPUs one face worker (1 CPU), one backbone worker (0.5 CPU) and the writer (0.25 CPU).
 Face workers take one video at a time; the backbone batches rows across videos.
 
@@ -37,8 +37,9 @@ import numpy as np
 
 from jobs.extract.config import ExtractConfig
 from jobs.extract.dataset import build_dataset
+from jobs.extract.plan import plan_stages
 from jobs.extract.rows import END, FAIL, FRAME, summaries
-from jobs.extract.runtime import RayStart, plan_stages, ray_session
+from jobs.extract.runtime import RayStart, ray_session
 from jobs.extract.select import select_subjects
 from jobs.progress import Bar, ProgressDisplay, progress_display
 from pipeline.cache.backbone_spec import backbone_spec

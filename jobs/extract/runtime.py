@@ -1,14 +1,13 @@
-"""Where the pipeline runs: a local Ray started on demand or a cluster, and how stages are sized on it.
+"""Where the pipeline runs: a local Ray started on demand, or a cluster joined.
 
 `RuntimeConfig` holds everything about placement (address, CPUs, actor counts, batch sizes, GPU use),
-kept apart from what the stages do. `ray_session` starts a local Ray on loopback only
-(`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `address="local"`, no dashboard, quiet logs, its workers importing
-Ray Data as they start: `PRELOAD`, socket connections retried every 0.1 s: `CONNECT_RETRY`, its new node
-looked up every 0.05 s: `NODE_POLL_S`) or joins a cluster
-(`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which `ray start` enables by default in Ray 2.60).
+kept apart from what the stages do (the pools are sized from it by `jobs.extract.plan`). `ray_session`
+starts a local Ray on loopback only (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `address="local"`, no
+dashboard, quiet logs, its workers importing Ray Data as they start: `PRELOAD`, socket connections retried
+every 0.1 s: `CONNECT_RETRY`, its new node looked up without Ray's one-second sleeps:
+`jobs.extract.node_lookup`) or joins a cluster (`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which
+`ray start` enables by default in Ray 2.60).
 `RayStart` begins that in a background thread, so that it overlaps the driver's own start-up.
-`plan_stages` sizes the stage pools so that their CPU reservations never add up to every CPU: on 2 cores
-an actor pool that claims all CPUs starves the other stages and Ray Data waits "backpressured" forever.
 `node_address` tells a stage worker which node it runs on (reported per row, listed in the run's report).
 """
 
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.extract.node_lookup import prompt_node_lookup
+
 LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0" keeps a local Ray on 127.0.0.1 (read at import)
 UV_HOOK_VAR = "RAY_ENABLE_UV_RUN_RUNTIME_ENV"  # "0": workers of a local Ray start without `uv run`
 # modules every worker of a local Ray imports as it starts, before it takes work: the ones Ray Data's actors
@@ -36,13 +37,6 @@ PRELOAD = ("ray.data",)
 # listening (on 2 busy cores, 14 of 37 starts here) it sleeps Ray's retry interval, 1 s, before the next try.
 # Retry every 0.1 s instead, 100 times: the same 10 s of patience, for the workers' connections too
 CONNECT_RETRY = {"raylet_client_connect_timeout_milliseconds": 100, "raylet_client_num_connect_attempts": 100}
-# A starting local Ray looks its new node up in the GCS once and, where the raylet has not registered yet,
-# sleeps a whole second before the next look (`GlobalStateAccessor::GetNode`). The raylet registers only once
-# its runtime-env agent, a Python process, has started: 0.7 s or more after it is launched on 2 cores, so that
-# second was mostly waited for nothing. `_prompt_node_lookup` looks every NODE_POLL_S first and then hands
-# over to Ray's lookup, which finds the node at once; a node not registered after NODE_WAIT_S fails the start
-NODE_POLL_S = 0.05
-NODE_WAIT_S = 30.0  # Ray's own patience with a starting raylet (`raylet_start_wait_time_s`), not twice it
 # Ray 2.60 warns on every local start that token auth is on (its default); the rest stays at WARNING
 QUIET_LOGGERS = {"ray._private.authentication.authentication_token_setup": logging.ERROR}
 
@@ -78,83 +72,6 @@ class RuntimeConfig:
     temp_dir: str | None = None  # a local Ray's session folder root; None: Ray's default (/tmp/ray)
 
 
-@dataclass(frozen=True)
-class StagePlan:
-    """Pool sizes and reservations of the three stages on a given cluster."""
-
-    face_actors: int  # decode + detect + align workers
-    face_cpus: float  # CPUs reserved per face worker
-    face_threads: int  # torch threads per face worker
-    face_gpus: float  # GPU share per face worker (detector on the GPU)
-    backbone_actors: int  # frozen-backbone workers
-    backbone_cpus: float  # CPUs reserved per backbone worker
-    backbone_gpus: float  # GPUs per backbone worker
-    backbone_threads: int  # torch threads per backbone worker
-    write_cpus: float  # CPUs reserved for the writer (one)
-    device: str  # "cuda" or "cpu": where the backbone and detector run
-
-    @property
-    def reserved_cpus(self) -> float:
-        return self.face_actors * self.face_cpus + self.backbone_actors * self.backbone_cpus + self.write_cpus
-
-    def describe(self) -> str:
-        return (
-            f"faces {self.face_actors} x {self.face_cpus:g} CPU, "
-            f"backbone {self.backbone_actors} x {self.backbone_cpus:g} CPU"
-            + (
-                f" + {self.backbone_gpus:g} GPU"
-                if self.backbone_gpus
-                else f" ({self.backbone_threads} threads)"
-            )
-            + f", write 1 x {self.write_cpus:g} CPU on {self.device}"
-        )
-
-
-def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None = None) -> StagePlan:
-    """Stage pools for a cluster with `cpus` CPUs and `gpus` GPUs; explicit settings in `cfg` win.
-
-    CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
-    one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
-    1 x 0.5, write 1 x 0.25 (1.75 of 2 reserved). With a GPU the backbone and the detector run on it.
-    """
-    gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
-    if gpu and gpus < 1:
-        raise RuntimeError("a GPU was asked for but the Ray cluster has none")
-    write = cfg.write_cpus
-    if gpu:
-        backbone_actors = cfg.backbone_actors or max(1, int(gpus))
-        backbone_cpus = cfg.backbone_cpus if cfg.backbone_cpus is not None else 1.0
-        backbone_gpus, threads = 1.0, 1
-    else:
-        backbone_actors = cfg.backbone_actors or 1
-        backbone_cpus = (
-            cfg.backbone_cpus if cfg.backbone_cpus is not None else max(0.5, float(int(cpus // 4)))
-        )
-        backbone_gpus = 0.0
-        threads = cfg.backbone_threads or max(1, int(round(backbone_cpus)))
-    left = cpus - backbone_actors * backbone_cpus - write - 0.25
-    face_cpus = cfg.face_cpus if cfg.face_cpus is not None else (1.0 if left >= 1 else max(0.25, left))
-    face_actors = cfg.face_actors or max(1, int(left // face_cpus))
-    face_gpus = round(0.5 / face_actors, 3) if gpu else 0.0
-    plan = StagePlan(
-        face_actors=face_actors,
-        face_cpus=face_cpus,
-        face_threads=max(1, int(face_cpus)),
-        face_gpus=face_gpus,
-        backbone_actors=backbone_actors,
-        backbone_cpus=backbone_cpus,
-        backbone_gpus=backbone_gpus if gpu else 0.0,
-        backbone_threads=threads,
-        write_cpus=cfg.write_cpus,
-        device="cuda" if gpu else "cpu",
-    )
-    if plan.reserved_cpus > cpus:
-        raise RuntimeError(
-            f"stage pools reserve {plan.reserved_cpus:g} CPUs but the cluster has {cpus:g}: {plan.describe()}"
-        )
-    return plan
-
-
 def cluster_address(cfg: RuntimeConfig) -> str | None:
     """The cluster to join, or None for a local Ray."""
     address = cfg.address or os.environ.get("RAY_ADDRESS") or None
@@ -180,7 +97,7 @@ def _init(cfg: RuntimeConfig) -> bool:
     address = cluster_address(cfg)
     if address is None:
         _loopback_only()
-        with _prompt_node_lookup():
+        with prompt_node_lookup():
             ray.init(
                 address="local",
                 num_cpus=cfg.num_cpus or os.cpu_count(),
@@ -196,52 +113,6 @@ def _init(cfg: RuntimeConfig) -> bool:
         # on a loopback cluster (127.0.0.x) the driver claims the address it joins as its node's
         ray.init(address=address, logging_level=logging.WARNING, _node_ip_address=_loopback_host(address))
     return True
-
-
-@contextlib.contextmanager
-def _prompt_node_lookup() -> Iterator[None]:
-    """For the block, Ray's lookup of the node it starts (`ray._private.services.get_node`) first asks the
-    GCS every NODE_POLL_S until the node has registered (see NODE_POLL_S), and raises where it has not after
-    NODE_WAIT_S; Ray's own lookup is restored after. A Ray without these internals keeps its own lookup."""
-    from ray._private import services, state
-
-    lookup = getattr(services, "get_node", None)
-    if lookup is None or not hasattr(state.GlobalState, "node_table"):
-        yield
-        return
-
-    def prompt(gcs_address: str, node_id: str) -> Any:
-        view = state.GlobalState()
-        view._initialize_global_state(services._get_gcs_client_options(gcs_address))
-        try:
-            registered = _until_registered(view, node_id)
-        finally:
-            view.disconnect()
-        if not registered:  # Ray's lookup would wait as long again before it gave up
-            raise RuntimeError(
-                f"the Ray node {node_id} started here did not register with its GCS at {gcs_address} within "
-                f"{NODE_WAIT_S:.0f} s; its raylet's log (raylet.out, under the Ray session's logs folder) "
-                "says why"
-            )
-        return lookup(gcs_address, node_id)
-
-    services.get_node = prompt
-    try:
-        yield
-    finally:
-        services.get_node = lookup
-
-
-def _until_registered(view: Any, node_id: str) -> bool:
-    """Whether the GCS behind `view` (a `GlobalState`) lists `node_id` alive within NODE_WAIT_S (it returns
-    as soon as it does)."""
-    deadline = time.monotonic() + NODE_WAIT_S
-    while True:
-        if any(node["NodeID"] == node_id and node["Alive"] for node in view.node_table()):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(NODE_POLL_S)
 
 
 class RayStart:

@@ -6,7 +6,7 @@ streams row groups into the subject's shard under a temporary name, and closes i
 place) once the subject's END row has come and every frame before it. The driver gets only summary rows
 (`jobs.extract.rows`): one per run of consecutive frames written, one per closed shard (END, with its
 frame, face and byte counts, for the manifest) and one per failed subject (FAIL). A subject's rows must
-all reach the same writer, so the stage has one worker (`jobs.extract.runtime.plan_stages`).
+all reach the same writer, so the stage has one worker (`jobs.extract.plan.plan_stages`).
 
 Kept in a module of its own so that its worker imports neither torch nor the detector.
 """

@@ -1,4 +1,4 @@
-"""Where the extraction runs: stage sizing, the cluster address, loopback-only local Ray (without starting
+"""Where the extraction runs: the cluster address, loopback-only local Ray (without starting
 Ray), and a Ray started in a background thread (in a child process)."""
 
 from __future__ import annotations
@@ -15,34 +15,7 @@ from jobs.extract.runtime import (
     _loopback_host,
     _loopback_only,
     cluster_address,
-    plan_stages,
 )
-
-
-@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 16, 64])
-def test_stage_pools_never_reserve_every_cpu(cpus):
-    plan = plan_stages(RuntimeConfig(), cpus, 0)
-    assert plan.reserved_cpus <= cpus - 0.25 or cpus < 2
-    assert plan.reserved_cpus <= cpus
-    assert plan.face_actors >= 1 and plan.backbone_actors >= 1 and plan.device == "cpu"
-    if cpus >= 16:
-        assert plan.face_actors >= cpus // 2  # the face stage is the expensive one: most CPUs go there
-
-
-def test_two_cores_leave_room_for_every_stage():
-    plan = plan_stages(RuntimeConfig(), 2, 0)
-    assert (plan.face_actors, plan.face_cpus, plan.backbone_cpus, plan.write_cpus) == (1, 1.0, 0.5, 0.25)
-    assert plan.reserved_cpus < 2
-
-
-def test_gpu_plan_and_refusals():
-    plan = plan_stages(RuntimeConfig(), 16, 1)
-    assert plan.device == "cuda" and plan.backbone_gpus == 1.0 and plan.face_gpus > 0
-    assert plan_stages(RuntimeConfig(use_gpu=False), 16, 1).device == "cpu"
-    with pytest.raises(RuntimeError, match="GPU"):
-        plan_stages(RuntimeConfig(), 4, 0, device="cuda")
-    with pytest.raises(RuntimeError, match="reserve"):
-        plan_stages(RuntimeConfig(face_actors=4, face_cpus=1.0), 2, 0)
 
 
 def test_cluster_address(monkeypatch):
@@ -142,80 +115,3 @@ def test_work_left_is_a_subject_without_a_shard_file(tmp_path, synth_affwild2):
     assert not work_left(synth_affwild2, str(cache), split="test", names=(one,))  # 1-25 is a train subject
     assert not work_left(tmp_path / "no-such-input", str(cache))  # the extraction says what is wrong
     assert not work_left(synth_affwild2, str(cache), names=("no-such-subject",))
-
-
-def scripted_gcs(monkeypatch, tables: list[list[dict]]) -> tuple[list[str], list[float]]:
-    """The GCS's node table, one of `tables` per look (the last one from then on), behind Ray's node lookup,
-    and a clock for `jobs.extract.runtime` that a sleep moves on instead of waiting; what was asked of it (its
-    looks and Ray's own lookup) and the sleeps."""
-    from ray._private import services, state
-
-    from jobs.extract import runtime
-
-    asked: list[str] = []
-
-    class View:
-        def _initialize_global_state(self, options) -> None:
-            asked.append("connect")
-
-        def node_table(self) -> list[dict]:
-            asked.append("table")
-            return tables[min(asked.count("table") - 1, len(tables) - 1)]
-
-        def disconnect(self) -> None:
-            asked.append("disconnect")
-
-    def ray_lookup(gcs_address: str, node_id: str) -> dict:  # Ray's: sleeps 1 s between its own looks
-        asked.append(f"ray {gcs_address} {node_id}")
-        return {"node_id": node_id}
-
-    slept: list[float] = []
-
-    class Clock:  # runtime's `time`, where only the lookup asks it
-        @staticmethod
-        def monotonic() -> float:
-            return sum(slept)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            slept.append(seconds)
-
-    monkeypatch.setattr(services, "get_node", ray_lookup)
-    monkeypatch.setattr(services, "_get_gcs_client_options", lambda address: address)
-    monkeypatch.setattr(state, "GlobalState", View)
-    monkeypatch.setattr(runtime, "time", Clock)
-    return asked, slept
-
-
-def test_a_starting_node_is_looked_up_every_poll_until_it_registers_then_by_ray(monkeypatch):
-    from ray._private import services
-
-    from jobs.extract import runtime
-
-    tables = [[], [{"NodeID": "ab", "Alive": False}], [{"NodeID": "cd", "Alive": True}],
-              [{"NodeID": "cd", "Alive": True}, {"NodeID": "ab", "Alive": True}]]  # fmt: skip
-    asked, slept = scripted_gcs(monkeypatch, tables)  # registers at the fourth look
-    ray_lookup = services.get_node
-    with runtime._prompt_node_lookup():
-        assert services.get_node("127.0.0.1:6379", "ab") == {"node_id": "ab"}
-    assert asked == ["connect", "table", "table", "table", "table", "disconnect", "ray 127.0.0.1:6379 ab"]
-    assert slept == [runtime.NODE_POLL_S] * 3
-    assert services.get_node is ray_lookup  # Ray's own lookup again after the start
-
-
-def test_a_starting_node_that_never_registers_fails_the_start_after_ray_s_patience_not_twice_it(monkeypatch):
-    from ray._private import services
-
-    from jobs.extract import runtime
-
-    asked, slept = scripted_gcs(monkeypatch, [[{"NodeID": "cd", "Alive": True}]])  # never lists "ab"
-    monkeypatch.setattr(runtime, "NODE_POLL_S", runtime.NODE_WAIT_S / 4)  # four sleeps to the deadline
-    ray_lookup = services.get_node
-    with runtime._prompt_node_lookup():
-        with pytest.raises(
-            RuntimeError, match=r"Ray node ab .* GCS at 127\.0\.0\.1:6379 within 30 s; .*raylet\.out"
-        ):
-            services.get_node("127.0.0.1:6379", "ab")
-    assert asked == ["connect"] + ["table"] * 5 + ["disconnect"]  # Ray's lookup, 30 s more, is not asked
-    assert sum(slept) == runtime.NODE_WAIT_S
-    assert services.get_node is ray_lookup

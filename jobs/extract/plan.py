@@ -1,0 +1,91 @@
+"""How the extraction's stage pools are sized on a cluster: `plan_stages` -> a `StagePlan`.
+
+The CPU reservations of the pools never add up to every CPU: on 2 cores an actor pool that claims all CPUs
+starves the other stages and Ray Data waits "backpressured" forever. Explicit settings of the
+`RuntimeConfig` (`jobs.extract.runtime`) win over the sizes derived from the cluster's CPUs and GPUs.
+
+May import: jobs.extract.runtime (its config only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.extract.runtime import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Pool sizes and reservations of the three stages on a given cluster."""
+
+    face_actors: int  # decode + detect + align workers
+    face_cpus: float  # CPUs reserved per face worker
+    face_threads: int  # torch threads per face worker
+    face_gpus: float  # GPU share per face worker (detector on the GPU)
+    backbone_actors: int  # frozen-backbone workers
+    backbone_cpus: float  # CPUs reserved per backbone worker
+    backbone_gpus: float  # GPUs per backbone worker
+    backbone_threads: int  # torch threads per backbone worker
+    write_cpus: float  # CPUs reserved for the writer (one)
+    device: str  # "cuda" or "cpu": where the backbone and detector run
+
+    @property
+    def reserved_cpus(self) -> float:
+        return self.face_actors * self.face_cpus + self.backbone_actors * self.backbone_cpus + self.write_cpus
+
+    def describe(self) -> str:
+        return (
+            f"faces {self.face_actors} x {self.face_cpus:g} CPU, "
+            f"backbone {self.backbone_actors} x {self.backbone_cpus:g} CPU"
+            + (
+                f" + {self.backbone_gpus:g} GPU"
+                if self.backbone_gpus
+                else f" ({self.backbone_threads} threads)"
+            )
+            + f", write 1 x {self.write_cpus:g} CPU on {self.device}"
+        )
+
+
+def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None = None) -> StagePlan:
+    """Stage pools for a cluster with `cpus` CPUs and `gpus` GPUs; explicit settings in `cfg` win.
+
+    CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
+    one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
+    1 x 0.5, write 1 x 0.25 (1.75 of 2 reserved). With a GPU the backbone and the detector run on it.
+    """
+    gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
+    if gpu and gpus < 1:
+        raise RuntimeError("a GPU was asked for but the Ray cluster has none")
+    write = cfg.write_cpus
+    if gpu:
+        backbone_actors = cfg.backbone_actors or max(1, int(gpus))
+        backbone_cpus = cfg.backbone_cpus if cfg.backbone_cpus is not None else 1.0
+        backbone_gpus, threads = 1.0, 1
+    else:
+        backbone_actors = cfg.backbone_actors or 1
+        backbone_cpus = (
+            cfg.backbone_cpus if cfg.backbone_cpus is not None else max(0.5, float(int(cpus // 4)))
+        )
+        backbone_gpus = 0.0
+        threads = cfg.backbone_threads or max(1, int(round(backbone_cpus)))
+    left = cpus - backbone_actors * backbone_cpus - write - 0.25
+    face_cpus = cfg.face_cpus if cfg.face_cpus is not None else (1.0 if left >= 1 else max(0.25, left))
+    face_actors = cfg.face_actors or max(1, int(left // face_cpus))
+    face_gpus = round(0.5 / face_actors, 3) if gpu else 0.0
+    plan = StagePlan(
+        face_actors=face_actors,
+        face_cpus=face_cpus,
+        face_threads=max(1, int(face_cpus)),
+        face_gpus=face_gpus,
+        backbone_actors=backbone_actors,
+        backbone_cpus=backbone_cpus,
+        backbone_gpus=backbone_gpus if gpu else 0.0,
+        backbone_threads=threads,
+        write_cpus=cfg.write_cpus,
+        device="cuda" if gpu else "cpu",
+    )
+    if plan.reserved_cpus > cpus:
+        raise RuntimeError(
+            f"stage pools reserve {plan.reserved_cpus:g} CPUs but the cluster has {cpus:g}: {plan.describe()}"
+        )
+    return plan

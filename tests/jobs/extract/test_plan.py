@@ -1,0 +1,34 @@
+"""Stage pools sized on a cluster: never every CPU reserved, room for every stage, GPUs and refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.extract.plan import plan_stages
+from jobs.extract.runtime import RuntimeConfig
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 16, 64])
+def test_stage_pools_never_reserve_every_cpu(cpus):
+    plan = plan_stages(RuntimeConfig(), cpus, 0)
+    assert plan.reserved_cpus <= cpus - 0.25 or cpus < 2
+    assert plan.reserved_cpus <= cpus
+    assert plan.face_actors >= 1 and plan.backbone_actors >= 1 and plan.device == "cpu"
+    if cpus >= 16:
+        assert plan.face_actors >= cpus // 2  # the face stage is the expensive one: most CPUs go there
+
+
+def test_two_cores_leave_room_for_every_stage():
+    plan = plan_stages(RuntimeConfig(), 2, 0)
+    assert (plan.face_actors, plan.face_cpus, plan.backbone_cpus, plan.write_cpus) == (1, 1.0, 0.5, 0.25)
+    assert plan.reserved_cpus < 2
+
+
+def test_gpu_plan_and_refusals():
+    plan = plan_stages(RuntimeConfig(), 16, 1)
+    assert plan.device == "cuda" and plan.backbone_gpus == 1.0 and plan.face_gpus > 0
+    assert plan_stages(RuntimeConfig(use_gpu=False), 16, 1).device == "cpu"
+    with pytest.raises(RuntimeError, match="GPU"):
+        plan_stages(RuntimeConfig(), 4, 0, device="cuda")
+    with pytest.raises(RuntimeError, match="reserve"):
+        plan_stages(RuntimeConfig(face_actors=4, face_cpus=1.0), 2, 0)
