@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.extract.config import ExtractConfig
 from jobs.extract.plan import StagePlan
+from jobs.extract.spec import spec_with
 from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
 from jobs.extract.stages.write import pause_from_env
 from pipeline.cache.write import CacheWriter
@@ -66,11 +67,15 @@ def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: Cach
         compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
         num_cpus=plan.write_cpus,
         max_task_retries=retries,
-        fn_constructor_kwargs={"opener": writer.opener(), "pause_s": pause_from_env()},
+        fn_constructor_kwargs={
+            "opener": writer.opener(),
+            "pause_s": pause_from_env(),
+            "describe": spec_with(cfg) if writer.spec is None else None,  # the backbone workers describe it
+        },
     )
 
 
-def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict) -> Any:
+def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict | None) -> Any:
     import ray.data
 
     return ds.map_batches(
@@ -85,6 +90,8 @@ def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict) ->
             "cfg": cfg.features,
             "device": plan.device,
             "threads": plan.backbone_threads,
-            "expect": spec,  # each worker checks that the backbone it built is the one the spec describes
+            # each worker checks that the backbone it built is the one the spec describes; without one, the
+            # workers describe it (`jobs.extract.spec`)
+            "expect": spec,
         },
     )

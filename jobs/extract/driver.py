@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,13 @@ from jobs.extract.plan import plan_stages
 from jobs.extract.rows import END, FAIL, FRAME, summaries
 from jobs.extract.runtime import RayStart, ray_session
 from jobs.extract.select import select_subjects
+from jobs.extract.spec import cache_spec, known_spec
 from jobs.progress import Bar, ProgressDisplay, progress_display
-from pipeline.cache.backbone_spec import backbone_spec
 from pipeline.cache.backbone_spec import forget as forget_spec
+from pipeline.cache.backbone_spec import remember as remember_spec
 from pipeline.cache.layout import shard_file
 from pipeline.cache.schema import ManifestEntry
-from pipeline.cache.spec import SpecMismatch, make_spec
+from pipeline.cache.spec import SpecMismatch
 from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, load_catalogue
 
@@ -110,21 +112,6 @@ class ExtractReport:
         return "\n".join(lines)
 
 
-def cache_spec(cfg: ExtractConfig) -> dict:
-    """The cache spec of this configuration (the backbone's shapes and hash from the spec an earlier run
-    remembered, else from building it: `pipeline.cache.backbone_spec`)."""
-    faces = cfg.faces.spec() | {"subject": cfg.subject}
-    crops = cfg.crops.spec() if cfg.kind == "crops" else None
-    return make_spec(
-        backbone_spec(cfg.backbone),
-        cfg.features.dtype,
-        faces,
-        cfg.backbone.pretrained,
-        cfg.backbone.weights,
-        crops,
-    )
-
-
 class Progress:
     """Driver-side state: per-video and overall progress, stage times, the manifest as shards complete.
 
@@ -134,8 +121,10 @@ class Progress:
     """
 
     def __init__(self, writer: CacheWriter, items: list[dict], report: ExtractReport, say: Say,
-                 display: ProgressDisplay | None = None):  # fmt: skip
-        self.writer, self.report, self.say = writer, report, say
+                 display: ProgressDisplay | None = None,
+                 adopt: Callable[[dict], None] | None = None):  # fmt: skip
+        """`adopt`: takes the backbone spec the backbone workers described, where the writer has no spec."""
+        self.writer, self.report, self.say, self.adopt = writer, report, say, adopt
         self.display = display or ProgressDisplay(say, bars=False)
         self.expected = {item["video"]: item.get("frames") for item in items}  # container frame counts
         counts = list(self.expected.values())
@@ -173,6 +162,8 @@ class Progress:
                     stages[name].seconds += summary.times[f"t_{name}"]
                 stages["write"].frames += summary.stop - summary.start
             elif summary.kind == END:
+                if self.writer.spec is None and summary.backbone_spec and self.adopt is not None:
+                    self.adopt(json.loads(summary.backbone_spec))
                 self._cached(summary.subject, summary.frames, summary.faces, summary.bytes)
             elif summary.kind == FAIL:
                 self._fail(
@@ -183,7 +174,12 @@ class Progress:
         if subject in self.failed or subject in self.report.cached:
             return
         video = self.video_of[subject]
-        entry = ManifestEntry(subject, video, frames, faces, size, self.writer.spec_hash, shard_file(subject))
+        made_with = self.writer.spec_hash
+        if made_with is None:  # the write stage sends the spec with a new cache's first complete shard
+            raise RuntimeError(
+                f"{subject}'s shard was closed in a new cache without the spec it was made with"
+            )
+        entry = ManifestEntry(subject, video, frames, faces, size, made_with, shard_file(subject))
         self.writer.record(entry)
         self.report.cached.append(subject)
         self.report.rows += frames
@@ -244,7 +240,10 @@ def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | No
             raise ValueError(f"--faces cropped-aligned: no cropped_aligned folder under {cfg.input}")
         cfg = replace(cfg, faces=replace(cfg.faces, crops_root=str(root)))
     subjects = select_subjects(catalogue, cfg.split, cfg.subjects)
-    writer = CacheWriter(cfg.cache, cache_spec(cfg), rebuild=cfg.rebuild, shard=cfg.shard)
+    # the spec as remembered; else the backbone workers describe it (`jobs.extract.spec`), and it is built
+    # here only to compare with a cache that exists
+    writer = CacheWriter(cfg.cache, known_spec(cfg) or partial(cache_spec, cfg), rebuild=cfg.rebuild,
+                         shard=cfg.shard)  # fmt: skip
     report = ExtractReport(cache=cfg.cache)
     todo: dict[str, list[tuple[str, str]]] = {}
     for s in subjects:
@@ -255,6 +254,7 @@ def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | No
     say(f"{len(subjects)} subjects in {len(catalogue.videos)} videos; {len(report.skipped)} already cached")
     if not todo:
         writer.write_failures([], [])
+        writer.settle()
         return report
     paths = {v: catalogue.videos[v].path for v in todo}
     order = sorted(todo, key=lambda v: -paths[v].stat().st_size if paths[v].is_file() else 0)
@@ -263,8 +263,9 @@ def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | No
     with progress_display(say) as display:
         frames = {v: _frame_count(catalogue, v) for v in order}
         progress = Progress(
-            writer, [{**i, "frames": frames[i["video"]]} for i in items], report, say, display
-        )
+            writer, [{**i, "frames": frames[i["video"]]} for i in items], report, say, display,
+            adopt=partial(_adopt, cfg, writer),
+        )  # fmt: skip
         _run(cfg, runtime, items, writer, report, progress, began, say, ray_start)
     say(report.table())
     say(f"nodes: {', '.join(sorted(report.nodes))}")
@@ -275,6 +276,13 @@ def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | No
         f"{report.startup_s:.1f} s of starting Ray and models)"
     )
     return report
+
+
+def _adopt(cfg: ExtractConfig, writer: CacheWriter, backbone: dict) -> None:
+    """The backbone spec the backbone workers described: the cache's, and this machine's memo for the next
+    run's driver."""
+    writer.adopt(cache_spec(cfg, backbone))
+    remember_spec(cfg.backbone, backbone)
 
 
 def _frame_count(catalogue: Catalogue, video: str) -> int | None:
@@ -324,6 +332,7 @@ def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWrite
                 forget_spec(cfg.backbone)  # the next run describes the backbone from its file again
                 raise mismatch from None
             progress.finish()
+        writer.settle()  # a new cache that got no shard: its spec all the same
         report.wall_s = time.perf_counter() - began
     finally:
         progress.close()

@@ -12,12 +12,14 @@ and subject, plus marker rows that end a subject:
   of a crop cache by `crop`, the bytes of its image, empty where no face;
 - per-row shares of each stage's seconds (`t_decode`, `t_detect`, `t_align`, then `t_backbone`) and
   `w_video`, the row's share of one decoded frame (1 / subjects of the video), so that sums over rows
-  give each stage's frames and time; `node`, the Ray node the row was made on.
+  give each stage's frames and time; `node`, the Ray node the row was made on; `SPEC_COLUMN`, where the
+  backbone workers describe the backbone.
 
 Summary rows (`WriteStage` -> driver), columns SUMMARY_COLUMNS + TIME_COLUMNS; the maps never reach the
 driver. FRAME: a run of consecutive frames `start`..`stop` of a subject went to its shard (`faces`, the
 run's summed times, `n_face` its rows with a face); END: the subject's shard is complete and in place
-(`frames`, `faces`, `bytes`: its manifest entry); FAIL: the subject failed (`stage`, `reason`). `nodes`
+(`frames`, `faces`, `bytes`: its manifest entry; `SPEC_COLUMN`, the backbone's spec the write stage
+adopted, where it did); FAIL: the subject failed (`stage`, `reason`). `nodes`
 lists the nodes that made and wrote the rows, `t_write` each row's share of the write call's seconds.
 `summary_batch` builds them, `summaries` reads them back.
 """
@@ -31,11 +33,14 @@ from typing import Any
 import numpy as np
 
 FRAME, END, FAIL = 0, 1, 2  # row kinds
+# the backbone's spec as JSON, on stage rows from a backbone worker that describes it and on END summaries
+# of shards written with it (`jobs.extract.spec`)
+SPEC_COLUMN = "backbone_spec"
 
 # per-row shares of the stages' seconds and of a decoded frame; the write stage sums them per run
 PART_TIMES = ("t_decode", "t_detect", "t_align", "t_backbone", "w_video")
 SUMMARY_COLUMNS = ("kind", "subject", "video", "start", "stop", "faces", "frames", "bytes", "stage", "reason",
-                   "nodes")  # fmt: skip
+                   "nodes", SPEC_COLUMN)  # fmt: skip
 TIME_COLUMNS = ("t_decode", "t_detect", "t_align", "t_backbone", "t_write", "w_video", "n_face")
 
 
@@ -83,6 +88,7 @@ _DEFAULTS: dict[str, Any] = {
     "stage": "",
     "reason": "",
     "nodes": "",
+    SPEC_COLUMN: "",
     **dict.fromkeys(TIME_COLUMNS, 0.0),
 }
 
@@ -111,6 +117,7 @@ class Summary:
     stage: str  # FAIL: the stage that failed (decode, faces, write, ...)
     reason: str  # FAIL: why
     nodes: tuple[str, ...]  # Ray nodes that made and wrote the rows
+    backbone_spec: str  # END: the backbone's spec (JSON) the write stage adopted; "" where the driver had one
     times: dict[str, float]  # TIME_COLUMNS: the part's seconds per stage, decoded frames, face rows
 
 
@@ -129,5 +136,6 @@ def summaries(batch: dict[str, np.ndarray]) -> Iterator[Summary]:
             stage=str(batch["stage"][i]),
             reason=str(batch["reason"][i]),
             nodes=tuple(n for n in str(batch["nodes"][i]).split(",") if n),
+            backbone_spec=str(batch[SPEC_COLUMN][i]),
             times={c: float(batch[c][i]) for c in TIME_COLUMNS},
         )

@@ -84,23 +84,37 @@ def _memo_file(key: str, memo: Path | None) -> Path:
 def backbone_spec(cfg: BackboneConfig, memo: Path | None = None) -> dict[str, Any]:
     """`build_backbone(cfg).spec()`, read from the memo where an earlier call remembered it (`memo`: the
     folder, None: `memo_dir()`)."""
+    spec = remembered(cfg, memo)
+    if spec is None:
+        spec = _built(cfg)
+        remember(cfg, spec, memo)
+    return spec
+
+
+def remembered(cfg: BackboneConfig, memo: Path | None = None) -> dict[str, Any] | None:
+    """`cfg`'s spec as remembered on this machine; None where none is (or the weights come from the hub)."""
     key = memo_key(cfg)
     if key is None:
-        return _built(cfg)
-    file = _memo_file(key, memo)
+        return None
     try:
-        spec = json.loads(file.read_text())
-        if isinstance(spec, dict) and spec.get("backbone") == cfg.name:
-            return spec
+        spec = json.loads(_memo_file(key, memo).read_text())
     except (OSError, ValueError):
-        pass  # none yet, or unreadable: built and written (over) below
-    spec = _built(cfg)
+        return None  # none yet, or unreadable: built and written (over) by the next `backbone_spec`
+    return spec if isinstance(spec, dict) and spec.get("backbone") == cfg.name else None
+
+
+def remember(cfg: BackboneConfig, spec: dict[str, Any], memo: Path | None = None) -> None:
+    """Remember `spec` as `cfg`'s (built here, or by an extraction's backbone worker), written atomically;
+    nothing where it cannot be written or the weights come from the hub."""
+    key = memo_key(cfg)
+    if key is None:
+        return
+    file = _memo_file(key, memo)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         write_text(file, json.dumps(spec, indent=1, sort_keys=True))
     except OSError as err:
         log.debug("backbone spec not remembered in %s: %s", file, err)
-    return spec
 
 
 def forget(cfg: BackboneConfig, memo: Path | None = None) -> bool:

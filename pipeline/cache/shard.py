@@ -15,20 +15,22 @@ May import: numpy, pyarrow, model.split, pipeline.io, pipeline.cache (layout, sc
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from model.split import cache_kind_of
-from pipeline.cache.layout import resolve_location, shard_file
+from pipeline.cache.layout import SPEC_FILE, resolve_location, shard_file
 from pipeline.cache.read import CacheError
 from pipeline.cache.schema import ManifestEntry, shard_metadata, shard_schema
 from pipeline.cache.spec import MAP_NAMES, map_names, spec_hash
-from pipeline.io import AtomicFile
+from pipeline.io import AtomicFile, write_bytes
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,21 @@ class ShardOpener:
     """What a process needs to open shard writers of a cache; picklable (the write stage gets one)."""
 
     location: str  # cache location: a folder or a pyarrow filesystem URI
-    spec: dict[str, Any]  # the cache spec
+    spec: dict[str, Any] | None  # the cache spec; None: not known yet (`adopting`)
     shard: ShardConfig = ShardConfig()  # shard layout
 
     def open(self, subject: str, video: str) -> ShardWriter:
+        if self.spec is None:
+            raise ValueError(f"no spec to write shards of the cache at {self.location} with yet")
         return ShardWriter(self.location, self.spec, subject, video, self.shard)
+
+    def adopting(self, spec: dict[str, Any]) -> ShardOpener:
+        """This opener with `spec`, written first as the cache's spec file (a new cache's, where the driver
+        did not know it: `pipeline.cache.write.CacheWriter`), so that a shard in place always has one."""
+        write_spec(*resolve_location(self.location), spec)
+        return replace(self, spec=spec)
+
+
+def write_spec(fs: pafs.FileSystem, root: str, spec: dict[str, Any]) -> None:
+    """Write `spec` as the spec file of the cache at `root`, atomically."""
+    write_bytes(f"{root}/{SPEC_FILE}", json.dumps(spec, indent=2).encode(), fs)

@@ -5,14 +5,15 @@ Shards are written once, where their rows are (`pipeline.cache.shard`): each und
 shard is never readable as complete. `CacheWriter` records each complete shard in the manifest. A rerun
 skips complete shards of the same spec, removes the temporary files of an interrupted run, redoes the rest,
 and refuses a cache made with other settings unless asked to rebuild it. One extraction per cache at a time.
+A new cache's spec may come from the processes that write its shards (the first shard's writer writes
+`spec.json` before it opens the shard), so that the driver need not build a model to describe it.
 
 May import: pyarrow, model.split, pipeline.io, pipeline.cache (layout, spec, schema, read, shard).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,9 +31,9 @@ from pipeline.cache.layout import (
 )
 from pipeline.cache.read import CacheError, complete_shards, read_json, read_table_or_empty
 from pipeline.cache.schema import FAILURES_SCHEMA, MANIFEST_SCHEMA, ManifestEntry
-from pipeline.cache.shard import ShardConfig, ShardOpener
+from pipeline.cache.shard import ShardConfig, ShardOpener, write_spec
 from pipeline.cache.spec import spec_differences, spec_hash
-from pipeline.io import is_temporary, write_bytes, write_table
+from pipeline.io import is_temporary, write_table
 
 
 class CacheSpecError(CacheError):
@@ -53,34 +54,70 @@ class CacheWriter:
     """The driver's side of writing a cache: spec check, resume, manifest and failures."""
 
     def __init__(
-        self, location: str, spec: dict[str, Any], rebuild: bool = False, shard: ShardConfig = ShardConfig()
+        self,
+        location: str,
+        spec: dict[str, Any] | Callable[[], dict[str, Any]],
+        rebuild: bool = False,
+        shard: ShardConfig = ShardConfig(),
     ):
-        self.location, self.spec, self.shard = location, spec, shard
-        self.spec_hash = spec_hash(spec)
+        """`spec`: the cache spec, or what makes it where the driver does not know it yet. That is called
+        only to compare with a cache that exists; a new cache takes the spec its first shard is written with
+        (the write stage writes it, `ShardOpener.adopting`; the driver `adopt`s it from that shard's
+        summary, or `settle`s it at the end of a run that wrote none)."""
+        self.location, self.shard = location, shard
+        self.describe = spec if callable(spec) else None
         self.fs, self.root = resolve_location(location)
         old = read_json(self.fs, f"{self.root}/{SPEC_FILE}")
         if old is not None and rebuild:
             self._clear()
-        elif old is not None and spec_hash(old) != self.spec_hash:
-            lines = "\n  ".join(spec_differences(old, spec))
-            kinds = cache_kind_of(old), cache_kind_of(spec)
-            holds = (
-                f" (it holds {kinds[0]}, this extraction makes {kinds[1]}: --cache-kind)"
-                if kinds[0] != kinds[1]
-                else ""
-            )
-            raise CacheSpecError(
-                f"the cache at {location} was made with other settings{holds}:\n  {lines}\n"
-                "pass --rebuild (rebuild=True) to replace it, or choose another cache location"
-            )
+            old = None
+        if old is not None:
+            spec = spec() if callable(spec) else spec
+            self._check(old, spec)
         self.fs.create_dir(f"{self.root}/{SHARDS_DIR}", recursive=True)
-        if old is None or rebuild:
-            write_bytes(f"{self.root}/{SPEC_FILE}", json.dumps(spec, indent=2).encode(), self.fs)
+        if old is None and not callable(spec):
+            write_spec(self.fs, self.root, spec)
+        self.spec: dict[str, Any] | None = None if callable(spec) else spec  # None: not known yet
+        self.spec_hash = None if self.spec is None else spec_hash(self.spec)
         self.finish()
-        self.entries: dict[str, ManifestEntry] = {
-            s: entry for s, (entry, _) in complete_shards(self.fs, self.root, self.spec_hash).items()
-        }
+        self.entries: dict[str, ManifestEntry] = (
+            {}
+            if self.spec_hash is None  # a new cache: nothing in it is complete
+            else {s: entry for s, (entry, _) in complete_shards(self.fs, self.root, self.spec_hash).items()}
+        )
         self._write_manifest()
+
+    def _check(self, old: dict[str, Any], spec: dict[str, Any]) -> None:
+        if spec_hash(old) == spec_hash(spec):
+            return
+        lines = "\n  ".join(spec_differences(old, spec))
+        kinds = cache_kind_of(old), cache_kind_of(spec)
+        holds = (
+            f" (it holds {kinds[0]}, this extraction makes {kinds[1]}: --cache-kind)"
+            if kinds[0] != kinds[1]
+            else ""
+        )
+        raise CacheSpecError(
+            f"the cache at {self.location} was made with other settings{holds}:\n  {lines}\n"
+            "pass --rebuild (rebuild=True) to replace it, or choose another cache location"
+        )
+
+    def adopt(self, spec: dict[str, Any]) -> None:
+        """Take `spec` as this new cache's, where the driver did not know it (the write stage wrote it into
+        the cache before its first shard opened); a spec known already stays."""
+        if self.spec is None:
+            self.spec, self.spec_hash = spec, spec_hash(spec)
+
+    def settle(self) -> None:
+        """At the end of a run that closed no shard of a new cache: its spec as the write stage wrote it,
+        else (no shard was opened) as the driver makes it, so that every cache has one."""
+        if self.spec is not None or self.describe is None:
+            return
+        spec = read_json(self.fs, f"{self.root}/{SPEC_FILE}")
+        if spec is None:
+            spec = self.describe()
+            write_spec(self.fs, self.root, spec)
+        self.adopt(spec)
 
     def _clear(self) -> None:
         for folder in (SHARDS_DIR, PARTS_DIR):
@@ -94,7 +131,7 @@ class CacheWriter:
         return f"{self.root}/{name}"
 
     def opener(self) -> ShardOpener:
-        """What the processes that write shards need (picklable)."""
+        """What the processes that write shards need (picklable; without a spec while it is not known)."""
         return ShardOpener(self.location, self.spec, self.shard)
 
     def is_complete(self, subject: str) -> bool:

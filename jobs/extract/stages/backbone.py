@@ -5,11 +5,13 @@ BatchNorms folded into the convolutions (`model.fold`: the same maps within floa
 are those of `jobs.extract.rows`. Given the cache's spec, a worker checks that the backbone it built is the
 one the spec describes: the driver's spec may come from the machine's memo (`pipeline.cache.backbone_spec`)
 and, on a cluster, the weights file is read on every node, so a file changed since or another copy on a
-node would otherwise fill the cache with maps its spec does not describe.
+node would otherwise fill the cache with maps its spec does not describe. Without the spec (a machine's
+first run: `jobs.extract.spec`), the worker describes its backbone instead, with every row it sends.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jobs.extract.rows import SPEC_COLUMN
 from jobs.extract.runtime import node_address
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.cache.spec import SpecMismatch, cache_differences
@@ -28,7 +31,8 @@ class BackboneStage:
 
     Input columns: `crops` (n, 3, S, S) uint8, `face` (n,) bool, any others (passed through).
     Output adds one column per cached map, named as the backbone's `cached_names` (N = 2: `s8`, `s16`;
-    cfg.dtype) and `t_backbone` (seconds, the batch's time split over its rows).
+    cfg.dtype), `t_backbone` (seconds, the batch's time split over its rows) and, without `expect`,
+    `SPEC_COLUMN`: the backbone's spec as JSON, for the write stage to adopt.
     """
 
     def __init__(
@@ -43,8 +47,11 @@ class BackboneStage:
             torch.set_num_threads(threads)
         self.cfg = cfg
         self.backbone = build_backbone(backbone)
+        self.described = None  # where the driver had no spec: this backbone's, sent with every row
         if expect is not None:
             check_spec(self.backbone.spec(), expect, backbone.weights)
+        else:
+            self.described = json.dumps(self.backbone.spec(), sort_keys=True)
         self.backbone.frozen, _ = self.backbone.folded_frozen()  # the same maps within float rounding, sooner
         self.backbone.frozen.to(torch.device(device))
 
@@ -54,6 +61,8 @@ class BackboneStage:
         maps = extract_maps(crops, self.backbone, self.cfg, face=batch["face"])
         batch.update(zip(self.backbone.cached_names, maps, strict=True))
         n = len(crops)
+        if self.described is not None:
+            batch[SPEC_COLUMN] = np.full(n, self.described, dtype=object)
         batch["t_backbone"] = np.full(n, (time.perf_counter() - started) / max(n, 1))
         return batch
 

@@ -6,23 +6,27 @@ streams row groups into the subject's shard under a temporary name, and closes i
 place) once the subject's END row has come and every frame before it. The driver gets only summary rows
 (`jobs.extract.rows`): one per run of consecutive frames written, one per closed shard (END, with its
 frame, face and byte counts, for the manifest) and one per failed subject (FAIL). A subject's rows must
-all reach the same writer, so the stage has one worker (`jobs.extract.plan.plan_stages`).
+all reach the same writer, so the stage has one worker (`jobs.extract.plan.plan_stages`). Where the driver
+had no spec (`jobs.extract.spec`), the stage adopts the one the backbone workers send with their rows.
 
 Kept in a module of its own so that its worker imports neither torch nor the detector.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from jobs.extract.rows import END, FAIL, FRAME, PART_TIMES, summary_batch
+from jobs.extract.rows import END, FAIL, FRAME, PART_TIMES, SPEC_COLUMN, summary_batch
 from jobs.extract.runtime import node_address
 from pipeline.cache.schema import frames_table, map_columns
 from pipeline.cache.shard import ShardOpener, ShardWriter
+from pipeline.cache.spec import SpecMismatch, cache_differences
 
 # test hook: seconds the stage sleeps once the first row group of a shard is written, so that a test can
 # kill a run in the middle of a write (read by the driver, which passes it on)
@@ -42,14 +46,24 @@ class WriteStage:
     it. Rows of a subject that failed or was closed are ignored.
     """
 
-    def __init__(self, opener: ShardOpener, pause_s: float = 0.0):
-        self.opener, self.pause_s = opener, pause_s
+    def __init__(
+        self,
+        opener: ShardOpener,
+        pause_s: float = 0.0,
+        # where the driver had no spec (`opener.spec` None): the cache spec as a function of the backbone's
+        # (`jobs.extract.spec.spec_with`), which the backbone workers send with their rows
+        describe: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+    ):
+        self.opener, self.pause_s, self.describe = opener, pause_s, describe
+        self.described: str | None = None  # the backbone spec (JSON) adopted from the rows
+        self.agreed: set[str] = set()  # backbone specs (JSON) seen that make the adopted spec's maps
         self.writers: dict[str, ShardWriter] = {}  # subjects with a shard in the making
         self.done: set[str] = set()  # subjects closed or failed
         self.node = node_address()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.perf_counter()
+        self._adopt(batch)
         out: list[dict[str, Any]] = []
         kind = batch["kind"]
         frames = np.flatnonzero(kind == FRAME)
@@ -75,6 +89,28 @@ class WriteStage:
             row["t_write"] = (time.perf_counter() - started) / len(out)
             row["nodes"] = nodes
         return summary_batch(out)
+
+    def _adopt(self, batch: dict[str, np.ndarray]) -> None:
+        """Where the driver had no spec: the first backbone spec the rows bring makes the cache's, written
+        into the cache before any shard opens; rows from a backbone that makes other maps stop the run."""
+        if self.describe is None or SPEC_COLUMN not in batch:
+            return
+        for text in dict.fromkeys(batch[SPEC_COLUMN].tolist()):
+            if text in self.agreed:
+                continue
+            backbone = json.loads(text)
+            adopted = self.opener.spec
+            if adopted is None:
+                adopted = self.describe(backbone)
+                self.opener, self.described = self.opener.adopting(adopted), text
+            differences = cache_differences(backbone, adopted)
+            if differences:
+                raise SpecMismatch(
+                    "the backbone workers do not all make the same maps "
+                    f"({'; '.join(differences)}; the later worker's value first): the nodes hold different "
+                    "weights files. Give every node the same file and rerun."
+                )
+            self.agreed.add(text)
 
     def _write(self, batch: dict[str, np.ndarray], run: np.ndarray) -> list[dict[str, Any]]:
         subject, video = str(batch["subject"][run[0]]), str(batch["video"][run[0]])
@@ -135,7 +171,7 @@ class WriteStage:
         self.done.add(subject)
         return [
             {"kind": END, "subject": subject, "video": video, "frames": entry.frames, "faces": entry.faces,
-             "bytes": entry.bytes}
+             "bytes": entry.bytes, SPEC_COLUMN: self.described or ""}
         ]  # fmt: skip
 
     def _drop(self, subject: str, video: str, stage: str, reason: str) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 One local extraction of a few subjects is the reference. Against it: the true face boxes of the
 generator; a rerun (skips everything); bad videos beside a good one; a video whose face worker is killed
 each time it works on it (it fails, the run goes on); a worker whose backbone is not the
-one the driver's remembered spec describes; a run killed with SIGKILL inside a
+one the driver's remembered spec describes; a machine's first run, whose backbone workers describe the
+backbone; a run killed with SIGKILL inside a
 shard's write and resumed; and a run on a two-node Ray cluster on loopback addresses (127.0.0.2 / 127.0.0.3).
 """
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+import pipeline.cache.backbone_spec as backbone_spec_module
 from jobs.extract.config import ExtractConfig, FaceSettings
 from jobs.extract.driver import extract
 from jobs.extract.runtime import RuntimeConfig, ray_session
@@ -283,6 +285,29 @@ def test_a_backbone_other_than_the_remembered_spec_stops_the_run(dataset, local_
         extract(cfg, print)
     assert not memo.exists()
     assert not list((tmp_path / "cache" / "shards").iterdir())
+
+
+@pytest.mark.timeout(300)
+def test_a_machine_s_first_run_takes_the_spec_from_its_backbone_workers(dataset, reference, local_ray,
+                                                                        tmp_path, monkeypatch):  # fmt: skip
+    # nothing remembered: the driver builds no backbone (here it cannot), the workers describe it, and the
+    # cache is the one a driver that knew the spec makes; the next run's driver reads the spec it remembered
+    root, subjects, _ = dataset
+    monkeypatch.setenv(MEMO_VAR, str(tmp_path / "memo"))
+
+    def no_build(cfg):
+        raise AssertionError("the driver built the backbone")
+
+    monkeypatch.setattr(backbone_spec_module, "_built", no_build)  # the driver's process only
+    cfg = ExtractConfig(input=root, cache=str(tmp_path / "cache"), faces=SETTINGS, subjects=tuple(subjects))
+    report = extract(cfg, print)
+    assert report.exit_code == 0 and sorted(report.cached) == sorted(subjects)
+    assert_same_cache(cfg.cache, reference[0], subjects)
+    assert open_cache(cfg.cache).spec == open_cache(reference[0]).spec
+    memo = tmp_path / "memo" / "backbone-specs" / f"{memo_key(cfg.backbone)}.json"
+    assert json.loads(memo.read_text()) == json.loads(json.dumps(build_backbone(cfg.backbone).spec()))
+    rerun = extract(cfg, print)
+    assert sorted(rerun.skipped) == sorted(subjects) and rerun.cached == []
 
 
 def ray_processes(marker: str) -> list:

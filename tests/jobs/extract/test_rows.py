@@ -1,18 +1,22 @@
 """The row protocol without Ray: stage rows through the write stage straight into shards, and the driver's
-manifest, failures and stage times from its summary rows."""
+manifest, failures and stage times from its summary rows; a new cache whose spec the backbone workers
+describe."""
 
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
+import pytest
 
 from jobs.extract.driver import ExtractReport, Progress
-from jobs.extract.rows import END, FAIL, FRAME, blank_rows, marker, summaries
+from jobs.extract.rows import END, FAIL, FRAME, SPEC_COLUMN, blank_rows, marker, summaries
 from jobs.extract.stages.write import WriteStage
+from pipeline.cache.layout import SPEC_FILE
 from pipeline.cache.read import open_cache
 from pipeline.cache.shard import ShardConfig
-from pipeline.cache.spec import make_spec
+from pipeline.cache.spec import SpecMismatch, make_spec
 from pipeline.cache.write import CacheWriter
 from pipeline.io import is_temporary
 
@@ -139,3 +143,68 @@ def test_progress_fails_subjects_without_a_result(tmp_path):
     progress.update(WriteStage(writer.opener())(frame_rows("v", "v", [0, 1], [1, 1])))
     progress.finish()
     assert [(f.subject, f.stage) for f in report.failures] == [("v", "pipeline")]
+
+
+def described(rows, backbone):
+    """`rows` as a backbone worker that describes its backbone sends them (no spec on the driver)."""
+    return rows | {
+        SPEC_COLUMN: np.full(len(rows["kind"]), json.dumps(backbone, sort_keys=True), dtype=object)
+    }
+
+
+def never_built():
+    raise AssertionError("the driver built the spec of a new cache")
+
+
+def test_a_new_cache_takes_the_spec_the_backbone_workers_describe(tmp_path):
+    backbone = {"backbone": "mobilenetv4_conv_small", "weights_hash": "random-init", "input_size": 224,
+                "boundary": SMALL}  # fmt: skip
+    writer = CacheWriter(str(tmp_path), never_built)  # a new cache: its spec is not needed yet
+    assert writer.spec is None and not (tmp_path / SPEC_FILE).exists()
+    stage = WriteStage(
+        writer.opener(), describe=partial(make_spec, dtype="float16", faces={"mode": "detect"})
+    )
+    items = [{"video": "v", "path": "v.mp4", "subjects": json.dumps([["a", "main"]])}]
+    report = ExtractReport(cache=str(tmp_path))
+    adopted = []
+
+    def adopt(described_backbone):
+        adopted.append(described_backbone)
+        writer.adopt(make_spec(described_backbone, "float16", {"mode": "detect"}))
+
+    progress = Progress(writer, items, report, lambda line: None, adopt=adopt)
+    progress.update(stage(described(frame_rows("a", "v", [0, 1, 2], [1, 1, 0]), backbone)))
+    # written into the cache before any shard closes, as the write stage made it
+    assert json.loads((tmp_path / SPEC_FILE).read_text()) == spec()
+    assert writer.spec is None and adopted == []  # the driver takes it with the first complete shard
+    progress.update(stage(described(end_row("a", "v", frames=3), backbone)))
+    assert adopted == [backbone] and writer.spec == spec()
+    progress.finish()
+    assert report.cached == ["a"]
+    cache = open_cache(str(tmp_path))
+    assert cache.subjects() == ["a"] and cache.manifest()["spec_hash"].to_pylist() == [cache.spec_hash]
+
+    # another worker's backbone that makes the same maps is welcome; one that makes others stops the run
+    same = backbone | {"tail_output": [9, 9, 9]}
+    stage(described(frame_rows("b", "v", [0], [1]), same))
+    with pytest.raises(SpecMismatch, match=r"backbone workers do not all make .*weights_hash: 'other'"):
+        stage(described(frame_rows("b", "v", [1], [1]), backbone | {"weights_hash": "other"}))
+
+
+def test_a_new_cache_that_got_no_shard_gets_its_spec_at_the_end(tmp_path):
+    nothing = CacheWriter(str(tmp_path / "none"), spec)
+    nothing.settle()  # no shard was opened: the driver makes the spec
+    assert (
+        open_cache(str(tmp_path / "none")).spec == spec()
+        and nothing.spec_hash == open_cache(str(tmp_path / "none")).spec_hash
+    )
+    failed = CacheWriter(str(tmp_path / "failed"), never_built)
+    stage = WriteStage(
+        failed.opener(), describe=partial(make_spec, dtype="float16", faces={"mode": "detect"})
+    )
+    backbone = {"backbone": "mobilenetv4_conv_small", "weights_hash": "random-init", "input_size": 224,
+                "boundary": SMALL}  # fmt: skip
+    stage(described(frame_rows("a", "v", [0], [1]), backbone))
+    stage(described(end_row("a", "v", FAIL, stage="faces", reason="v.mp4: lost"), backbone))
+    failed.settle()  # the spec the write stage wrote, not built again
+    assert failed.spec == spec()

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cache.layout import shard_file
+from pipeline.cache.layout import SPEC_FILE, shard_file
 from pipeline.cache.read import CacheError, open_cache
 from pipeline.cache.schema import read_metadata
 from pipeline.cache.shard import ShardWriter
-from pipeline.cache.write import CacheWriter, Failure, ShardConfig
+from pipeline.cache.write import CacheSpecError, CacheWriter, Failure, ShardConfig
 from pipeline.io import is_temporary
 from tests.pipeline.cache.shards import rows, spec
 
@@ -157,3 +157,23 @@ def test_failures_table_keeps_unattempted_and_drops_cached(tmp_path):
     table = writer.write_failures([Failure("c", "c", "decode", "truncated")], ["b", "c"])
     assert sorted(table["subject"].to_pylist()) == ["a", "c"]
     assert open_cache(str(tmp_path)).failures().num_rows == 2
+
+
+def test_a_spec_not_known_yet_is_made_only_to_compare_with_a_cache_that_exists(tmp_path):
+    made = []
+
+    def describe(**change):
+        made.append(change)
+        return spec(**change)
+
+    new = CacheWriter(str(tmp_path), describe)  # a new cache: its spec comes with its first shard
+    assert made == [] and new.spec is None and new.opener().spec is None
+    with pytest.raises(ValueError, match="no spec to write shards"):
+        new.opener().open("v", "v")
+    new.opener().adopting(spec())  # as the write stage does
+    again = CacheWriter(str(tmp_path), describe)
+    assert made == [{}] and again.spec == spec()
+    with pytest.raises(CacheSpecError, match="min_face_size"):
+        CacheWriter(str(tmp_path), lambda: describe(min_face=17))
+    rebuilt = CacheWriter(str(tmp_path), describe, rebuild=True)  # cleared: new again
+    assert rebuilt.spec is None and len(made) == 2 and not (tmp_path / SPEC_FILE).exists()
