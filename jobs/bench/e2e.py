@@ -8,9 +8,11 @@ reported per decoded frame.
 
 `bench_command` times the command as a user runs it, `python -m jobs extract --input FOLDER --cache FRESH` in
 a child process, from its launch to its exit: the interpreter's start, the imports, Ray's start, the
-actors and their models, every frame, Ray's shutdown and the interpreter's exit all count. Its `env` (the
+actors and their models, every frame, Ray's shutdown and the interpreter's exit all count; what its local
+Ray's processes still do after its exit does not, and is waited for before the next run
+(`jobs.bench.leftovers`; the seconds are reported). Its `env` (the
 bench's own memo folder, `pipeline.cache.backbone_spec`) says whether the backbone's spec is remembered
-from a run before or built by the driver, as on a machine's first run.
+from a run before or described by the backbone workers, as on a machine's first run.
 
 `bench_memory` runs `lwaffect extract` (as `python -m jobs extract`) in a child process and samples, every
 `interval` seconds, the resident memory of that process and all its descendants (the local Ray's GCS,
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from jobs.bench.leftovers import Leftovers
 from jobs.bench.scores import FaceScore, pooled, video_score
 from jobs.bench.videos import BenchVideo
 from jobs.extract.config import ExtractConfig
@@ -172,16 +175,19 @@ def bench_command(
     env: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """Seconds from launching `python -m jobs extract` on `folder` (`frames` frames) into the fresh folder
-    `cache` to its exit, and its frames/s; `env`: variables set for it."""
+    `cache` to its exit, its frames/s, and the seconds its processes outlived it (waited for, so that the
+    next run starts on a machine as quiet as this one did: `jobs.bench.leftovers`); `env`: variables set
+    for it."""
     command = extract_command(folder, cache, device)
-    started = time.perf_counter()
-    with open(log, "w") as out:
+    with Leftovers() as left, open(log, "w") as out:
+        started = time.perf_counter()
         code = subprocess.call(
             command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
-    seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        outlived = left.wait()
     _checked(command, code, log)
-    return {"frames": frames, "seconds": seconds, "fps": frames / seconds}
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "outlived_s": outlived}
 
 
 def peak_memory(
@@ -191,8 +197,8 @@ def peak_memory(
     `env`: variables set for it."""
     command = extract_command(folder, cache, device)
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-    started = time.perf_counter()
-    with open(log, "w") as out:
+    with Leftovers() as left, open(log, "w") as out:
+        started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         sampler = TreeSampler(proc.pid)
         sampler.start()
@@ -200,6 +206,8 @@ def peak_memory(
             code = proc.wait()
         finally:
             sampler.stop()
+        wall_s = time.perf_counter() - started
+        left.wait()  # the next run (the longer video) starts on a quiet machine
     _checked(command, code, log)
     largest: dict[str, float] = {}  # RSS (MB) at the peak, summed by process name
     for name, rss, _ in sampler.at_peak:
@@ -209,7 +217,7 @@ def peak_memory(
         "peak_rss_mb": sampler.peak_rss / MB,
         "peak_pss_mb": sampler.peak_pss / MB,
         "processes": float(sampler.peak_processes),
-        "wall_s": time.perf_counter() - started,
+        "wall_s": wall_s,
     }
 
 

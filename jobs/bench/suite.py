@@ -276,7 +276,8 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     runs = max(cfg.repeats, 1)
     say(f"bench: end-to-end `python -m jobs extract`, from launch to exit: a first run, then {runs} more")
     frames = float(sum(v.frames for v in videos))
-    # the bench's own memo, empty: the first run builds the backbone's spec, the second reads it
+    # the bench's own memo, empty: in the first run the backbone workers describe the backbone; the next
+    # runs read the spec that run remembered
     memo = {MEMO_VAR: str(work / "memo")}
     first = bench_command(
         videos[0].path.parent,

@@ -1,17 +1,21 @@
-"""`lwaffect bench`: the figures it writes, the process-tree memory sampler and the efficiency arithmetic."""
+"""`lwaffect bench`: the figures it writes, the process-tree memory sampler, the wait for what a timed command
+leaves running, and the efficiency arithmetic."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from jobs.bench.e2e import TreeSampler, finite
 from jobs.bench.faces import FACE_METHODS, method_settings, parse_methods
+from jobs.bench.leftovers import Leftovers
 from jobs.bench.report import face_goals, face_tables
 from jobs.bench.suite import efficiency
 from jobs.cli import app
@@ -245,3 +249,28 @@ def test_turns_of_a_face_method_keep_each_videos_least_time():
     )  # the first video was disturbed in the first turn, the second in this
     assert [v.detect_s for v in kept.videos] == [2.0, 1.0]
     assert kept.face_seconds == 3.0 and kept.align_seconds == 1.5
+
+
+def orphan(seconds: float) -> tuple[subprocess.Popen, int]:
+    """A shell that starts a `sleep` in the background and exits at once: the sleep is orphaned."""
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", f"sleep {seconds} >/dev/null & echo $!"], stdout=subprocess.PIPE, text=True
+    )
+    out, _ = proc.communicate(timeout=10)
+    return proc, int(out)
+
+
+def test_the_processes_a_command_leaves_running_are_waited_for_or_killed():
+    with Leftovers() as left:
+        proc, sleeper = orphan(1.0)
+        assert proc.returncode == 0 and psutil.pid_exists(sleeper)  # the command is done, its sleep is not
+        assert psutil.Process(sleeper).ppid() == os.getpid()  # came back here, not to init
+        waited = left.wait()
+    assert 0.5 < waited < 10 and not psutil.pid_exists(sleeper)
+    with Leftovers() as left:
+        _, sleeper = orphan(60)
+        waited = left.wait(timeout=0.5)
+    assert 0.4 < waited < 10 and not psutil.pid_exists(sleeper)  # killed after the timeout
+    _, sleeper = orphan(60)  # outside: not this process's to wait for
+    assert psutil.Process(sleeper).ppid() != os.getpid()
+    psutil.Process(sleeper).kill()
