@@ -107,7 +107,12 @@ def test_faces_too_small_for_the_search_size_are_found_by_the_deep_view(videos):
 # - seed 11's face turns to 70 degrees: O-Net, barely accepting it, regressed its box a little larger
 #   frame after frame (each box the next one's expectation), 226 -> 302 px tall, onto hair and neck,
 #   and the face was carried on in that box (78 of 90 found where a weak box grows all the way)
+# Each must now find at least the issue's share for every video, 85 %: a tracker that follows its own boxes
+# is chaotic at the margins, and the same code finds 64 or more of seed 19's 67 face frames on a Xeon but
+# 60 on an AMD EPYC (frames 51 to 57: O-Net's box narrows onto what the occluder leaves of the face, each
+# box the next one's expectation, until the sample at 58 restores it), both far from the regression's 39
 REGRESSIONS = [("occluded", 19), ("profile", 11)]
+LEAST_FOUND = 0.85  # share of the true face frames of every video (issue 15's bound per video)
 
 
 @pytest.mark.parametrize(("variant", "seed"), REGRESSIONS)
@@ -118,6 +123,6 @@ def test_a_partly_hidden_or_turned_face_is_followed_at_its_size(tmp_path, varian
         "main": ("main", truth["face"].to_numpy(bool), truth[["x1", "y1", "x2", "y2"]].to_numpy(float))
     }
     ((true, found, wrong, ious),) = scores({variant: (path, subjects)}, FaceConfig()).values()
-    assert found / true >= 0.95 and wrong == 0, (found, true, wrong)
+    assert found / true >= LEAST_FOUND and wrong == 0, (found, true, wrong)
     # a turned face's true box narrows, O-Net's does not: its IoU stays lower than a frontal face's
     assert np.median(ious) >= (0.8 if variant != "profile" else 0.7)
