@@ -46,7 +46,7 @@ def spec_with(cfg: ExtractConfig) -> Callable[[Mapping[str, Any]], dict[str, Any
 def known_spec(cfg: ExtractConfig) -> dict[str, Any] | None:
     """The cache spec of `cfg` as the driver knows it before any stage starts; None where the backbone
     workers are to describe the backbone (not remembered here, and neither a crop cache nor hub weights)."""
-    workers_describe = cfg.kind != "crops" and memo_key(cfg.backbone) is not None
-    if workers_describe and remembered(cfg.backbone) is None:
-        return None
-    return cache_spec(cfg)
+    if cfg.kind == "crops" or memo_key(cfg.backbone) is None:
+        return cache_spec(cfg)
+    backbone = remembered(cfg.backbone)  # read once: `cache_spec` would read the memo again
+    return None if backbone is None else cache_spec(cfg, backbone)
