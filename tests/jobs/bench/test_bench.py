@@ -117,7 +117,7 @@ def test_efficiency_cpu_is_e2e_over_stages_back_to_back():
 def test_bench_tiny_writes_positive_figures(tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--videos", "1", "--resolution", "360p", "--seconds", "2", "--repeats", "2",
-            "--memory-seconds", "1", "--naive-frames", "3", "--hard-variants", "crossing", "--hard-seconds", "1",
+            "--memory-seconds", "2", "--naive-frames", "3", "--hard-variants", "crossing", "--hard-seconds", "1",
             "--output", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
