@@ -158,6 +158,10 @@ def extract(
     device: Annotated[
         DeviceName | None, typer.Option(help="cpu or cuda (default: cuda when Ray has a GPU).")
     ] = None,
+    face_device: Annotated[
+        DeviceName,
+        typer.Option(help="Where the face detector runs; cuda: on the backbone's GPU (README, Performance)."),
+    ] = "cpu",
     only: Annotated[
         list[str] | None,
         typer.Option("--only", help="Only this subject (repeatable; default: the whole split)."),
@@ -195,7 +199,8 @@ def extract(
                        err=True)  # fmt: skip
         cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
                             backbone=backbone, device=device, address=address, rebuild=rebuild,
-                            subjects=names, cache_kind=cache_kind)  # fmt: skip
+                            subjects=names, cache_kind=cache_kind,
+                            runtime=RuntimeConfig(address=address, face_device=face_device))  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:

@@ -48,7 +48,11 @@ def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: Cach
         num_cpus=plan.face_cpus,
         num_gpus=plan.face_gpus or None,
         max_task_retries=retries,
-        fn_constructor_kwargs={"settings": cfg.faces, "device": plan.device, "threads": plan.face_threads},
+        fn_constructor_kwargs={
+            "settings": cfg.faces,
+            "device": plan.face_device,
+            "threads": plan.face_threads,
+        },
     )
     if cfg.kind == "crops":  # crops are encoded, not run through the backbone
         ds = ds.map_batches(

@@ -9,6 +9,7 @@ May import: jobs.extract.runtime (its config only).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from jobs.extract.runtime import RuntimeConfig
@@ -22,6 +23,7 @@ class StagePlan:
     face_cpus: float  # CPUs reserved per face worker
     face_threads: int  # torch threads per face worker
     face_gpus: float  # GPU share per face worker (detector on the GPU)
+    face_device: str  # "cuda" or "cpu": where the face workers' detector runs
     backbone_actors: int  # frozen-backbone workers
     backbone_cpus: float  # CPUs reserved per backbone worker
     backbone_gpus: float  # GPUs per backbone worker
@@ -33,9 +35,15 @@ class StagePlan:
     def reserved_cpus(self) -> float:
         return self.face_actors * self.face_cpus + self.backbone_actors * self.backbone_cpus + self.write_cpus
 
+    @property
+    def reserved_gpus(self) -> float:
+        return self.face_actors * self.face_gpus + self.backbone_actors * self.backbone_gpus
+
     def describe(self) -> str:
         return (
-            f"faces {self.face_actors} x {self.face_cpus:g} CPU, "
+            f"faces {self.face_actors} x {self.face_cpus:g} CPU"
+            + (f" + {self.face_gpus:g} GPU" if self.face_gpus else "")
+            + ", "
             f"backbone {self.backbone_actors} x {self.backbone_cpus:g} CPU"
             + (
                 f" + {self.backbone_gpus:g} GPU"
@@ -51,16 +59,21 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
 
     CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
     one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
-    1 x 0.5, write 1 x 0.25 (1.75 of 2 reserved). With a GPU the backbone and the detector run on it.
+    1 x 0.5, write 1 x 0.25 (1.75 of 2 reserved). With a GPU the backbone runs on it, and the face
+    workers' detector too where `cfg.face_device` is "cuda" (each worker then takes a share of it).
     """
     gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
     if gpu and gpus < 1:
         raise RuntimeError("a GPU was asked for but the Ray cluster has none")
+    face_gpu = cfg.face_device == "cuda"
+    if face_gpu and not gpu:
+        raise RuntimeError("the face detector can run on a GPU only where the backbone does (--device cuda)")
     write = cfg.write_cpus
     if gpu:
         backbone_actors = cfg.backbone_actors or max(1, int(gpus))
         backbone_cpus = cfg.backbone_cpus if cfg.backbone_cpus is not None else 1.0
-        backbone_gpus, threads = 1.0, 1
+        # a whole GPU per backbone worker, or half of one where the face workers share the GPUs
+        backbone_gpus, threads = (0.5 if face_gpu else 1.0), 1
     else:
         backbone_actors = cfg.backbone_actors or 1
         backbone_cpus = (
@@ -71,12 +84,17 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
     left = cpus - backbone_actors * backbone_cpus - write - 0.25
     face_cpus = cfg.face_cpus if cfg.face_cpus is not None else (1.0 if left >= 1 else max(0.25, left))
     face_actors = cfg.face_actors or max(1, int(left // face_cpus))
-    face_gpus = round(0.5 / face_actors, 3) if gpu else 0.0
+    # the face workers share what the backbone leaves, rounded down: a pool that asks for more GPU than the
+    # cluster has is never placed whole, and the backbone would wait for the face workers to end
+    face_gpus = (
+        math.floor(1000 * (gpus - backbone_actors * backbone_gpus) / face_actors) / 1000 if face_gpu else 0.0
+    )
     plan = StagePlan(
         face_actors=face_actors,
         face_cpus=face_cpus,
         face_threads=max(1, int(face_cpus)),
         face_gpus=face_gpus,
+        face_device="cuda" if face_gpu else "cpu",
         backbone_actors=backbone_actors,
         backbone_cpus=backbone_cpus,
         backbone_gpus=backbone_gpus if gpu else 0.0,
@@ -87,5 +105,9 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
     if plan.reserved_cpus > cpus:
         raise RuntimeError(
             f"stage pools reserve {plan.reserved_cpus:g} CPUs but the cluster has {cpus:g}: {plan.describe()}"
+        )
+    if plan.reserved_gpus > gpus or (face_gpu and face_gpus <= 0):
+        raise RuntimeError(
+            f"stage pools reserve {plan.reserved_gpus:g} GPUs but the cluster has {gpus:g}: {plan.describe()}"
         )
     return plan

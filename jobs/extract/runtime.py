@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from jobs.extract.node_lookup import prompt_node_lookup
 
@@ -49,7 +49,12 @@ class RuntimeConfig:
         None  # Ray cluster to join ("host:port", "ray://..."); None: $RAY_ADDRESS, else local
     )
     num_cpus: int | None = None  # CPUs of a local Ray (None: the machine's cores)
-    use_gpu: bool | None = None  # backbone (and detector) on a GPU; None: when the cluster has one
+    use_gpu: bool | None = None  # backbone on a GPU; None: when the cluster has one
+    # where the face workers' detector runs. "cpu" also where the backbone has a GPU: following a face costs
+    # a few small R-Net / O-Net calls per frame, which a GPU runs no faster than one CPU core, and each face
+    # worker on the GPU starts CUDA (on an H200 machine, 600 frames: 21 to 23 s launch to exit with the
+    # detector on the CPU, 28.5 to 29 s on the GPU; README, Performance). "cuda": on the backbone's GPU
+    face_device: Literal["cpu", "cuda"] = "cpu"
     face_actors: int | None = None  # decode + detect + align workers; None: from the CPUs (plan_stages)
     face_cpus: float | None = None  # CPUs reserved per face worker; None: plan_stages
     backbone_actors: int | None = None  # frozen-backbone workers; None: 1 per GPU, else 1

@@ -26,7 +26,18 @@ def test_two_cores_leave_room_for_every_stage():
 
 def test_gpu_plan_and_refusals():
     plan = plan_stages(RuntimeConfig(), 16, 1)
-    assert plan.device == "cuda" and plan.backbone_gpus == 1.0 and plan.face_gpus > 0
+    assert plan.device == "cuda" and plan.backbone_gpus == 1.0
+    assert plan.face_device == "cpu" and plan.face_gpus == 0  # the detector stays on the CPU by default
+    assert "GPU" not in plan.describe().split(",")[0]
+    for cpus, gpus in ((16, 1), (64, 1), (32, 2), (4, 1)):  # the pools never ask for more GPU than there is
+        on_gpu = plan_stages(RuntimeConfig(face_device="cuda"), cpus, gpus)
+        assert on_gpu.face_device == "cuda" and on_gpu.face_gpus > 0 and on_gpu.backbone_gpus == 0.5
+        assert gpus - 0.001 * on_gpu.face_actors <= on_gpu.reserved_gpus <= gpus  # shares rounded down
+        assert on_gpu.describe().startswith(f"faces {on_gpu.face_actors} x 1 CPU + {on_gpu.face_gpus:g} GPU")
+    with pytest.raises(RuntimeError, match="reserve 3 GPUs"):
+        plan_stages(RuntimeConfig(backbone_actors=3), 16, 2)
+    with pytest.raises(RuntimeError, match="only where the backbone does"):
+        plan_stages(RuntimeConfig(face_device="cuda"), 16, 1, device="cpu")
     assert plan_stages(RuntimeConfig(use_gpu=False), 16, 1).device == "cpu"
     with pytest.raises(RuntimeError, match="GPU"):
         plan_stages(RuntimeConfig(), 4, 0, device="cuda")
