@@ -154,10 +154,17 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def extract_command(folder: Path, cache: Path, device: str | None) -> list[str]:
-    """`lwaffect extract` as a user runs it (`python -m jobs extract`) on `folder`, into `cache`."""
-    command = [sys.executable, "-m", "jobs", "extract", "--input", str(folder), "--cache", str(cache)]
-    return command + ["--device", device] if device else command
+def placement(device: str | None, face_device: str = "cpu") -> tuple[str, ...]:
+    """The extract command's options that place its models: `--device`, and `--face-device` where the face
+    detector is not on its default (the CPU)."""
+    flags = ("--device", device) if device else ()
+    return flags + (("--face-device", face_device) if face_device != "cpu" else ())
+
+
+def extract_command(folder: Path, cache: Path, flags: Sequence[str]) -> list[str]:
+    """`lwaffect extract` as a user runs it (`python -m jobs extract`) on `folder`, into `cache`, with the
+    placement options `flags` (`placement`)."""
+    return [sys.executable, "-m", "jobs", "extract", "--input", str(folder), "--cache", str(cache), *flags]
 
 
 def _checked(command: list[str], code: int, log: Path) -> None:
@@ -170,7 +177,7 @@ def bench_command(
     folder: Path,
     cache: Path,
     frames: float,
-    device: str | None,
+    flags: Sequence[str],
     log: Path,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
@@ -178,7 +185,7 @@ def bench_command(
     `cache` to its exit, its frames/s, and the seconds its processes outlived it (waited for, so that the
     next run starts on a machine as quiet as this one did: `jobs.bench.leftovers`); `env`: variables set
     for it."""
-    command = extract_command(folder, cache, device)
+    command = extract_command(folder, cache, flags)
     with Leftovers() as left, open(log, "w") as out:
         started = time.perf_counter()
         code = subprocess.call(
@@ -191,11 +198,11 @@ def bench_command(
 
 
 def peak_memory(
-    folder: Path, cache: Path, device: str | None, log: Path, env: Mapping[str, str] | None = None
+    folder: Path, cache: Path, flags: Sequence[str], log: Path, env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Peak summed RSS / PSS (MB) of `lwaffect extract --input folder --cache cache` and its descendants;
     `env`: variables set for it."""
-    command = extract_command(folder, cache, device)
+    command = extract_command(folder, cache, flags)
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     with Leftovers() as left, open(log, "w") as out:
         started = time.perf_counter()
@@ -225,7 +232,7 @@ def bench_memory(
     short: Sequence[BenchVideo],
     long: Sequence[BenchVideo],
     work: Path,
-    device: str | None,
+    flags: Sequence[str],
     env: Mapping[str, str] | None = None,
 ) -> dict:
     """Peak memory of extracting a short video and a longer one, each in a fresh `lwaffect extract` (with
@@ -233,7 +240,7 @@ def bench_memory(
     out: dict[str, Any] = {}
     for name, videos in (("short", short), ("long", long)):
         folder = videos[0].path.parent
-        figures = peak_memory(folder, work / f"cache-{name}", device, work / f"extract-{name}.log", env)
+        figures = peak_memory(folder, work / f"cache-{name}", flags, work / f"extract-{name}.log", env)
         spec = videos[0].spec
         out[name] = {
             "seconds_of_video": spec.seconds,

@@ -250,7 +250,8 @@ def markdown(f: dict[str, Any]) -> str:
                          f"{x['processes']:.0f} processes, {_n(x['wall_s'])} s"))  # fmt: skip
     lines = [
         f"lwaffect bench: {s['videos']} x {s['width']}x{s['height']} {_n(s['seconds'])} s at {s['fps']} fps "
-        f"({s['frames']} frames), device {s['device']}, {s['threads']} torch threads, {s['cpus']} CPUs "
+        f"({s['frames']} frames), device {s['device']} (face detector: {s['face_device']}), "
+        f"{s['threads']} torch threads, {s['cpus']} CPUs "
         f"({s['cpu']}), medians of {s['repeats']} runs",
         "",
         "| stage | variant | frames/s | other figures |",

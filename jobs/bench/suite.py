@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from jobs.bench.e2e import bench_command, bench_extract, bench_memory, finite
+from jobs.bench.e2e import bench_command, bench_extract, bench_memory, finite, placement
 from jobs.bench.faces import bench_faces, check_methods
 from jobs.bench.model import bench_cache, bench_temporal
 from jobs.bench.naive import naive_loop
@@ -96,6 +96,10 @@ class BenchConfig:
             resolution(self.memory_resolution)
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.runtime.face_device == "cuda" and self.device != "cuda":
+            raise ValueError(
+                "the face detector can run on a GPU only where the backbone does (--device cuda)"
+            )
         if self.videos < 1 or self.seconds <= 0 or self.repeats < 1 or self.naive_frames < 1:
             raise ValueError("videos, seconds, repeats and naive_frames must be positive")
         if self.memory_seconds < 0 or self.memory_factor < 2:
@@ -105,6 +109,11 @@ class BenchConfig:
         if self.hard_seconds <= 0:
             raise ValueError(f"hard_seconds must be positive, not {self.hard_seconds}")
         check_methods(self.face_methods)
+
+    @property
+    def face_device(self) -> str:
+        """Where the face stage is timed: where the extraction's face workers run their detector."""
+        return "cuda" if self.device == "cuda" and self.runtime.face_device == "cuda" else "cpu"
 
 
 def _setup(cfg: BenchConfig) -> dict[str, Any]:
@@ -121,6 +130,7 @@ def _setup(cfg: BenchConfig) -> dict[str, Any]:
         "fps": cfg.fps,
         "frames": cfg.videos * BenchVideoSpec(seconds=cfg.seconds, fps=cfg.fps).frames,
         "device": cfg.device,
+        "face_device": cfg.face_device,
         "hard_variants": ",".join(cfg.hard_variants),
         "hard_seconds": cfg.hard_seconds,
         "face_methods": ",".join(cfg.face_methods),
@@ -212,7 +222,7 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     figures["decode"] = bench_decode(videos, cfg.faces.decode, cfg.repeats, warmup)
 
     say("bench: faces and align")
-    passed = face_pass(videos, cfg.faces, cfg.device, cfg.backbone_crops, warmup)
+    passed = face_pass(videos, cfg.faces, cfg.face_device, cfg.backbone_crops, warmup)
     figures["faces"] = {
         "frames": passed.frames,
         "face_frames": passed.face_frames,
@@ -224,7 +234,7 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     }
     sets = {"default": videos, "hard": hard}
     figures["face_methods"] = bench_faces(
-        sets, cfg.face_methods, cfg.faces, cfg.device, warmup, cfg.repeats, say
+        sets, cfg.face_methods, cfg.faces, cfg.face_device, warmup, cfg.repeats, say
     )
     figures["align"] = {"fps": passed.frames / passed.align_seconds, "crop_size": cfg.faces.crop_size}
     crops = np.concatenate(passed.crops)[: cfg.backbone_crops]
@@ -279,11 +289,12 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
     # the bench's own memo, empty: in the first run the backbone workers describe the backbone; the next
     # runs read the spec that run remembered
     memo = {MEMO_VAR: str(work / "memo")}
+    flags = placement(cfg.device, cfg.runtime.face_device)
     first = bench_command(
         videos[0].path.parent,
         work / "command-first-cache",
         frames,
-        cfg.device,
+        flags,
         work / "command-first.log",
         memo,
     )
@@ -293,7 +304,7 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
             videos[0].path.parent,
             work / f"command-cache-{i}",
             frames,
-            cfg.device,
+            flags,
             work / f"command-{i}.log",
             memo,
         )
@@ -317,7 +328,7 @@ def _measure(cfg: BenchConfig, work: Path, say: Say) -> dict[str, Any]:
         )
         short = make_videos(work / "memory-short", 1, short_spec, prefix="short")
         long = make_videos(work / "memory-long", 1, long_spec, prefix="long")
-        figures["memory"] = bench_memory(short, long, work, cfg.device, memo)
+        figures["memory"] = bench_memory(short, long, work, flags, memo)
         if memory_res == cfg.resolution and figures["memory"]["marginal_fps"] > 0:
             steady = figures["memory"]["marginal_fps"]
             figures["extract"]["steady_fps"] = steady

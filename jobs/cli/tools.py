@@ -110,6 +110,9 @@ def bench(
     resolution: Resolution = "720p",
     seconds: Annotated[float, typer.Option(min=0.1, help="Length of each video in seconds.")] = 10.0,
     device: Annotated[DeviceName, typer.Option(help="Where the models run: cpu or cuda.")] = "cpu",
+    face_device: Annotated[
+        DeviceName, typer.Option(help="Where the face detector runs; cuda: on the backbone's GPU.")
+    ] = "cpu",
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for bench.json and bench.md.")
     ] = Path("bench-out"),
@@ -152,13 +155,15 @@ def bench(
     from jobs.bench.faces import parse_methods
     from jobs.bench.report import markdown
     from jobs.bench.suite import BenchConfig, run_bench
+    from jobs.extract.runtime import RuntimeConfig
     from pipeline.synth.hard import parse_variants
 
     with _fails_with_1("bench", ValueError):
         cfg = BenchConfig(output=output, videos=videos, resolution=resolution, seconds=seconds, device=device,
                           repeats=repeats, memory_seconds=memory_seconds, naive_frames=naive_frames,
                           hard_variants=parse_variants(hard_variants), hard_seconds=hard_seconds,
-                          face_methods=parse_methods(face_methods))  # fmt: skip
+                          face_methods=parse_methods(face_methods),
+                          runtime=RuntimeConfig(face_device=face_device))  # fmt: skip
     figures = run_bench(cfg, say=_say)
     typer.echo(markdown(figures))
     typer.echo(f"\nwritten: {output / 'bench.json'}, {output / 'bench.md'}", err=True)

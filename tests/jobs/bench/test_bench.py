@@ -13,13 +13,14 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from jobs.bench.e2e import TreeSampler, finite
+from jobs.bench.e2e import TreeSampler, extract_command, finite, placement
 from jobs.bench.faces import FACE_METHODS, method_settings, parse_methods
 from jobs.bench.leftovers import Leftovers
 from jobs.bench.report import face_goals, face_tables
-from jobs.bench.suite import efficiency
+from jobs.bench.suite import BenchConfig, efficiency
 from jobs.cli import app
 from jobs.extract.config import FaceSettings
+from jobs.extract.runtime import RuntimeConfig
 
 SECTIONS = ("setup", "decode", "faces", "align", "backbone", "cache", "temporal", "extract", "efficiency",
             "naive", "memory", "face_methods", "goals")  # fmt: skip
@@ -274,3 +275,21 @@ def test_the_processes_a_command_leaves_running_are_waited_for_or_killed():
     _, sleeper = orphan(60)  # outside: not this process's to wait for
     assert psutil.Process(sleeper).ppid() != os.getpid()
     psutil.Process(sleeper).kill()
+
+
+def test_the_bench_places_the_face_detector_where_the_extraction_does(tmp_path):
+    # the face stage is timed where the face workers run their detector: the CPU unless asked for the GPU
+    assert BenchConfig(device="cuda").face_device == "cpu"
+    assert BenchConfig(device="cuda", runtime=RuntimeConfig(face_device="cuda")).face_device == "cuda"
+    with pytest.raises(ValueError, match="only where the backbone does"):
+        BenchConfig(device="cpu", runtime=RuntimeConfig(face_device="cuda"))
+    # and the timed commands are placed the same way, with options the extract command takes
+    assert placement(None) == () and placement("cpu") == ("--device", "cpu")
+    flags = placement("cuda", "cuda")
+    assert flags == ("--device", "cuda", "--face-device", "cuda")
+    command = extract_command(tmp_path / "videos", tmp_path / "cache", flags)
+    assert command[-4:] == list(flags) and command[1:4] == ["-m", "jobs", "extract"]
+    usage = CliRunner().invoke(app, ["extract", "--help"], env={"COLUMNS": "200"}).output
+    assert "--device" in usage and "--face-device" in usage
+    refused = CliRunner().invoke(app, ["bench", "--face-device", "cuda", "--output", str(tmp_path / "b")])
+    assert refused.exit_code == 1 and "only where the backbone does" in refused.output
