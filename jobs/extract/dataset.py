@@ -38,13 +38,14 @@ def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: Cach
     ctx = ray.data.DataContext.get_current()
     ctx.max_errored_blocks = len(items)  # a crashed worker loses its video, not the run
     ctx.target_max_block_size = cfg.runtime.block_bytes  # stream chunk by chunk within a video
-    face_actors = min(plan.face_actors, len(items))
     retries = cfg.runtime.task_retries  # then the work fails (its subjects: "no result") and the run goes on
     ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         FaceWorker,
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=face_actors, max_tasks_in_flight_per_actor=1),  # a video each
+        compute=ray.data.ActorPoolStrategy(
+            size=plan.face_actors, max_tasks_in_flight_per_actor=1
+        ),  # a video each
         num_cpus=plan.face_cpus,
         num_gpus=plan.face_gpus or None,
         max_task_retries=retries,

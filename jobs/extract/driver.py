@@ -317,7 +317,8 @@ def _run(cfg: ExtractConfig, runtime: Any, items: list[dict], writer: CacheWrite
     todo = [s for item in items for s, _ in json.loads(item["subjects"])]
     try:
         with ray_session(runtime, ray_start) as resources:
-            plan = plan_stages(runtime, resources.get("CPU", 1.0), resources.get("GPU", 0.0), cfg.device)
+            cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+            plan = plan_stages(runtime, cpus, gpus, cfg.device, videos=len(items))
             report.plan = plan.describe()
             say(f"{len(items)} videos to extract; {report.plan}")
             ds = build_dataset(cfg, plan, items, writer)

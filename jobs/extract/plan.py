@@ -54,8 +54,11 @@ class StagePlan:
         )
 
 
-def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None = None) -> StagePlan:
-    """Stage pools for a cluster with `cpus` CPUs and `gpus` GPUs; explicit settings in `cfg` win.
+def plan_stages(
+    cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None = None, videos: int | None = None
+) -> StagePlan:
+    """Stage pools for a cluster with `cpus` CPUs and `gpus` GPUs, for `videos` videos (None: any number);
+    explicit settings in `cfg` win. A face worker takes a whole video, so there are never more than videos.
 
     CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
     one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
@@ -84,6 +87,7 @@ def plan_stages(cfg: RuntimeConfig, cpus: float, gpus: float, device: str | None
     left = cpus - backbone_actors * backbone_cpus - write - 0.25
     face_cpus = cfg.face_cpus if cfg.face_cpus is not None else (1.0 if left >= 1 else max(0.25, left))
     face_actors = cfg.face_actors or max(1, int(left // face_cpus))
+    face_actors = min(face_actors, videos) if videos else face_actors  # a face worker takes a whole video
     # the face workers share what the backbone leaves, rounded down: a pool that asks for more GPU than the
     # cluster has is never placed whole, and the backbone would wait for the face workers to end
     face_gpus = (

@@ -43,3 +43,15 @@ def test_gpu_plan_and_refusals():
         plan_stages(RuntimeConfig(), 4, 0, device="cuda")
     with pytest.raises(RuntimeError, match="reserve"):
         plan_stages(RuntimeConfig(face_actors=4, face_cpus=1.0), 2, 0)
+
+
+def test_no_more_face_workers_than_videos():
+    # a face worker takes a whole video: the pool, its GPU shares and the plan the run prints say so
+    plan = plan_stages(RuntimeConfig(), 16, 0, videos=2)
+    assert plan.face_actors == 2 and plan.describe().startswith("faces 2 x 1 CPU")
+    assert (
+        plan_stages(RuntimeConfig(), 16, 0, videos=100).face_actors
+        == plan_stages(RuntimeConfig(), 16, 0).face_actors
+    )
+    few = plan_stages(RuntimeConfig(face_device="cuda"), 16, 1, videos=2)
+    assert few.face_actors == 2 and few.face_gpus == 0.25
