@@ -49,6 +49,7 @@ class RuntimeConfig:
         None  # Ray cluster to join ("host:port", "ray://..."); None: $RAY_ADDRESS, else local
     )
     num_cpus: int | None = None  # CPUs of a local Ray (None: the machine's cores)
+    num_gpus: int | None = None  # GPUs of a local Ray (None: those Ray finds, CUDA_VISIBLE_DEVICES heeded)
     use_gpu: bool | None = None  # backbone on a GPU; None: when the cluster has one
     # where the face workers' detector runs. "cpu" also where the backbone has a GPU: following a face costs
     # a few small R-Net / O-Net calls per frame, which a GPU runs no faster than one CPU core, and each face
@@ -106,6 +107,7 @@ def _init(cfg: RuntimeConfig) -> bool:
             ray.init(
                 address="local",
                 num_cpus=cfg.num_cpus or os.cpu_count(),
+                num_gpus=cfg.num_gpus,
                 include_dashboard=False,
                 object_store_memory=cfg.object_store_memory,
                 logging_level=logging.WARNING,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.extract.plan import plan_stages
-from jobs.extract.runtime import RuntimeConfig
+from jobs.extract.runtime import RuntimeConfig, ray_session
 
 
 @pytest.mark.parametrize("cpus", [1, 2, 3, 4, 16, 64])
@@ -55,3 +55,43 @@ def test_no_more_face_workers_than_videos():
     )
     few = plan_stages(RuntimeConfig(face_device="cuda"), 16, 1, videos=2)
     assert few.face_actors == 2 and few.face_gpus == 0.25
+
+
+def test_every_pool_of_a_gpu_plan_is_placed_at_once(tmp_path_factory):
+    # a real local Ray that has one GPU (Ray places by the resources it is told of; nothing here uses the
+    # GPU): every worker of the plan's pools holds its CPU and GPU shares at the same time
+    import ray
+
+    cfg = RuntimeConfig(
+        num_cpus=4, num_gpus=1, face_device="cuda", temp_dir=str(tmp_path_factory.mktemp("ray"))
+    )
+    with ray_session(cfg) as resources:
+        assert resources["GPU"] == 1
+        plan = plan_stages(cfg, resources["CPU"], resources["GPU"], "cuda")
+        assert plan.face_actors == 2 and plan.reserved_gpus == 1
+
+        @ray.remote
+        class Worker:
+            def ready(self) -> bool:
+                return True
+
+        def start(n: int, cpus: float, gpus: float) -> list:
+            return [Worker.options(num_cpus=cpus, num_gpus=gpus).remote() for _ in range(n)]
+
+        # a whole GPU for the backbone beside the face workers' shares (the plan of before) waits for them
+        faces = start(plan.face_actors, plan.face_cpus, plan.face_gpus)
+        ray.get([w.ready.remote() for w in faces], timeout=120)
+        backbone = start(1, plan.backbone_cpus, 1.0)
+        whole = backbone[0].ready.remote()
+        assert ray.wait([whole], timeout=3)[1], "a whole GPU was placed beside the face workers' shares"
+        for w in faces:
+            ray.kill(w)
+        assert ray.get(whole, timeout=120)  # placed once they are gone
+        ray.kill(backbone[0])
+        # the plan's own pools are all placed at once
+        workers = start(plan.face_actors, plan.face_cpus, plan.face_gpus)
+        workers += start(plan.backbone_actors, plan.backbone_cpus, plan.backbone_gpus)
+        workers += start(1, plan.write_cpus, 0)
+        calls = [w.ready.remote() for w in workers]
+        ready, waiting = ray.wait(calls, num_returns=len(calls), timeout=120)
+        assert not waiting, f"{len(waiting)} of {len(calls)} workers not placed: {plan.describe()}"
