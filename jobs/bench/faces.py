@@ -134,8 +134,13 @@ def bench_faces(
                 say(f"bench: face method {method} on the {name} set ({len(videos)} videos, turn {turn + 1})")
                 passed = face_pass(videos, chosen, device, 0, warmup, threads, clock)
                 passes[(method, name)] = least(passes.get((method, name)), passed)
+    clock_name = (
+        "thread CPU time, one torch thread as in a face worker"
+        if cpu
+        else "wall clock, the process's threads"
+    )
     out: dict[str, Any] = {"methods": {}, "sets": {}, "videos": {}, "timing": {
-        "clock": "thread CPU time, 1 torch thread" if cpu else "wall clock", "turns": float(max(repeats, 1))}}  # fmt: skip
+        "clock": clock_name, "turns": float(max(repeats, 1))}}  # fmt: skip
     for name, videos in sets.items():
         out["sets"][name] = {"videos": float(len(videos)), "variants": ",".join(v.variant for v in videos)}
     for method in methods:

@@ -137,7 +137,7 @@ def face_tables(fm: dict[str, Any]) -> list[str]:
     """Markdown of the face methods: each method on each set, then each video."""
     lines = [
         "Face stage by method and set (found: that subject's box at IoU >= 0.5 with its true box; "
-        "ms: detect + track CPU time per decoded frame in this process, one torch thread as in a face worker, "
+        f"ms: detect + track per decoded frame in this process, {fm['timing']['clock']}, "
         "the least of the methods' turns):",
         "",
         "| method | set | videos | face frames | found % | worst video found % | median IoU "

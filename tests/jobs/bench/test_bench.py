@@ -221,6 +221,7 @@ def test_face_goals_and_tables_put_each_method_beside_todays():
                                      "found_pct": 50.0, "median_iou": 0.8, "wrong_boxes": 1.0,
                                      "no_face_frames": 9.0, "switches": 0.0, "ms_per_frame": 3.0}}
                    for m in ("today", "new")},
+        "timing": {"clock": "wall clock", "turns": 1.0},
     }  # fmt: skip
     goals = face_goals(fm)
     assert goals["hard_found_today"]["met"] == "no" and goals["hard_found_new"]["met"] == "yes"
@@ -234,6 +235,7 @@ def test_face_goals_and_tables_put_each_method_beside_todays():
     text = "\n".join(face_tables(fm))
     assert "| today | hard | 2 | 100 | 70.0 | 20.0 (hard-dark) | 0.700 | 3/10 | 2 |" in text
     assert text.count("| hard-dark | hard |") == 2  # one row per method
+    assert "ms: detect + track per decoded frame in this process, wall clock," in text  # as timed
 
 
 def test_turns_of_a_face_method_keep_each_videos_least_time():
