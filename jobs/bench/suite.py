@@ -51,6 +51,7 @@ from jobs.bench.report import goals, markdown
 from jobs.bench.stages import bench_backbone, bench_decode, face_pass, middle_run
 from jobs.bench.videos import BenchVideoSpec, make_hard_videos, make_video, make_videos, resolution
 from jobs.extract.config import ExtractConfig, FaceSettings
+from jobs.extract.plan import FACE_GPU_ALONE
 from jobs.extract.runtime import RuntimeConfig
 from model.backbone import BackboneConfig, build_backbone
 from pipeline.cache.backbone_spec import MEMO_VAR
@@ -97,9 +98,7 @@ class BenchConfig:
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
         if self.runtime.face_device == "cuda" and self.device != "cuda":
-            raise ValueError(
-                "the face detector can run on a GPU only where the backbone does (--device cuda)"
-            )
+            raise ValueError(FACE_GPU_ALONE)
         if self.videos < 1 or self.seconds <= 0 or self.repeats < 1 or self.naive_frames < 1:
             raise ValueError("videos, seconds, repeats and naive_frames must be positive")
         if self.memory_seconds < 0 or self.memory_factor < 2:
@@ -113,7 +112,7 @@ class BenchConfig:
     @property
     def face_device(self) -> str:
         """Where the face stage is timed: where the extraction's face workers run their detector."""
-        return "cuda" if self.device == "cuda" and self.runtime.face_device == "cuda" else "cpu"
+        return self.runtime.face_device  # "cuda" only with device "cuda" (__post_init__)
 
 
 def _setup(cfg: BenchConfig) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from jobs.extract.runtime import RuntimeConfig
 
+FACE_GPU_ALONE = "the face detector can run on a GPU only where the backbone does (--device cuda)"
+
 
 @dataclass(frozen=True)
 class StagePlan:
@@ -70,7 +72,7 @@ def plan_stages(
         raise RuntimeError("a GPU was asked for but the Ray cluster has none")
     face_gpu = cfg.face_device == "cuda"
     if face_gpu and not gpu:
-        raise RuntimeError("the face detector can run on a GPU only where the backbone does (--device cuda)")
+        raise RuntimeError(FACE_GPU_ALONE)
     write = cfg.write_cpus
     if gpu:
         backbone_actors = cfg.backbone_actors or max(1, int(gpus))
