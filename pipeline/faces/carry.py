@@ -18,8 +18,10 @@ This is a template tracker of one frame's step: what stops it is a change of app
 frames (a face that leaves or is hidden shows something else in its box). The tracker
 (`pipeline.faces.follow`) carries a face at most `FaceConfig.carry_frames` frames away from a face O-Net
 accepted, while its box's side stays within `SIZE_DRIFT` of that face's (a face leaving the frame
-slowly would otherwise be followed onto what still shows of it, then onto the edge), and never onto
-another position's face.
+slowly would otherwise be followed onto what still shows of it, then onto the edge), while its box does
+not move out across the frame's edge faster than `LEAVING` a frame (a face leaving quickly: the part of the
+template still inside matches what is left of the face, one frame after the face is mostly gone), and never
+onto another position's face.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ REACH = 1.9  # side of the window searched, in face sides (the trials reach 0.8 
 COARSE = (tuple(float(x) for x in np.linspace(-0.24, 0.24, 9)), (0.92, 1.0, 1.08))
 FINE = (tuple(float(x) for x in np.linspace(-0.045, 0.045, 4)), (0.97, 1.0, 1.03))
 SIZE_DRIFT = 1.25  # a face is carried while its box's side is within this factor of the face last accepted
+# a face is not carried onto a box this much more of whose area lies past the frame's edge than of the face
+# it continues, one frame before (a few hundredths a frame where a face leans out slowly)
+LEAVING = 0.15
 SHOWN = 0.5  # least share of a template's pixels inside the frame, and inside it in a trial box, compared
 
 
@@ -158,6 +163,14 @@ def carry_faces(
             marks = (prior_marks - prior_edges[:2]) * k_xy + edges[:2]
             out.append(Carried(found, marks.astype(np.float32), similarity))
     return out
+
+
+def past_edge(box: np.ndarray, size: tuple[int, int]) -> float:
+    """The share of a box's area (4,) that lies outside a frame of `size` (H, W)."""
+    height, width = size
+    w = max(0.0, float(min(box[2], width) - max(box[0], 0.0)))
+    h = max(0.0, float(min(box[3], height) - max(box[1], 0.0)))
+    return 1.0 - w * h / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
 
 
 def _frame_edges(frame: np.ndarray, origin: np.ndarray, scale: float) -> np.ndarray:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.faces.carry import SIZE_DRIFT, carry_faces
+from pipeline.faces.carry import LEAVING, SIZE_DRIFT, carry_faces, past_edge
 from pipeline.faces.detect import box_iou
 from pipeline.faces.records import Det, about, centre_of
 from pipeline.faces.refine import refine_faces
@@ -118,12 +118,18 @@ class FrameLook(WholeFrames):
         found = carry_faces(
             [self._full[frame]] * len(names), np.stack([expect[n] for n in names]), before, self.cfg
         )
+        size = self._full[frame].shape[:2]
         out = {}
         for n, c in zip(names, found, strict=True):
             last = prior[n][1]
             # a box that shrank or grew away from the face a detector accepted follows something else
-            # (what shows of a face leaving the frame, then the frame's edge): no face
-            if c is not None and 1 / SIZE_DRIFT <= float(c.box[3] - c.box[1]) / last.side <= SIZE_DRIFT:
+            # (what shows of a face leaving the frame, then the frame's edge), and one that moved out
+            # across the edge follows what is left of a face leaving it: no face
+            if (
+                c is not None
+                and 1 / SIZE_DRIFT <= float(c.box[3] - c.box[1]) / last.side <= SIZE_DRIFT
+                and past_edge(c.box, size) - past_edge(last.box, size) <= LEAVING
+            ):
                 out[n] = Det(c.box, c.landmarks, 0.0, "tracked", last.carried + 1, last.side)
         return out
 

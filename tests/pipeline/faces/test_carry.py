@@ -11,7 +11,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from pipeline.faces.carry import COARSE, FINE, SHOWN, SIDE, _grid, _similarity, carry_faces
+from pipeline.faces.carry import COARSE, FINE, SHOWN, SIDE, _grid, _similarity, carry_faces, past_edge
 from pipeline.faces.config import FaceConfig
 from pipeline.faces.detect import box_iou
 from pipeline.synth.faces import FaceState, make_background, render_face
@@ -119,3 +119,16 @@ def test_the_similarity_compares_only_the_pixels_inside_the_frame():
     few = np.zeros_like(shown)
     few[: int(SHOWN * len(shown)) - 1] = 1  # fewer than SHOWN of the template's pixels: no similarity
     assert (_similarity(cuts, everywhere, template, few) == -1).all()
+
+
+@pytest.mark.parametrize(
+    ("box", "share"),
+    [
+        ((10.0, 10.0, 50.0, 30.0), 0.0),  # inside
+        ((-20.0, 10.0, 20.0, 30.0), 0.5),  # half past the left edge
+        ((90.0, -5.0, 110.0, 15.0), 0.625),  # past the right edge by half, the top by a quarter
+        ((-50.0, 10.0, -10.0, 30.0), 1.0),  # wholly outside
+    ],
+)
+def test_past_edge_is_the_share_of_a_box_outside_the_frame(box, share):
+    assert past_edge(np.array(box, np.float32), (60, 100)) == pytest.approx(share)

@@ -3,17 +3,19 @@ refinement: which frames are detected whole, which are refined, and what each re
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pipeline.faces import look
-from pipeline.faces.carry import SIZE_DRIFT
+from pipeline.faces.carry import LEAVING, SIZE_DRIFT, past_edge
 from pipeline.faces.records import SOURCES
 from tests.pipeline.faces.scripted import (
     FOLLOW_CFG,
     SCRIPT_CFG,
+    H,
     ScriptedCarrier,
     ScriptedRefiner,
     SizedDetector,
@@ -305,6 +307,32 @@ def test_a_carried_box_that_shrinks_away_from_the_accepted_face_is_dropped(monke
     assert 0.97**7 * SIZE_DRIFT > 1 > 0.97**8 * SIZE_DRIFT
     assert r.face[:37].all() and (r.source[30:37] == "tracked").all()
     assert not r.face[37:].any()
+
+
+@pytest.mark.parametrize("step", [1.0, 6.0], ids=["leaning-out", "leaving"])
+def test_a_carried_face_leaving_the_frame_quickly_is_dropped_at_the_edge(monkeypatch, step):
+    # O-Net accepts the 30 px face until frame 29 (its box at x 10 - 40); from there it moves left by
+    # `step` px a frame, out across the frame's edge. Appearance follows it (as it follows what is left
+    # of a face in the frame). Leaning out slowly, a thirtieth of its box a frame, it stays carried; leaving
+    # a fifth of its box a frame, it is carried only while its box does not cross the edge faster than
+    # LEAVING a frame
+    def face(i: int) -> list:
+        x = 10.0 - step * max(i - 29, 0)
+        return [(np.array([x, 20.0, x + 30.0, 50.0]), 0.99)] if x > -30 else []
+
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(lambda i: face(i) if i < 30 else []))
+    monkeypatch.setattr(look, "carry_faces", ScriptedCarrier(face, reach=0.05))
+    recs, _, _ = track(lambda i: face(i) if i < 30 else [], 50, cfg=FOLLOW_CFG)
+    r = recs["main"]
+    boxes = [face(i)[0][0] for i in range(29, 50) if face(i)]
+    moves = [past_edge(b, (H, W)) - past_edge(a, (H, W)) for a, b in itertools.pairwise(boxes)]
+    if step == 1.0:
+        assert max(moves) <= LEAVING  # never faster than the setting
+        assert r.face[:50].all() and (r.source[30:50] == "tracked").all()
+    else:
+        first = 30 + next(k for k, m in enumerate(moves) if m > LEAVING)  # 10 - 6 * 3 = -8: 27 % out
+        assert first == 32
+        assert r.face[:first].all() and not r.face[first:].any()
 
 
 def test_a_face_is_never_carried_onto_another_positions_face(monkeypatch):
