@@ -7,7 +7,9 @@ through random knots; tint and marks are piecewise constant over segments of abo
 neighbouring tints, weak tints and no tint look alike more often.
 `write_video` renders every frame (a static background plus one or two faces), encodes it with PyAV
 (libx264, yuv420p, an exact integer frame rate) under a temporary name, checks the frame count, renames the
-file into place and returns the truth rows of every frame and subject.
+file into place and returns the truth rows of every frame and subject. The encoder runs `ENCODE_THREADS`
+threads on every machine: x264's bitstream depends on its thread count, which it otherwise takes from the
+CPUs the process may use, so the same seed gave other files (and other scores) on a machine with more cores.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipeline.io import atomic_path
 from pipeline.synth.faces import MARK_POSITIONS, FaceState, make_background, render_face, sprite_size
 
 NUM_MARKS = len(MARK_POSITIONS)
+ENCODE_THREADS = 2  # x264 threads of every synthetic video (the files a 2-core machine wrote before)
 FACE_HEIGHT = (0.26, 0.44)  # face box height as a fraction of the frame height: smallest, largest
 TRUTH_SCHEMA = pa.schema(
     [
@@ -254,7 +257,7 @@ def write_video(
             stream = container.add_stream("libx264", rate=Fraction(fps))
             stored = (height, width) if rotation // 90 % 2 else (width, height)
             stream.width, stream.height, stream.pix_fmt = *stored, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": preset}
+            stream.options = {"crf": str(crf), "preset": preset, "threads": str(ENCODE_THREADS)}
             if rotation:
                 stream.set_display_rotation(rotation)
             for i in range(frames):
