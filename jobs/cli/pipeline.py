@@ -200,7 +200,7 @@ def extract(
         cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
                             backbone=backbone, device=device, address=address, rebuild=rebuild,
                             subjects=names, cache_kind=cache_kind,
-                            runtime=RuntimeConfig(address=address, face_device=face_device))  # fmt: skip
+                            runtime=RuntimeConfig(face_device=face_device))  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:

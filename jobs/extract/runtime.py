@@ -52,9 +52,10 @@ class RuntimeConfig:
     num_gpus: int | None = None  # GPUs of a local Ray (None: those Ray finds, CUDA_VISIBLE_DEVICES heeded)
     use_gpu: bool | None = None  # backbone on a GPU; None: when the cluster has one
     # where the face workers' detector runs. "cpu" also where the backbone has a GPU: following a face costs
-    # a few small R-Net / O-Net calls per frame, which a GPU runs no faster than one CPU core, and each face
-    # worker on the GPU starts CUDA (on an H200 machine, 600 frames: 21 to 23 s launch to exit with the
-    # detector on the CPU, 28.5 to 29 s on the GPU; README, Performance). "cuda": on the backbone's GPU
+    # a few small R-Net / O-Net calls per frame, which a GPU runs little faster than one CPU core, and each
+    # face worker on the GPU starts CUDA (on an H200 machine, twelve 720p videos: 32.2 and 28.5 s launch to
+    # exit with the detector on the CPU, 31.9 and 27.3 s on the GPU; README, Performance). "cuda": on the
+    # backbone's GPU
     face_device: Literal["cpu", "cuda"] = "cpu"
     face_actors: int | None = None  # decode + detect + align workers; None: from the CPUs (plan_stages)
     face_cpus: float | None = None  # CPUs reserved per face worker; None: plan_stages
