@@ -35,35 +35,50 @@ def detect_one(mtcnn: Any, frame: np.ndarray) -> tuple[np.ndarray | None, np.nda
     return np.asarray(boxes[best], np.float32), np.asarray(points[best], np.float32).reshape(5, 2)
 
 
-def naive_loop(
-    videos: Sequence[BenchVideo],
-    frames: int,
-    backbone_cfg: BackboneConfig,
-    features: FeatureConfig,
-    align: Any,
-    device: str,
-    repeats: int = 1,
-) -> dict[str, Any]:
-    """Frames/s of the per-frame loop on the first `frames` frames of each video, and of its parts: the
-    median of `repeats` passes (of an even count the slower middle one, as for the extract command), each
-    pass's frames/s listed in `runs_fps`."""
-    from facenet_pytorch import MTCNN
+class NaiveLoop:
+    """The per-frame loop on the first `frames` frames of each video, its models loaded and warmed up once,
+    so that its passes can be timed at any point of a bench run (`figures`: a block of passes; `fps`: one
+    pass, timed next to a run it is compared with)."""
 
-    mtcnn = MTCNN(keep_all=True, device=device)
-    backbone = build_backbone(backbone_cfg)
-    backbone.frozen.to(device)
-    one = replace(features, batch_size=1)
-    _warm_up(videos[0], mtcnn, backbone, one, align)
-    passes = [_pass(videos, frames, mtcnn, backbone, one, align, device) for _ in range(max(repeats, 1))]
-    runs = [done / sum(seconds.values()) for seconds, done, _ in passes]
-    seconds, done, scores = middle_run(passes, key=lambda p: sum(p[0].values()))
-    return {
-        "frames": float(done),
-        "fps": done / sum(seconds.values()),
-        "runs_fps": runs,
-        "parts_fps": {k: done / v for k, v in seconds.items() if v > 0},
-        "mtcnn_full": {"fps": done / seconds["detect"], **pooled(scores).figures()},
-    }
+    def __init__(
+        self,
+        videos: Sequence[BenchVideo],
+        frames: int,
+        backbone_cfg: BackboneConfig,
+        features: FeatureConfig,
+        align: Any,
+        device: str,
+    ) -> None:
+        from facenet_pytorch import MTCNN
+
+        self.videos, self.frames, self.align, self.device = videos, frames, align, device
+        self.mtcnn = MTCNN(keep_all=True, device=device)
+        self.backbone = build_backbone(backbone_cfg)
+        self.backbone.frozen.to(device)
+        self.one = replace(features, batch_size=1)
+        _warm_up(videos[0], self.mtcnn, self.backbone, self.one, align)
+
+    def _pass(self) -> tuple[dict[str, float], int, list[Any]]:
+        return _pass(self.videos, self.frames, self.mtcnn, self.backbone, self.one, self.align, self.device)
+
+    def fps(self) -> float:
+        """Frames/s of one pass."""
+        seconds, done, _ = self._pass()
+        return done / sum(seconds.values())
+
+    def figures(self, repeats: int = 1) -> dict[str, Any]:
+        """Frames/s of the loop and of its parts: the median of `repeats` passes (of an even count the slower
+        middle one, as for the extract command), each pass's frames/s listed in `runs_fps`."""
+        passes = [self._pass() for _ in range(max(repeats, 1))]
+        runs = [done / sum(seconds.values()) for seconds, done, _ in passes]
+        seconds, done, scores = middle_run(passes, key=lambda p: sum(p[0].values()))
+        return {
+            "frames": float(done),
+            "fps": done / sum(seconds.values()),
+            "runs_fps": runs,
+            "parts_fps": {k: done / v for k, v in seconds.items() if v > 0},
+            "mtcnn_full": {"fps": done / seconds["detect"], **pooled(scores).figures()},
+        }
 
 
 def _warm_up(video: BenchVideo, mtcnn: Any, backbone: Any, one: FeatureConfig, align: Any) -> None:

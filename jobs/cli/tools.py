@@ -151,6 +151,7 @@ def bench(
     OUTPUT/bench.md and prints the tables. The face stage of each method is scored per subject against the
     true boxes: found where that subject's box has IoU >= 0.5 with its true box, median IoU, boxes on
     frames without a face, identity switches; and timed in worker ms per frame, per set and per video.
+    Each run of the extract command is compared with the naive loop's passes timed just before and after it.
     """
     from jobs.bench.faces import parse_methods
     from jobs.bench.report import markdown

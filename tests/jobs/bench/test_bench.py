@@ -177,6 +177,24 @@ def test_bench_tiny_writes_positive_figures(tmp_path):
         and "| extract | the command, a machine's first run |" in table
     )
     assert first["specs_remembered"] == 1  # the first run remembered the spec, which the second one read
+    # each run against the mean of the naive passes timed just before and after it: the goal is the median
+    # of those ratios (of two, the lower), and the runs over the block of passes are reported beside it
+    passes = command["naive_passes_fps"]  # before the first run, then after each of the three runs
+    assert len(passes) == 4 and len(command["paired_speedups"]) == 2
+    assert (
+        len(command["naive_settling_fps"]) == 4
+    )  # the first pass after the job and after each run, left out
+    paired = [
+        60 / s / ((a + b) / 2) for s, a, b in zip(command["runs_s"], passes[1:-1], passes[2:], strict=True)
+    ]
+    assert command["paired_speedups"] == pytest.approx(paired)
+    assert figures["extract"]["speedup_vs_naive_command"] == pytest.approx(min(paired))
+    assert figures["extract"]["speedup_vs_naive_command_block"] == pytest.approx(
+        command["fps"] / naive["fps"]
+    )
+    first_ratio = first["fps"] / ((passes[0] + passes[1]) / 2)
+    assert figures["extract"]["speedup_vs_naive_command_first"] == pytest.approx(first_ratio)
+    assert "each run over the naive passes just before and after it: " in table
     assert (
         figures["extract"]["speedup_vs_naive_command"] > 0
         and "| extract | the command, launch to exit |" in table
