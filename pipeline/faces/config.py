@@ -62,6 +62,10 @@ class FaceConfig:
     # <= search_size: never
     deep_size: int = 1280
     deep_every: int = 30
+    # "refine": every other look at `deep_size` (the second, the fourth, ...) is made at this longest side
+    # instead (at most the frame's own): in 1080p, faces of about 24 to 36 pixels, which the look before
+    # missed; <= deep_size: never
+    fine_size: int = 1920
     # "refine": a face found is followed back over at most this many earlier frames (as many as between
     # two deep looks: a face that one finds may have been there since the one before)
     look_back: int = 30

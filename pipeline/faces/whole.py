@@ -11,6 +11,9 @@ frames, for `lost_span` frames after its last face). A face missing that was las
 found (its box grown by a face side on every side overlaps the found one's) is taken to be hidden behind
 it, not tiny, and a short stretch without any larger face to be a face that left for a moment: neither
 costs a look at `deep_size`; a lost small face last seen away from every face found still gets it.
+Every other look at `deep_size` is made at `fine_size` instead (the frame's own 1920 pixels in 1080p):
+which face sizes MTCNN's pyramid catches depends on the view's size, and a face just under the deep
+view's reach (about 36 px in 1080p) is then found at the next deep look and followed back from there.
 A face the detector finds where a position's face is only carried by its appearance (O-Net refused it)
 replaces the carried box: the detector's box is a measurement, the carried one keeps the size of the
 last face O-Net accepted, which may have grown off the face or no longer fit a face that changed.
@@ -234,6 +237,8 @@ class WholeFrames:
             return None
         self._last_deep = s
         self.deep_frames += 1
+        if self.deep_frames % 2 == 0:  # every other deep look finer (the one before may have missed a face)
+            deep = max(deep, min(cfg.fine_size, max(full.shape[:2])))
         return downscale(full[None], deep)[0]
 
     def _assign(

@@ -411,3 +411,27 @@ def test_a_weak_face_box_larger_than_expected_grows_only_halfway():
     np.testing.assert_allclose((steady[:2] + steady[2:]) / 2, [122.0, 131.0], rtol=1e-5)
     smaller = np.array([105.0, 110.0, 135.0, 140.0], np.float32)
     np.testing.assert_array_equal(look._steady(smaller, expected), smaller)  # shrinking is believed
+
+
+@pytest.mark.parametrize(("fine_size", "found"), [(W, True), (0, False)])
+def test_every_other_deep_look_is_finer_and_finds_a_face_just_under_the_deep_views_reach(
+    monkeypatch, fine_size, found
+):
+    # views at a quarter, half and three quarters of the frame, and the frame's own size every other deep
+    # look: a 14 px face is seen only at the full size (12 px there, 10.5 px at three quarters)
+    def tiny(i: int) -> list:
+        x = 60.0 + 0.2 * i
+        return [(np.array([x, 30.0, x + 14, 44.0]), 0.99)]
+
+    cfg = replace(VIEWS_CFG, deep_size=3 * W // 4, fine_size=fine_size)
+    monkeypatch.setattr(look, "refine_faces", ScriptedRefiner(tiny))
+    detector = SizedDetector(tiny, cfg.min_face_size)
+    recs, _, _ = track(tiny, 60, cfg=cfg, detector=detector)
+    r = recs["main"]
+    deep = [(i, w) for i, w in detector.views if w > cfg.search_size]
+    assert deep[0] == (0, 3 * W // 4)  # the first deep look at `deep_size` misses it
+    if found:  # the second, at the full size, finds it, and it is followed back to the first frame
+        assert deep[1] == (cfg.deep_every, W)
+        assert r.face.all()
+    else:
+        assert {w for _, w in deep} == {3 * W // 4} and not r.face.any()
