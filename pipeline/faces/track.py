@@ -74,7 +74,7 @@ class FaceTracker(Follower):
         self.frame_size = frame_size  # (H, W) of the full frames; taken from the first chunk if None
         self.detected_frames = 0  # frames the detector ran on (for throughput reports)
         self.refined_boxes = 0  # boxes refinement looked at (follow "refine")
-        self.deep_frames = 0  # frames detected whole at `deep_size` (follow "refine")
+        self.deep_frames = 0  # frames detected whole at `deep_size` (every other one `fine_size`; "refine")
         self._seen = 0  # frames pushed
         self._emitted = 0  # frames returned
         self._frontier = 0  # frames < frontier are settled: detected, or between two linked samples

@@ -71,7 +71,7 @@ class WholeFrames:
     _last_full: int  # last frame detected whole
     _last_search: int  # last frame detected whole at `search_size`
     _last_deep: int  # last frame detected whole at `deep_size`
-    deep_frames: int  # frames detected whole at `deep_size`
+    deep_frames: int  # frames detected whole at `deep_size` (every other one at `fine_size`)
     _last: dict[str, tuple[int, np.ndarray] | None]  # position -> (frame, box) of its last face, if any
     _refuted: dict[str, set[int]]  # per position: frames where refinement found no face of it
 
