@@ -4,7 +4,9 @@
 one video per face task, pools sized by `jobs.extract.plan.plan_stages`, Ray Data blocks bounded in
 bytes so that a video streams chunk by chunk, and a bounded number of retries for work whose worker died
 (`RuntimeConfig.task_retries`; Ray Data's default retries for ever). A task that still fails loses its
-video or batch, not the run (`max_errored_blocks`): the driver reports its subjects as failures.
+video or batch, not the run (`max_errored_blocks`): the driver reports its subjects as failures. Where the
+plan joins the writer to the one backbone (or crop) worker (`StagePlan.write_joined`), those two stages are
+one pool of one worker.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Any
 from jobs.extract.config import ExtractConfig
 from jobs.extract.plan import StagePlan
 from jobs.extract.spec import spec_with
-from jobs.extract.stages.deferred import BackboneWorker, CropWorker, FaceWorker, WriteWorker
+from jobs.extract.stages.deferred import (
+    BackboneWorker,
+    BackboneWriteWorker,
+    CropWorker,
+    CropWriteWorker,
+    FaceWorker,
+    WriteWorker,
+)
 from jobs.extract.stages.write import pause_from_env
 from pipeline.cache.write import CacheWriter
 
@@ -55,48 +64,49 @@ def _stages(cfg: ExtractConfig, plan: StagePlan, items: list[dict], writer: Cach
             "threads": plan.face_threads,
         },
     )
-    if cfg.kind == "crops":  # crops are encoded, not run through the backbone
-        ds = ds.map_batches(
-            CropWorker,
+    crops = cfg.kind == "crops"  # crops are encoded, not run through the backbone
+    make = {"codec": cfg.crops} if crops else _backbone_kwargs(cfg, plan, writer.spec)
+    write = {
+        "opener": writer.opener(),
+        "pause_s": pause_from_env(),
+        "describe": spec_with(cfg) if writer.spec is None else None,  # the backbone workers describe it
+    }
+    if plan.write_joined:  # one worker makes the maps and writes them
+        return ds.map_batches(
+            CropWriteWorker if crops else BackboneWriteWorker,
             batch_size=cfg.runtime.backbone_batch,
-            compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
-            num_cpus=plan.backbone_cpus,
+            compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
+            num_cpus=plan.backbone_cpus + plan.write_cpus,
             max_task_retries=retries,
-            fn_constructor_kwargs={"codec": cfg.crops},
+            fn_constructor_kwargs={"make": make, "write": write},
         )
-    else:
-        ds = _backbone_stage(ds, cfg, plan, writer.spec)
+    ds = ds.map_batches(
+        CropWorker if crops else BackboneWorker,
+        batch_size=cfg.runtime.backbone_batch,
+        compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
+        num_cpus=plan.backbone_cpus,
+        num_gpus=None if crops else plan.backbone_gpus or None,
+        max_task_retries=retries,
+        fn_constructor_kwargs=make,
+    )
     return ds.map_batches(
         WriteWorker,
         batch_size=cfg.runtime.write_batch,
         compute=ray.data.ActorPoolStrategy(size=1),  # one writer: it holds each subject's open shard
         num_cpus=plan.write_cpus,
         max_task_retries=retries,
-        fn_constructor_kwargs={
-            "opener": writer.opener(),
-            "pause_s": pause_from_env(),
-            "describe": spec_with(cfg) if writer.spec is None else None,  # the backbone workers describe it
-        },
+        fn_constructor_kwargs=write,
     )
 
 
-def _backbone_stage(ds: Any, cfg: ExtractConfig, plan: StagePlan, spec: dict | None) -> Any:
-    import ray.data
-
-    return ds.map_batches(
-        BackboneWorker,
-        batch_size=cfg.runtime.backbone_batch,
-        compute=ray.data.ActorPoolStrategy(size=plan.backbone_actors),
-        num_cpus=plan.backbone_cpus,
-        num_gpus=plan.backbone_gpus or None,
-        max_task_retries=cfg.runtime.task_retries,
-        fn_constructor_kwargs={
-            "backbone": cfg.backbone,
-            "cfg": cfg.features,
-            "device": plan.device,
-            "threads": plan.backbone_threads,
-            # each worker checks that the backbone it built is the one the spec describes; without one, the
-            # workers describe it (`jobs.extract.spec`)
-            "expect": spec,
-        },
-    )
+def _backbone_kwargs(cfg: ExtractConfig, plan: StagePlan, spec: dict | None) -> dict[str, Any]:
+    """The backbone stage's constructor arguments."""
+    return {
+        "backbone": cfg.backbone,
+        "cfg": cfg.features,
+        "device": plan.device,
+        "threads": plan.backbone_threads,
+        # each worker checks that the backbone it built is the one the spec describes; without one, the
+        # workers describe it (`jobs.extract.spec`)
+        "expect": spec,
+    }

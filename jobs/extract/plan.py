@@ -32,6 +32,10 @@ class StagePlan:
     backbone_threads: int  # torch threads per backbone worker
     write_cpus: float  # CPUs reserved for the writer (one)
     device: str  # "cuda" or "cpu": where the backbone and detector run
+    # the writer runs inside the one backbone (or crop) worker instead of in a worker of its own: on the
+    # CPU, one process fewer to start and no maps passed between processes save more than overlapping the
+    # write with the next batch gains (`plan_stages`)
+    write_joined: bool = False
 
     @property
     def reserved_cpus(self) -> float:
@@ -52,7 +56,12 @@ class StagePlan:
                 if self.backbone_gpus
                 else f" ({self.backbone_threads} threads)"
             )
-            + f", write 1 x {self.write_cpus:g} CPU on {self.device}"
+            + (
+                f", write in the backbone worker (+ {self.write_cpus:g} CPU)"
+                if self.write_joined
+                else f", write 1 x {self.write_cpus:g} CPU"
+            )
+            + f" on {self.device}"
         )
 
 
@@ -64,7 +73,8 @@ def plan_stages(
 
     CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
     one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
-    1 x 0.5, write 1 x 0.25 (1.75 of 2 reserved). With a GPU the backbone runs on it, and the face
+    1 x 0.5, write 0.25 (1.75 of 2 reserved). With one backbone worker on the CPU, the writer runs inside
+    it (`StagePlan.write_joined`); otherwise in a worker of its own. With a GPU the backbone runs on it, and the face
     workers' detector too where `cfg.face_device` is "cuda" (each worker then takes a share of it).
     """
     gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
@@ -107,6 +117,8 @@ def plan_stages(
         backbone_threads=threads,
         write_cpus=cfg.write_cpus,
         device="cuda" if gpu else "cpu",
+        # a GPU backbone worker keeps its CPU for feeding the GPU, and the writer must be one worker
+        write_joined=not gpu and backbone_actors == 1,
     )
     if plan.reserved_cpus > cpus:
         raise RuntimeError(

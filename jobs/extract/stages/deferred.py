@@ -1,7 +1,9 @@
 """The extraction's Ray Data stages as the driver hands them over: each names its stage class by import
 path and builds it in its worker, so that the driver imports none of their dependencies (the face stage's
 detector pulls in torchvision: 1.3 s of a 2-core machine while Ray starts). Ray's logs and Ray Data's
-stats name them `FaceWorker`, `BackboneWorker`, `CropWorker` and `WriteWorker`.
+stats name them `FaceWorker`, `BackboneWorker`, `CropWorker` and `WriteWorker`, and where the writer runs
+inside the one backbone or crop worker (`jobs.extract.plan.StagePlan.write_joined`), `BackboneWriteWorker`
+and `CropWriteWorker`.
 
 A stage whose module imports torchvision names the library in `libraries`: the worker imports it first
 without `torch._dynamo` (`model.lazy_dynamo`), about 1.5 s of CPU less per worker while the others start.
@@ -50,3 +52,25 @@ class CropWorker(Deferred):
 
 class WriteWorker(Deferred):
     stage = "jobs.extract.stages.write.WriteStage"
+
+
+class WritingWorker:
+    """Ray Data stage: the stage `make` and then the write stage in one worker (a pool of one, as the writer
+    must be): every batch is made into maps (or crop images) and written where it was made."""
+
+    make: ClassVar[type[Deferred]]
+
+    def __init__(self, make: dict[str, Any], write: dict[str, Any]):  # each stage's constructor arguments
+        self.maker = self.make(**make)
+        self.writer = WriteWorker(**write)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:
+        return self.writer(self.maker(batch))
+
+
+class BackboneWriteWorker(WritingWorker):
+    make = BackboneWorker
+
+
+class CropWriteWorker(WritingWorker):
+    make = CropWorker

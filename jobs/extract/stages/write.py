@@ -6,8 +6,9 @@ streams row groups into the subject's shard under a temporary name, and closes i
 place) once the subject's END row has come and every frame before it. The driver gets only summary rows
 (`jobs.extract.rows`): one per run of consecutive frames written, one per closed shard (END, with its
 frame, face and byte counts, for the manifest) and one per failed subject (FAIL). A subject's rows must
-all reach the same writer, so the stage has one worker (`jobs.extract.plan.plan_stages`). Where the driver
-had no spec (`jobs.extract.spec`), the stage adopts the one the backbone workers send with their rows.
+all reach the same writer, so the stage has one worker, or runs inside the one backbone or crop worker
+(`jobs.extract.plan.StagePlan.write_joined`). Where the driver had no spec (`jobs.extract.spec`), the
+stage adopts the one the backbone workers send with their rows.
 
 Kept in a module of its own so that its worker imports neither torch nor the detector.
 """

@@ -288,10 +288,19 @@ def test_a_backbone_other_than_the_remembered_spec_stops_the_run(dataset, local_
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "runtime, plan",
+    [
+        (RuntimeConfig(), "write in the backbone worker"),  # the one backbone worker writes too
+        (RuntimeConfig(backbone_actors=2, backbone_cpus=0.25), "write 1 x 0.25 CPU"),  # a writer apart
+    ],
+    ids=["writer-joined", "writer-apart"],
+)
 def test_a_machine_s_first_run_takes_the_spec_from_its_backbone_workers(dataset, reference, local_ray,
-                                                                        tmp_path, monkeypatch):  # fmt: skip
+                                                                        tmp_path, monkeypatch, runtime, plan):  # fmt: skip
     # nothing remembered: the driver builds no backbone (here it cannot), the workers describe it, and the
-    # cache is the one a driver that knew the spec makes; the next run's driver reads the spec it remembered
+    # cache is the one a driver that knew the spec makes; the next run's driver reads the spec it remembered.
+    # With the writer in a worker of its own, two backbone workers each describe it to the writer
     root, subjects, _ = dataset
     monkeypatch.setenv(MEMO_VAR, str(tmp_path / "memo"))
 
@@ -299,9 +308,12 @@ def test_a_machine_s_first_run_takes_the_spec_from_its_backbone_workers(dataset,
         raise AssertionError("the driver built the backbone")
 
     monkeypatch.setattr(backbone_spec_module, "_built", no_build)  # the driver's process only
-    cfg = ExtractConfig(input=root, cache=str(tmp_path / "cache"), faces=SETTINGS, subjects=tuple(subjects))
+    cfg = ExtractConfig(
+        input=root, cache=str(tmp_path / "cache"), faces=SETTINGS, subjects=tuple(subjects), runtime=runtime
+    )
     report = extract(cfg, print)
     assert report.exit_code == 0 and sorted(report.cached) == sorted(subjects)
+    assert plan in report.plan, report.plan
     assert_same_cache(cfg.cache, reference[0], subjects)
     assert open_cache(cfg.cache).spec == open_cache(reference[0]).spec
     memo = tmp_path / "memo" / "backbone-specs" / f"{memo_key(cfg.backbone)}.json"

@@ -24,6 +24,18 @@ def test_two_cores_leave_room_for_every_stage():
     assert plan.reserved_cpus < 2
 
 
+def test_the_writer_joins_the_one_cpu_backbone_worker_only():
+    # one backbone worker on the CPU writes too; a GPU backbone or a pool of several keeps a writer apart
+    joined = plan_stages(RuntimeConfig(), 2, 0)
+    assert joined.write_joined and "write in the backbone worker (+ 0.25 CPU)" in joined.describe()
+    assert plan_stages(RuntimeConfig(), 64, 0).write_joined
+    for apart in (
+        plan_stages(RuntimeConfig(), 16, 1),
+        plan_stages(RuntimeConfig(backbone_actors=2), 16, 0),
+    ):
+        assert not apart.write_joined and "write 1 x 0.25 CPU" in apart.describe()
+
+
 def test_gpu_plan_and_refusals():
     plan = plan_stages(RuntimeConfig(), 16, 1)
     assert plan.device == "cuda" and plan.backbone_gpus == 1.0
@@ -91,7 +103,8 @@ def test_every_pool_of_a_gpu_plan_is_placed_at_once(tmp_path_factory):
         # the plan's own pools are all placed at once
         workers = start(plan.face_actors, plan.face_cpus, plan.face_gpus)
         workers += start(plan.backbone_actors, plan.backbone_cpus, plan.backbone_gpus)
-        workers += start(1, plan.write_cpus, 0)
+        if not plan.write_joined:
+            workers += start(1, plan.write_cpus, 0)
         calls = [w.ready.remote() for w in workers]
         ready, waiting = ray.wait(calls, num_returns=len(calls), timeout=120)
         assert not waiting, f"{len(waiting)} of {len(calls)} workers not placed: {plan.describe()}"
