@@ -74,8 +74,9 @@ def plan_stages(
     CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
     one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
     1 x 0.5, write 0.25 (1.75 of 2 reserved). With one backbone worker on the CPU, the writer runs inside
-    it (`StagePlan.write_joined`); otherwise in a worker of its own. With a GPU the backbone runs on it, and the face
-    workers' detector too where `cfg.face_device` is "cuda" (each worker then takes a share of it).
+    it (`StagePlan.write_joined`); otherwise in a worker of its own. With a GPU the backbone runs on it,
+    and the face workers' detector too where `cfg.face_device` is "cuda" (each worker then takes a share
+    of it).
     """
     gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
     if gpu and gpus < 1:
