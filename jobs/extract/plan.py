@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from jobs.extract.runtime import RuntimeConfig
 
 FACE_GPU_ALONE = "the face detector can run on a GPU only where the backbone does (--device cuda)"
+# below this many CPUs, and with one backbone worker on the CPU, that worker also writes: the face workers
+# keep every core busy, so a writer of its own overlaps nothing and costs a process's start. With more, the
+# one writer (about 1.3 ms of CPU per frame) may be what holds the run back: it writes beside the backbone,
+# not between its batches
+JOIN_WRITE_BELOW_CPUS = 8
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,9 @@ class StagePlan:
     backbone_threads: int  # torch threads per backbone worker
     write_cpus: float  # CPUs reserved for the writer (one)
     device: str  # "cuda" or "cpu": where the backbone and detector run
-    # the writer runs inside the one backbone (or crop) worker instead of in a worker of its own: on the
-    # CPU, one process fewer to start and no maps passed between processes save more than overlapping the
-    # write with the next batch gains (`plan_stages`)
+    # the writer runs inside the one backbone (or crop) worker instead of in a worker of its own: on a small
+    # CPU-only cluster, one process fewer to start and no maps passed between processes save more than
+    # overlapping the write with the next batch gains (`JOIN_WRITE_BELOW_CPUS`)
     write_joined: bool = False
 
     @property
@@ -73,8 +78,9 @@ def plan_stages(
 
     CPU only: one backbone worker holding a quarter of the CPUs (at least half of one), the face workers
     one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
-    1 x 0.5, write 0.25 (1.75 of 2 reserved). With one backbone worker on the CPU, the writer runs inside
-    it (`StagePlan.write_joined`); otherwise in a worker of its own. With a GPU the backbone runs on it,
+    1 x 0.5, write 0.25 (1.75 of 2 reserved). With one backbone worker on the CPU and fewer than
+    `JOIN_WRITE_BELOW_CPUS` CPUs, the writer runs inside it (`StagePlan.write_joined`); otherwise in a
+    worker of its own. With a GPU the backbone runs on it,
     and the face workers' detector too where `cfg.face_device` is "cuda" (each worker then takes a share
     of it).
     """
@@ -119,7 +125,7 @@ def plan_stages(
         write_cpus=cfg.write_cpus,
         device="cuda" if gpu else "cpu",
         # a GPU backbone worker keeps its CPU for feeding the GPU, and the writer must be one worker
-        write_joined=not gpu and backbone_actors == 1,
+        write_joined=not gpu and backbone_actors == 1 and cpus < JOIN_WRITE_BELOW_CPUS,
     )
     if plan.reserved_cpus > cpus:
         raise RuntimeError(

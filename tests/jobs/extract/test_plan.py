@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.extract.plan import plan_stages
+from jobs.extract.plan import JOIN_WRITE_BELOW_CPUS, plan_stages
 from jobs.extract.runtime import RuntimeConfig, ray_session
 
 
@@ -24,14 +24,16 @@ def test_two_cores_leave_room_for_every_stage():
     assert plan.reserved_cpus < 2
 
 
-def test_the_writer_joins_the_one_cpu_backbone_worker_only():
-    # one backbone worker on the CPU writes too; a GPU backbone or a pool of several keeps a writer apart
+def test_the_writer_joins_the_one_cpu_backbone_worker_of_a_small_cluster_only():
+    # one backbone worker on a few CPUs writes too; a GPU backbone, a pool of several or a cluster with
+    # many face workers keeps a writer apart
     joined = plan_stages(RuntimeConfig(), 2, 0)
     assert joined.write_joined and "write in the backbone worker (+ 0.25 CPU)" in joined.describe()
-    assert plan_stages(RuntimeConfig(), 64, 0).write_joined
+    assert plan_stages(RuntimeConfig(), JOIN_WRITE_BELOW_CPUS - 1, 0).write_joined
     for apart in (
+        plan_stages(RuntimeConfig(), JOIN_WRITE_BELOW_CPUS, 0),
         plan_stages(RuntimeConfig(), 16, 1),
-        plan_stages(RuntimeConfig(backbone_actors=2), 16, 0),
+        plan_stages(RuntimeConfig(backbone_actors=2), 6, 0),
     ):
         assert not apart.write_joined and "write 1 x 0.25 CPU" in apart.describe()
 
