@@ -55,22 +55,22 @@ class WriteWorker(Deferred):
 
 
 class WritingWorker:
-    """Ray Data stage: the stage `make` and then the write stage in one worker (a pool of one, as the writer
-    must be): every batch is made into maps (or crop images) and written where it was made."""
+    """Ray Data stage: the stage `maker` and then the write stage in one worker (a pool of one, as the
+    writer must be): every batch is made into maps (or crop images) and written where it was made."""
 
-    make: ClassVar[type[Deferred]]
+    maker: ClassVar[type[Deferred]]  # the stage whose rows are written
 
     def __init__(self, make: dict[str, Any], write: dict[str, Any]):  # each stage's constructor arguments
-        self.maker = self.make(**make)
-        self.writer = WriteWorker(**write)
+        self.make_rows = self.maker(**make)
+        self.write_rows = WriteWorker(**write)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
-        return self.writer(self.maker(batch))
+        return self.write_rows(self.make_rows(batch))
 
 
 class BackboneWriteWorker(WritingWorker):
-    make = BackboneWorker
+    maker = BackboneWorker
 
 
 class CropWriteWorker(WritingWorker):
-    make = CropWorker
+    maker = CropWorker
