@@ -80,9 +80,8 @@ def plan_stages(
     one CPU each for the rest, minus a quarter of a CPU left free. On 2 CPUs: faces 1 x 1, backbone
     1 x 0.5, write 0.25 (1.75 of 2 reserved). With one backbone worker on the CPU and fewer than
     `JOIN_WRITE_BELOW_CPUS` CPUs, the writer runs inside it (`StagePlan.write_joined`); otherwise in a
-    worker of its own. With a GPU the backbone runs on it,
-    and the face workers' detector too where `cfg.face_device` is "cuda" (each worker then takes a share
-    of it).
+    worker of its own. With a GPU the backbone runs on it, and the face workers' detector too where
+    `cfg.face_device` is "cuda" (each worker then takes a share of it).
     """
     gpu = (gpus >= 1 if cfg.use_gpu is None else cfg.use_gpu) if device is None else device == "cuda"
     if gpu and gpus < 1:
@@ -124,7 +123,8 @@ def plan_stages(
         backbone_threads=threads,
         write_cpus=cfg.write_cpus,
         device="cuda" if gpu else "cpu",
-        # a GPU backbone worker keeps its CPU for feeding the GPU, and the writer must be one worker
+        # a GPU backbone worker keeps its CPU for feeding the GPU, the writer must be one worker, and many
+        # face workers may need the writer's own core
         write_joined=not gpu and backbone_actors == 1 and cpus < JOIN_WRITE_BELOW_CPUS,
     )
     if plan.reserved_cpus > cpus:
