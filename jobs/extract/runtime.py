@@ -65,7 +65,8 @@ class RuntimeConfig:
     write_cpus: float = 0.25  # CPUs reserved for the writer (one per run: it holds every open shard)
     backbone_batch: int = 64  # rows per backbone call
     # rows per write call; None: each block as the backbone sends it, so that no summary waits for more
-    # rows (the writer cuts its own row groups)
+    # rows (the writer cuts its own row groups). Where the backbone worker writes (`StagePlan.write_joined`)
+    # it writes each of its batches
     write_batch: int | None = None
     # largest Ray Data block between stages; Ray's default (128 MiB) would hold a whole short video's crops
     # (150 kB a frame) in one block, so nothing downstream starts before the video is done and the face
