@@ -12,6 +12,11 @@ two shared cores, as its RGB conversion is written straight into the chunk), "de
 first, PyAV from the first frame decord did not deliver). The child process costs one more copy of every
 frame, into a shared slot that the caller views in place (the slot goes back to the child when nothing
 views the chunk any more); `isolate=False` decodes in place, without a watchdog.
+
+A child that delivered its whole video waits, idle, for the next one (`MAX_IDLE_DECODERS` per thread):
+a face worker decodes video after video in one child instead of starting an interpreter and importing
+numpy and PyAV for each (about 0.25 s of CPU and 0.15 s before the first chunk, per video). A child that
+failed, stalled or was left early is killed, never used again; one that died while idle is replaced.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+import threading
 import weakref
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
@@ -92,63 +98,132 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+class _Decoder:
+    """A decoder process (`pipeline.video.sources.main`) and this end of its socket. It serves one job (a
+    source on a video) after another: `iter_chunks` gives it back to `_IDLE` after a job that ended cleanly,
+    and kills it after any other (an error, a stall, a caller that stopped early)."""
+
+    def __init__(self) -> None:
+        self.conn, child_conn = mp.Pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from pipeline.video.sources import main; main()",
+                    str(child_conn.fileno()),
+                ],
+                pass_fds=(child_conn.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=_child_env(),
+            )
+        except OSError as err:  # e.g. out of processes or file descriptors
+            self.conn.close()
+            raise SourceFailed(f"cannot start a decoder process: {err}") from err
+        finally:
+            child_conn.close()
+        self.jobs = 0  # jobs sent to it
+
+    def send(self, job: tuple) -> bool:
+        """Send a job; whether it went (a process that died while idle takes none)."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            self.conn.send(job)
+        except OSError:  # it died just now
+            return False
+        self.jobs += 1
+        return True
+
+    def close(self) -> None:
+        """Kill the process (if it still runs) and close the socket."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.conn.close()
+
+
+MAX_IDLE_DECODERS = 1  # decoder processes kept per thread between two videos (idle: about 40 MB each)
+
+
+class _Idle(threading.local):
+    """Each thread's decoders waiting for their next job. Per thread, because a child dies with the thread
+    that started it (`PR_SET_PDEATHSIG` follows the thread): another thread's could die mid-video."""
+
+    def __init__(self) -> None:
+        self.decoders: list[_Decoder] = []
+
+
+_IDLE = _Idle()
+
+
+def _give_back(decoder: _Decoder) -> None:
+    if len(_IDLE.decoders) < MAX_IDLE_DECODERS:
+        _IDLE.decoders.append(decoder)
+    else:
+        decoder.close()
+
+
+def _decoder_for(job: tuple) -> _Decoder:
+    """A decoder process that has taken `job`: this thread's idle one where it is alive, else a new one."""
+    while _IDLE.decoders:
+        decoder = _IDLE.decoders.pop()
+        if decoder.send(job):
+            return decoder
+        decoder.close()
+    decoder = _Decoder()
+    if not decoder.send(job):
+        decoder.close()
+        raise SourceFailed(f"decoder process died on start (exit code {decoder.proc.poll()})")
+    return decoder
+
+
 def _run_isolated(
     source: FrameSource, path: Path, start: int, cfg: DecodeConfig
 ) -> Generator[np.ndarray, None, None]:
     """Run `source` in a watched child process; yield its chunks, each one a fresh array of the caller's."""
-    conn, child_conn = mp.Pipe()
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from pipeline.video.sources import main; main()",
-                str(child_conn.fileno()),
-            ],
-            pass_fds=(child_conn.fileno(),),
-            stdin=subprocess.DEVNULL,
-            env=_child_env(),
-        )
-    except OSError as err:  # e.g. out of processes or file descriptors
-        conn.close()
-        raise SourceFailed(f"cannot start a decoder process: {err}") from err
-    finally:
-        child_conn.close()
-    slots: dict[int, mmap.mmap] = {}  # the child's shared buffers, by number
+    job = (source, str(path), start, cfg.chunk_frames, cfg.num_threads)
+    decoder = _decoder_for(job)
+    slots: dict[int, mmap.mmap] = {}  # the child's shared buffers of this job, by number
     released: deque[int] = deque()  # slots whose chunk nothing views any more (filled by finalizers)
+    started = clean = False  # the child said "ready"; the job ended with "done" (it may take the next)
     try:
-        conn.send((source, str(path), start, cfg.chunk_frames, cfg.num_threads))
         timeout = cfg.start_timeout_s
         while True:
-            if not conn.poll(timeout):
+            if not decoder.conn.poll(timeout):
                 raise SourceFailed(f"stalled: nothing for {timeout:g} s")
             try:
-                kind, *payload = conn.recv()
+                kind, *payload = decoder.conn.recv()
                 if kind == "slot":  # a new shared buffer of the child: map it once
                     number, nbytes = payload
-                    fd = recv_handle(conn)
+                    fd = recv_handle(decoder.conn)
                     slots[number] = mmap.mmap(fd, nbytes)
                     os.close(fd)
                 elif kind == "chunk":
-                    frames = _receive_frames(conn, slots, released, *payload)
+                    frames = _receive_frames(decoder.conn, slots, released, *payload)
             except (EOFError, OSError, RuntimeError) as err:
-                raise SourceFailed(f"decoder process died (exit code {proc.poll()})") from err
+                if decoder.jobs > 1 and not started:  # a process kept idle died before it took the job
+                    decoder.close()
+                    decoder = _decoder_for(job)
+                    continue
+                raise SourceFailed(f"decoder process died (exit code {decoder.proc.poll()})") from err
             if kind == "ready":
-                timeout = cfg.stall_timeout_s
+                started, timeout = True, cfg.stall_timeout_s
             elif kind == "chunk":
                 # the child decodes the next chunk while the caller works on this one
-                conn.send(("next", [released.popleft() for _ in range(len(released))]))
+                decoder.conn.send(("next", [released.popleft() for _ in range(len(released))]))
                 yield frames
                 del frames  # the caller's references alone decide when the slot goes back
             elif kind == "done":
+                clean = True
                 return
             elif kind == "error":
                 raise SourceFailed(str(payload[0]))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        conn.close()
+        if clean:
+            _give_back(decoder)
+        else:
+            decoder.close()
         slots.clear()  # a mapping lives on while the caller still views a chunk in it
 
 

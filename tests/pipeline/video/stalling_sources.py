@@ -1,4 +1,4 @@
-"""Frame sources that hang, for the decode watchdog tests.
+"""Frame sources that hang, or that say which process ran them, for the decode watchdog and reuse tests.
 
 They live apart from the test module so that the decoder process that imports them starts fast (no torch,
 no pytest): the watchdog's stall timeout, not the import time, is what the tests exercise.
@@ -21,3 +21,10 @@ def stall_source(path: str, start: int, chunk_frames: int, num_threads: int, pid
         if k == after:
             time.sleep(3600)
         yield frames
+
+
+def pid_source(path: str, start: int, chunk_frames: int, num_threads: int, pidfile: str):
+    """PyAV frames; the decoder process's id is appended to `pidfile`, one line per job."""
+    with open(pidfile, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    yield from pyav_source(path, start, chunk_frames, num_threads)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 import av
@@ -18,7 +20,7 @@ from pipeline.video.decode import DecodeConfig, FrameChunk, VideoError, iter_chu
 from pipeline.video.probe import count_decoded_frames
 from pipeline.video.sources import pyav_source
 from tests.helpers import write_video
-from tests.pipeline.video.stalling_sources import stall_source
+from tests.pipeline.video.stalling_sources import pid_source, stall_source
 
 FRAMES, WIDTH, HEIGHT = 90, 320, 240
 
@@ -174,6 +176,52 @@ def test_stopping_early_kills_the_decoder(video, tmp_path):
     assert first.start == 0 and len(first.frames) == 8
     chunks.close()
     assert_dead(pidfile)
+
+
+@pytest.mark.timeout(60)
+def test_one_decoder_process_decodes_one_video_after_another(video, tmp_path):
+    # a decoder that ended its video cleanly takes the next: no new interpreter, numpy and PyAV per video
+    pidfile = tmp_path / "pids"
+    recording = [functools.partial(pid_source, pidfile=str(pidfile))]
+    cfg = DecodeConfig(chunk_frames=16)
+    first, second = collect(video, cfg, recording), collect(video, cfg, recording)
+    reference = np.concatenate([c.frames for c in collect(video, DecodeConfig(isolate=False))])
+    for chunks in (first, second):
+        assert np.array_equal(np.concatenate([c.frames for c in chunks]), reference)
+    pids = pidfile.read_text().split()
+    assert len(pids) == 2 and pids[0] == pids[1]
+    # another thread decodes in a process of its own (a child dies with the thread that started it)
+    other = threading.Thread(target=collect, args=(video, cfg, recording))
+    other.start()
+    other.join()
+    collect(video, cfg, recording)
+    *_, theirs, ours = pidfile.read_text().split()
+    assert theirs != ours == pids[0]
+
+
+@pytest.mark.timeout(60)
+def test_a_decoder_that_died_while_idle_or_failed_is_not_used_again(video, tmp_path):
+    pidfile = tmp_path / "pids"
+    recording = [functools.partial(pid_source, pidfile=str(pidfile))]
+    cfg = DecodeConfig(chunk_frames=16)
+    reference = np.concatenate([c.frames for c in collect(video, DecodeConfig(isolate=False))])
+    collect(video, cfg, recording)
+    idle = int(pidfile.read_text().split()[-1])
+    os.kill(idle, signal.SIGKILL)  # dies between two videos: the next one still decodes, in a new process
+    again = collect(video, cfg, recording)
+    assert np.array_equal(np.concatenate([c.frames for c in again]), reference)
+    replaced = int(pidfile.read_text().split()[-1])
+    assert replaced != idle
+    stalled = tmp_path / "stalled"
+    with pytest.raises(VideoError, match="stalled"):  # the idle one takes this video, stalls and is killed
+        collect(
+            video, DecodeConfig(stall_timeout_s=0.5), [functools.partial(stall_source, pidfile=str(stalled))]
+        )
+    assert int(stalled.read_text()) == replaced
+    assert_dead(stalled)
+    after = collect(video, cfg, recording)
+    assert np.array_equal(np.concatenate([c.frames for c in after]), reference)
+    assert int(pidfile.read_text().split()[-1]) not in (idle, replaced)
 
 
 @pytest.mark.timeout(60)
