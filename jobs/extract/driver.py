@@ -9,7 +9,8 @@ work items (one per video: path + subjects still to cache, longest videos first)
      (CropStage instead for a crop cache, --cache-kind crops or N >= 4: the face crops -> JPEG images)
   -> WriteStage    one actor: streams each subject's rows into its shard (temporary name), closes it (rename
                    into place) once complete -> summary rows
-  -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it)
+  -> driver        progress, stage times; lists each closed shard in the manifest (no map reaches it;
+                   rewritten at most every MANIFEST_EVERY_S, and at the end)
 ```
 
 Sizing (`jobs.extract.plan.plan_stages`): the CPU reservations of the pools never add up to every CPU, so no
@@ -53,6 +54,9 @@ from pipeline.cache.write import CacheWriter, Failure
 from pipeline.datasets import Catalogue, load_catalogue
 
 STAGES = ("decode", "detect", "align", "backbone", "write")
+# the manifest is rewritten at most this often while shards close (and once at the end): a run of many short
+# clips would otherwise rewrite the whole table for every one (`CacheWriter`'s `manifest_every_s`)
+MANIFEST_EVERY_S = 2.0
 # the failure of a subject whose work never came back: its worker process died on it, also when tried again
 NO_RESULT = (
     "no result: the worker died while working on it, also when it was tried again (killed for memory, or "
@@ -243,7 +247,7 @@ def extract(cfg: ExtractConfig, say: Say | None = None, ray_start: RayStart | No
     # the spec as remembered; else the backbone workers describe it (`jobs.extract.spec`), and it is built
     # here only to compare with a cache that exists
     writer = CacheWriter(cfg.cache, known_spec(cfg) or partial(cache_spec, cfg), rebuild=cfg.rebuild,
-                         shard=cfg.shard)  # fmt: skip
+                         shard=cfg.shard, manifest_every_s=MANIFEST_EVERY_S)  # fmt: skip
     report = ExtractReport(cache=cfg.cache)
     todo: dict[str, list[tuple[str, str]]] = {}
     for s in subjects:

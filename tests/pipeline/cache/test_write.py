@@ -139,6 +139,28 @@ def test_rerun_skips_complete_shards_and_rebuilds_a_lost_manifest(tmp_path):
     assert all(r["bytes"] == (tmp_path / r["file"]).stat().st_size for r in manifest)
 
 
+def test_a_manifest_rewritten_at_most_so_often_lists_every_shard_at_the_end_or_on_the_next_run(tmp_path):
+    writer = CacheWriter(str(tmp_path), spec(), manifest_every_s=3600.0)
+
+    def listed() -> list[str]:
+        return [r["subject"] for r in pq.read_table(tmp_path / "manifest.parquet").to_pylist()]
+
+    for name, n in (("a", 6), ("b", 4)):
+        shard = writer.opener().open(name, name)
+        shard.add(rows(n)[0])
+        shard.end(n)
+        writer.record(shard.close())
+    assert listed() == []  # the manifest was written as the writer opened the cache: both wait
+    killed_here = CacheWriter(str(tmp_path), spec())  # a run killed now: the next one lists both again
+    assert killed_here.is_complete("a") and killed_here.is_complete("b") and listed() == ["a", "b"]
+    (tmp_path / "manifest.parquet").unlink()
+    writer.finish()  # the run's end writes what it recorded
+    assert listed() == ["a", "b"]
+    every = CacheWriter(str(tmp_path / "every"), spec())  # the default: written for each shard
+    every.write_subject("c", "c", rows(3)[0])
+    assert [r["subject"] for r in pq.read_table(tmp_path / "every" / "manifest.parquet").to_pylist()] == ["c"]
+
+
 def test_a_shard_writer_needs_the_frames_from_zero(tmp_path):
     shard = ShardWriter(str(tmp_path), spec(), "v", "v")
     shard.add(rows(5, start=3)[0])
