@@ -225,6 +225,34 @@ def test_a_decoder_that_died_while_idle_or_failed_is_not_used_again(video, tmp_p
 
 
 @pytest.mark.timeout(60)
+def test_a_kept_decoder_that_dies_as_it_takes_a_video_is_replaced_without_a_failure(
+    video, tmp_path, monkeypatch
+):
+    import pipeline.video.decode as decode
+
+    pidfile = tmp_path / "pids"
+    recording = [functools.partial(pid_source, pidfile=str(pidfile))]
+    cfg = DecodeConfig(chunk_frames=16)
+    collect(video, cfg, recording)  # this thread now keeps a decoder
+    send = decode._Decoder.send
+    died: list[int] = []
+
+    def send_and_die(self, job):  # the kept one takes the job, then dies before it says "ready"
+        sent = send(self, job)
+        if sent and self.jobs > 1:
+            died.append(self.proc.pid)
+            self.proc.kill()
+            self.proc.wait()
+        return sent
+
+    monkeypatch.setattr(decode._Decoder, "send", send_and_die)
+    chunks = collect(video, cfg, recording)
+    reference = np.concatenate([c.frames for c in collect(video, DecodeConfig(isolate=False))])
+    assert np.array_equal(np.concatenate([c.frames for c in chunks]), reference)
+    assert len(died) == 1 and int(pidfile.read_text().split()[-1]) != died[0]
+
+
+@pytest.mark.timeout(60)
 def test_truncated_video_falls_back_to_pyav(tmp_path, caplog):
     # index first, so the container still claims 60 frames; noise keeps the packets of similar size
     whole = encode(tmp_path / "whole.mp4", frames=60, faststart=True, noise=40)
