@@ -188,8 +188,8 @@ def _run_isolated(
     released: deque[int] = deque()  # slots whose chunk nothing views any more (filled by finalizers)
     started = clean = False  # the child said "ready"; the job ended with "done" (it may take the next)
     try:
-        timeout = cfg.start_timeout_s
         while True:
+            timeout = cfg.stall_timeout_s if started else cfg.start_timeout_s
             if not decoder.conn.poll(timeout):
                 raise SourceFailed(f"stalled: nothing for {timeout:g} s")
             try:
@@ -208,7 +208,7 @@ def _run_isolated(
                     continue
                 raise SourceFailed(f"decoder process died (exit code {decoder.proc.poll()})") from err
             if kind == "ready":
-                started, timeout = True, cfg.stall_timeout_s
+                started = True
             elif kind == "chunk":
                 # the child decodes the next chunk while the caller works on this one
                 decoder.conn.send(("next", [released.popleft() for _ in range(len(released))]))
