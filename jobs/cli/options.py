@@ -40,6 +40,13 @@ Address = Annotated[
     str | None,
     typer.Option("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)."),
 ]
+WorkerLogs = Annotated[
+    bool,
+    typer.Option(
+        help="Show the extraction workers' own output (a library's warnings) here; it is kept in Ray's "
+        "session logs folder either way (/tmp/ray/session_latest/logs on each node)."
+    ),
+]
 Fill = Annotated[FillName, typer.Option(help="Frames without a face: linear or nearest.")]
 Cache = Annotated[str, typer.Option(help="Feature cache made by `lwaffect extract`.")]
 Subject = Annotated[

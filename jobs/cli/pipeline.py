@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,7 @@ from jobs.cli.options import (
     Threads,
     TrainableBlocks,
     TrainStride,
+    WorkerLogs,
 )
 
 
@@ -78,6 +80,7 @@ def run(
     split: Split = "test",
     cache: Annotated[Path | None, typer.Option(help="Feature cache (default: OUTPUT/cache).")] = None,
     address: Address = None,
+    worker_logs: WorkerLogs = False,
     stride: Annotated[
         int | None, typer.Option(min=1, help="Frames between prediction windows (default: the checkpoint's).")
     ] = None,
@@ -125,13 +128,14 @@ def run(
     training = {k: v for k, v in training.items() if v is not None}  # flags not given: the recipe's
     cfg = RunConfig(input=input, tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                     weights=tuple(weights or ()), output=output, split=split,
-                    cache=None if cache is None else str(cache), address=address, stride=stride, fill=fill,
+                    cache=None if cache is None else str(cache), address=address, worker_logs=worker_logs,
+                    stride=stride, fill=fill,
                     device=device, train_options=tuple(training.items()), retrain=retrain, final=final,
                     trainable_blocks=trainable_blocks, input_size=input_size, cache_kind=cache_kind)  # fmt: skip
     # Ray starts at once where a subject lacks its shard (those of the split, and of every split where a
     # model may be trained); the run stops it once the cache is complete
     when = partial(_work_left, input, cfg.cache_location, split if weights else "all")
-    with RayStart(RuntimeConfig(address=address), when) as ray_start:
+    with RayStart(RuntimeConfig(address=address, worker_logs=worker_logs), when) as ray_start:
         from jobs.run.driver import run as run_all
 
         with _fails_with_1("run", ValueError, OSError):
@@ -148,6 +152,7 @@ def extract(
     subject: Subject = "auto",
     faces: Faces = "detect",
     address: Address = None,
+    worker_logs: WorkerLogs = False,
     rebuild: Annotated[bool, typer.Option(help="Replace a cache made with other settings.")] = False,
     backbone_weights: Annotated[
         Path | None, typer.Option(help="Local backbone weights file (.pth, .pth.tar, .safetensors).")
@@ -182,7 +187,8 @@ def extract(
     names = tuple(only) if only else None
     # a rerun with nothing to do starts no Ray
     when = partial(_work_left, input, cache, split, names, rebuild)
-    with RayStart(RuntimeConfig(address=address), when) as ray_start:
+    runtime = RuntimeConfig(address=address, worker_logs=worker_logs)
+    with RayStart(runtime, when) as ray_start:
         from jobs.extract.config import ExtractConfig, sized
         from jobs.extract.driver import extract as run_extract
 
@@ -200,7 +206,7 @@ def extract(
         cfg = ExtractConfig(input=input, cache=cache, split=split, subject=subject, faces=face_settings,
                             backbone=backbone, device=device, address=address, rebuild=rebuild,
                             subjects=names, cache_kind=cache_kind,
-                            runtime=RuntimeConfig(face_device=face_device))  # fmt: skip
+                            runtime=replace(runtime, face_device=face_device))  # fmt: skip
         with _fails_with_1("extract", ValueError, OSError, RuntimeError):
             report = run_extract(cfg, say=_say, ray_start=ray_start)
     for failure in report.failures:

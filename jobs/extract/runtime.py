@@ -5,8 +5,10 @@ kept apart from what the stages do (the pools are sized from it by `jobs.extract
 starts a local Ray on loopback only (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, `address="local"`, no
 dashboard, quiet logs, its workers importing Ray Data as they start: `PRELOAD`, socket connections retried
 every 0.1 s: `CONNECT_RETRY`, its new node looked up without Ray's one-second sleeps:
-`jobs.extract.node_lookup`) or joins a cluster (`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which
-`ray start` enables by default in Ray 2.60).
+`jobs.extract.node_lookup`, no autoscaler monitor, API server or log monitor: `jobs.extract.lean_head`) or
+joins a cluster (`address` or `$RAY_ADDRESS`; `RAY_AUTH_MODE=token`, which `ray start` enables by default
+in Ray 2.60). Either way the stage workers' output reaches the driver's terminal only where asked
+(`RuntimeConfig.worker_logs`).
 `RayStart` begins that in a background thread, so that it overlaps the driver's own start-up.
 `node_address` tells a stage worker which node it runs on (reported per row, listed in the run's report).
 """
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from jobs.extract.lean_head import lean_head
 from jobs.extract.node_lookup import prompt_node_lookup
 
 LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0" keeps a local Ray on 127.0.0.1 (read at import)
@@ -78,6 +81,11 @@ class RuntimeConfig:
     task_retries: int = 1
     object_store_memory: int | None = None  # bytes of a local Ray's object store; None: Ray's default
     temp_dir: str | None = None  # a local Ray's session folder root; None: Ray's default (/tmp/ray)
+    # the stage workers' own output (stdout, stderr: a library's warnings) streamed to the driver's terminal,
+    # by Ray's log monitor (about 0.3 s of the command on 2 cores: README, Performance); either way it stays
+    # in the Ray session's logs folder (worker-*.out / .err under TEMP_DIR/session_latest/logs, per node).
+    # A stage's failures reach the driver without it: each failed video is reported with its reason
+    worker_logs: bool = False
 
 
 def cluster_address(cfg: RuntimeConfig) -> str | None:
@@ -105,7 +113,7 @@ def _init(cfg: RuntimeConfig) -> bool:
     address = cluster_address(cfg)
     if address is None:
         _loopback_only()
-        with prompt_node_lookup():
+        with prompt_node_lookup(), lean_head(log_monitor=cfg.worker_logs):
             ray.init(
                 address="local",
                 num_cpus=cfg.num_cpus or os.cpu_count(),
@@ -113,6 +121,7 @@ def _init(cfg: RuntimeConfig) -> bool:
                 include_dashboard=False,
                 object_store_memory=cfg.object_store_memory,
                 logging_level=logging.WARNING,
+                log_to_driver=cfg.worker_logs,
                 _temp_dir=cfg.temp_dir,
                 _system_config={"preload_python_modules": list(PRELOAD), **CONNECT_RETRY},
             )
@@ -120,7 +129,8 @@ def _init(cfg: RuntimeConfig) -> bool:
         _cluster_mode()
         _token_auth()
         # on a loopback cluster (127.0.0.x) the driver claims the address it joins as its node's
-        ray.init(address=address, logging_level=logging.WARNING, _node_ip_address=_loopback_host(address))
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=cfg.worker_logs,
+                 _node_ip_address=_loopback_host(address))  # fmt: skip
     return True
 
 
@@ -161,7 +171,9 @@ class RayStart:
             self._ready.set()
         if started:
             self._stop.wait()
-            _shutdown()
+            import ray
+
+            ray.shutdown()
 
     def wait(self) -> None:
         """Block until Ray is up; raise what starting it raised."""
@@ -208,24 +220,7 @@ def ray_session(cfg: RuntimeConfig, start: RayStart | None = None) -> Iterator[d
         yield ray.cluster_resources()
     finally:
         if started:
-            _shutdown()
-
-
-def _shutdown() -> None:
-    """`ray.shutdown`, the local Ray's autoscaler monitor killed first: Ray stops the monitor after the GCS,
-    and the monitor's SIGTERM handler then waits on the GCS until Ray kills it a second later (1.0 of the
-    1.4 s of a local shutdown on 2 cores). A local Ray of fixed size has nothing for it to scale; a driver
-    that joined a cluster started no monitor and kills none."""
-    import ray
-    from ray._private import ray_constants
-    from ray._private import worker as ray_worker
-
-    node = getattr(ray_worker, "_global_node", None)
-    for info in getattr(node, "all_processes", {}).get(ray_constants.PROCESS_TYPE_MONITOR, []):
-        if info.process.poll() is None:
-            info.process.kill()
-            info.process.wait()
-    ray.shutdown()
+            ray.shutdown()
 
 
 def node_address() -> str:

@@ -83,7 +83,7 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say, ray_start: Any 
     try:
         report = extract(
             ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all", faces=faces,
-                          backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address),
+                          backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address, worker_logs=cfg.worker_logs),
                           cache_kind=cfg.cache_kind),
             say=say, ray_start=ray_start,
         )  # fmt: skip

@@ -44,8 +44,27 @@ def test_a_local_ray_stays_on_loopback_without_uv_and_a_cluster_gets_both_back(m
 
 
 RAY_START = """
-import sys
+import io, sys, time
 from jobs.extract.runtime import RayStart, RuntimeConfig, ray_session
+
+class Tee(io.TextIOBase):  # this driver's stdout, kept: what reached it from the workers
+    def __init__(self, out): self.out, self.text = out, []
+    def write(self, s): self.text.append(s); return self.out.write(s)
+    def flush(self): self.out.flush()
+
+sys.stdout = Tee(sys.stdout)
+HELLO = "hello from a " + "worker"  # as a whole only in the worker's output
+
+def heard(ray, within):  # a task's print reaches this driver within `within` seconds
+    ray.get(ray.remote(lambda: print(HELLO, flush=True)).remote())
+    end = time.monotonic() + within
+    while HELLO not in "".join(sys.stdout.text) and time.monotonic() < end:
+        time.sleep(0.1)
+    return HELLO in "".join(sys.stdout.text)
+
+def head(ray):  # the processes Ray started for the head node, beside those every node has
+    return sorted({"monitor", "log_monitor", "dashboard"} & set(ray._private.worker._global_node.all_processes))
+
 cfg = RuntimeConfig(num_cpus=1, temp_dir=sys.argv[1])
 with RayStart(cfg) as start:
     import torch  # the driver's own start-up goes on meanwhile
@@ -61,12 +80,18 @@ with RayStart(cfg) as start:
         print("retry", *ray.get(ray.remote(retry).remote()), flush=True)
         # and the driver looks nodes up with Ray's own lookup again once Ray has started
         print("lookup", ray._private.services.get_node.__module__, flush=True)
+        # no autoscaler monitor, API server or log monitor, and no worker's output on this terminal
+        print("head", *head(ray), "heard", heard(ray, within=3), flush=True)
+        print("restored", ray._private.node.Node.start_monitor.__module__, flush=True)
     print("after session", ray.is_initialized(), flush=True)
 print("after close", ray.is_initialized(), flush=True)
+cfg = RuntimeConfig(num_cpus=1, temp_dir=sys.argv[1], worker_logs=True)
 with RayStart(cfg, when=lambda: False) as start:  # nothing to do, it said: no early Ray
     print("skipped", start.skipped, ray.is_initialized(), flush=True)
     with ray_session(cfg, start) as resources:  # there was something after all: the session starts Ray
         print("cpus", resources["CPU"], flush=True)
+        # the workers' output asked for: the log monitor runs and brings it
+        print("head", *head(ray), "heard", heard(ray, within=30), flush=True)
     print("after session", ray.is_initialized(), flush=True)
 """
 
@@ -91,10 +116,17 @@ def test_ray_started_in_a_thread_runs_tasks_and_stops_on_close_or_is_left_to_the
         left = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
         shutil.rmtree(temp, ignore_errors=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split("\n")[:7] == ["cpus 1.0", "task 2.0", "preloaded True", "retry 100 100",
-                                          "lookup ray._private.services", "after session True",
-                                          "after close False"]  # fmt: skip
-    assert run.stdout.split("\n")[7:10] == ["skipped True False", "cpus 1.0", "after session False"]
+    lines = [line for line in run.stdout.split("\n") if "hello from a worker" not in line]
+    assert lines[:9] == ["cpus 1.0", "task 2.0", "preloaded True", "retry 100 100", "lookup ray._private.services",
+                         "head heard False", "restored ray._private.node", "after session True",
+                         "after close False"]  # fmt: skip
+    assert lines[9:13] == [
+        "skipped True False",
+        "cpus 1.0",
+        "head log_monitor heard True",
+        "after session False",
+    ]
+    assert run.stdout.count("hello from a worker") == 1  # the second session's worker, not the first's
     assert "SIGTERM handler is not set" not in run.stderr
     assert left == [], left  # closing stopped the local Ray it started
 
