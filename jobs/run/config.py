@@ -29,9 +29,8 @@ class RunConfig:
     split: str = "test"  # split whose subjects are predicted: train, validation, test or all
     cache: str | None = None  # feature cache location; None: OUTPUT/cache
     address: str | None = None  # Ray cluster to extract on; None: $RAY_ADDRESS, else a local Ray
-    worker_logs: bool = (
-        False  # the extraction workers' own output on the terminal (RuntimeConfig.worker_logs)
-    )
+    # the extraction workers' own output on the terminal (jobs.extract.runtime.RuntimeConfig.worker_logs)
+    worker_logs: bool = False
     stride: int | None = None  # frames between prediction windows; None: the checkpoint's
     fill: FillMethod = "linear"  # frames without a face: "linear" or "nearest"
     device: str = "cpu"  # device of the temporal model: cpu, cuda or cuda:N

@@ -80,11 +80,11 @@ def extract_stage(cfg: RunConfig, subjects: list[str], say: Say, ray_start: Any 
     started = time.perf_counter()
     n, size = backbone_cut(cfg)  # the flags', else the recipe's
     faces, backbone = sized(trainable_blocks=n, input_size=size)
+    runtime = RuntimeConfig(address=cfg.address, worker_logs=cfg.worker_logs)
     try:
         report = extract(
             ExtractConfig(input=Path(cfg.input), cache=cfg.cache_location, split="all", faces=faces,
-                          backbone=backbone, subjects=tuple(subjects), runtime=RuntimeConfig(address=cfg.address, worker_logs=cfg.worker_logs),
-                          cache_kind=cfg.cache_kind),
+                          backbone=backbone, subjects=tuple(subjects), runtime=runtime, cache_kind=cfg.cache_kind),
             say=say, ray_start=ray_start,
         )  # fmt: skip
     finally:
