@@ -28,3 +28,17 @@ def pid_source(path: str, start: int, chunk_frames: int, num_threads: int, pidfi
     with open(pidfile, "a") as f:
         f.write(f"{os.getpid()}\n")
     yield from pyav_source(path, start, chunk_frames, num_threads)
+
+
+def lending_source(path: str, start: int, chunk_frames: int, num_threads: int, record: str, chunks=None):
+    """PyAV frames written into the arrays the decoder process lends (`chunks`, where it lends them); per
+    job, the process's id and the number of arrays lent are appended to `record`."""
+    lent = []
+
+    def counted(shape):
+        lent.append(shape)
+        return chunks(shape)
+
+    yield from pyav_source(path, start, chunk_frames, num_threads, chunks=counted if chunks else None)
+    with open(record, "a") as f:
+        f.write(f"{os.getpid()} {len(lent)}\n")

@@ -20,7 +20,7 @@ from pipeline.video.decode import DecodeConfig, FrameChunk, VideoError, iter_chu
 from pipeline.video.probe import count_decoded_frames
 from pipeline.video.sources import pyav_source
 from tests.helpers import write_video
-from tests.pipeline.video.stalling_sources import pid_source, stall_source
+from tests.pipeline.video.stalling_sources import lending_source, pid_source, stall_source
 
 FRAMES, WIDTH, HEIGHT = 90, 320, 240
 
@@ -197,6 +197,23 @@ def test_one_decoder_process_decodes_one_video_after_another(video, tmp_path):
     collect(video, cfg, recording)
     *_, theirs, ours = pidfile.read_text().split()
     assert theirs != ours == pids[0]
+
+
+@pytest.mark.timeout(60)
+def test_pyav_writes_each_chunk_into_a_shared_slot_and_its_decoder_takes_the_next_video(video, tmp_path):
+    # no copy from a chunk of the source's own into the slot, and the slots it wrote in still close cleanly
+    record = tmp_path / "lent"
+    lending = [functools.partial(lending_source, record=str(record))]
+    cfg = DecodeConfig(chunk_frames=8)
+    first, second = collect(video, cfg, lending), collect(video, cfg, lending)  # each chunk held
+    inline = collect(video, DecodeConfig(chunk_frames=8, isolate=False))
+    for chunks in (first, second):
+        assert len(chunks) == len(inline) == 12
+        for a, b in zip(chunks, inline, strict=True):
+            assert np.array_equal(a.frames, b.frames)
+    jobs = [line.split() for line in record.read_text().splitlines()]
+    assert [lent for _, lent in jobs] == ["12", "12"]  # every chunk written where the parent views it
+    assert jobs[0][0] == jobs[1][0]  # by one process, which took the second video after the first
 
 
 @pytest.mark.timeout(60)
