@@ -180,12 +180,12 @@ def serve(
     no longer uses]); the source works on the next chunk meanwhile. A source that takes `chunks` is lent a
     free slot for each chunk and writes its frames there itself; other sources' chunks are copied in.
     Decoding a 720p video here, each chunk dropped at once: 2.3 -> 2.1 ms per frame (a video after the
-    first; its first 3.0 -> 2.7), 1080p 6.6 -> 5.4 (the first 8.4 to 10.9 -> 5.8 to 6.1: a 1080p chunk of
-    own memory was above glibc's mmap threshold, so every chunk was fresh pages).
+    first; its first 3.0 -> 2.7), 1080p 6.6 -> 5.4 (the first 8.4 to 10.9 -> 5.8 to 6.1: a 1080p chunk in the
+    source's own memory was above glibc's mmap threshold, so every chunk was fresh pages).
     """
     slots: list[_Slot] = []
     free: list[int] = []  # slots the parent has handed back
-    lent: list[tuple[int, np.ndarray]] = []  # the slot a source writes its chunk into, and its array
+    lent: list[tuple[int, np.ndarray]] = []  # at most one: the slot a source is filling, and its array
 
     def take(nbytes: int) -> int:  # a free slot of at least nbytes, or a new one
         number = next((i for i in free if slots[i].nbytes >= nbytes), None)
@@ -198,10 +198,9 @@ def serve(
     def lend(shape: tuple[int, int, int, int]) -> np.ndarray:  # `ChunkBuffers` for a source that takes it
         if lent:  # asked again before it yielded the last one: that slot is free again
             free.append(lent.pop()[0])
-        number = take(int(np.prod(shape)))
-        lent.append(
-            (number, np.frombuffer(slots[number].buf, np.uint8, count=int(np.prod(shape))).reshape(shape))
-        )
+        nbytes = int(np.prod(shape))
+        number = take(nbytes)
+        lent.append((number, np.frombuffer(slots[number].buf, np.uint8, count=nbytes).reshape(shape)))
         return lent[-1][1]
 
     lending = hasattr(os, "memfd_create") and "chunks" in inspect.signature(source).parameters
